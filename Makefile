@@ -1,0 +1,43 @@
+# Everything bootstraps from nothing: `make test` on a fresh clone creates the
+# venv, installs the project with its test extras, and runs the suite.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+CERTS  := certs
+
+.PHONY: help venv test lint certs run-server run-client demo bench clean
+
+help:
+	@echo "make demo        start a server, run the client against it, show the handshake"
+	@echo "make test        run the test suite (bootstraps .venv)"
+	@echo "make lint        ruff + mypy --strict"
+	@echo "make certs       create the demo PKI under $(CERTS)/ (keeps what exists)"
+	@echo "make run-server  serve on the address in mtls.toml (Ctrl-C to stop)"
+	@echo "make run-client  connect to it and exchange a few lines"
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check shared server client tests
+	$(BIN)/mypy
+
+certs: $(STAMP)
+	$(BIN)/mtls-certs demo
+
+run-server: certs
+	$(BIN)/mtls-server
+
+run-client: certs
+	$(BIN)/mtls-client
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -1,0 +1,1 @@
+"""The mTLS client: verifies the server, presents its certificate, shows the handshake."""

@@ -1,0 +1,1 @@
+"""The mTLS server: trio, client certificates required and verified."""

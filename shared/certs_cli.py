@@ -1,0 +1,305 @@
+"""``mtls-certs``: the certificate walkthrough as a command (init, issue, sign, show, verify, demo)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from cryptography import x509
+
+from .cli_support import add_config_argument, run_cli
+from .config import KEY_TYPES, Config, load_config
+from .inspect import check_certificate, describe_certificate, describe_file, format_san, render_report
+from .pki import (
+    CertificateAuthority,
+    IssuedFiles,
+    Profile,
+    atomic_write,
+    load_certificates,
+    load_csr,
+    load_private_key,
+    parse_san,
+    pem,
+    read_passphrase,
+)
+
+__all__ = ["main"]
+
+CA_PASSPHRASE_ENV = "MTLS_CA_PASSPHRASE"  # noqa: S105 - a variable name, not a secret
+DEMO_SERVER_SANS = ("DNS:localhost", "IP:127.0.0.1", "IP:::1")
+DEMO_CLIENT_SANS = ("URI:spiffe://mtls-ref.test/demo-client", "email:demo-client@mtls-ref.test")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mtls-certs",
+        description="Make and inspect the keys, CSRs and certificates of a small mTLS PKI. "
+        "Every file is standard PEM that the openssl CLI reads.",
+        epilog="Typical flow: mtls-certs init --intermediate; mtls-certs issue server server "
+        "--san DNS:localhost; mtls-certs issue client alice; mtls-certs show certs/alice.pem",
+    )
+    add_config_argument(parser)
+    parser.add_argument("--pki-dir", type=Path, help="PKI folder (overrides [pki] dir)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    init = sub.add_parser("init", help="create a self-signed root CA (and an intermediate)")
+    init.add_argument(
+        "--intermediate",
+        action="store_true",
+        help="add an intermediate CA that signs the leaves; leaves then ship a chain file",
+    )
+    init.add_argument("--common-name", help="root CA common name (overrides [pki] ca_common_name)")
+    _key_options(init, days_help="CA validity in days (overrides [pki] ca_days)")
+    init.set_defaults(func=_cmd_init)
+
+    issue = sub.add_parser(
+        "issue", help="generate key, write CSR, have the CA sign it, write the certificate"
+    )
+    issue.add_argument("role", choices=["server", "client"], help="profile: EKU serverAuth or clientAuth")
+    issue.add_argument("name", help="common name; also the file name stem (NAME.key, NAME.csr, NAME.pem)")
+    issue.add_argument(
+        "--san",
+        action="append",
+        default=[],
+        metavar="TYPE:VALUE",
+        help="subject alternative name: DNS:host, IP:addr, URI:spiffe://..., email:a@b (repeatable)",
+    )
+    issue.add_argument("--out-dir", type=Path, help="where to write (default: the PKI folder)")
+    _key_options(issue, days_help="validity in days (overrides [pki] leaf_days)")
+    _ca_passphrase_option(issue)
+    issue.set_defaults(func=_cmd_issue)
+
+    sign = sub.add_parser("sign", help="sign a CSR made elsewhere (for example by 'openssl req -new')")
+    sign.add_argument("csr", type=Path, help="PEM certificate signing request")
+    sign.add_argument(
+        "--profile",
+        required=True,
+        choices=["server", "client"],
+        help="decides the extensions; the CSR's own requests are ignored except SANs",
+    )
+    sign.add_argument(
+        "--san",
+        action="append",
+        default=None,
+        metavar="TYPE:VALUE",
+        help="replace the CSR's requested SANs (repeatable)",
+    )
+    sign.add_argument(
+        "--out",
+        type=Path,
+        help="certificate file (default: PEM on stdout); with an "
+        "intermediate CA, OUT's '-chain' sibling gets leaf + intermediate",
+    )
+    sign.add_argument("--days", type=int, help="validity in days (overrides [pki] leaf_days)")
+    sign.add_argument("--force", action="store_true", help="replace existing output files")
+    _ca_passphrase_option(sign)
+    sign.set_defaults(func=_cmd_sign)
+
+    show = sub.add_parser("show", help="describe a certificate, chain, CSR or private key (no key material)")
+    show.add_argument("file", type=Path)
+    show.add_argument("--json", action="store_true", help="machine-readable output")
+    show.add_argument("--passphrase-file", type=Path, help="to describe an encrypted key")
+    show.set_defaults(func=_cmd_show)
+
+    verify = sub.add_parser("verify", help="check a certificate offline: chain, validity, purpose, key, SAN")
+    verify.add_argument("cert", type=Path, help="certificate or chain file (leaf first)")
+    verify.add_argument("--key", type=Path, help="check that this private key belongs to the certificate")
+    verify.add_argument("--purpose", choices=["client", "server"], help="check the EKU fits this role")
+    verify.add_argument("--ca", type=Path, help="trust anchor (default: the PKI's root CA)")
+    verify.add_argument("--passphrase-file", type=Path, help="passphrase of an encrypted --key")
+    verify.set_defaults(func=_cmd_verify)
+
+    demo = sub.add_parser(
+        "demo",
+        help="the demo PKI from the config: CA + intermediate, 'server' and "
+        "'client' leaves; keeps whatever already exists",
+    )
+    demo.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def _key_options(parser: argparse.ArgumentParser, *, days_help: str) -> None:
+    parser.add_argument("--key-type", choices=KEY_TYPES, help="key algorithm (overrides [pki] key_type)")
+    parser.add_argument("--days", type=int, help=days_help)
+    parser.add_argument(
+        "--passphrase-file",
+        type=Path,
+        help="encrypt the new private key(s) (PKCS#8) with the first line of this file",
+    )
+    parser.add_argument("--force", action="store_true", help="replace existing files (never the default)")
+
+
+def _ca_passphrase_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--ca-passphrase-file",
+        type=Path,
+        help=f"passphrase of an encrypted CA key (else [pki] passphrase_file or ${CA_PASSPHRASE_ENV})",
+    )
+
+
+def _config(args: argparse.Namespace) -> Config:
+    overrides = {"pki": {"dir": args.pki_dir, "key_type": getattr(args, "key_type", None)}}
+    return load_config(args.config, overrides=overrides)
+
+
+def _load_ca(config: Config, args: argparse.Namespace) -> CertificateAuthority:
+    file = args.ca_passphrase_file or config.pki.passphrase_file
+    passphrase = read_passphrase(file, env_var=CA_PASSPHRASE_ENV)
+    return CertificateAuthority.load(config.pki, passphrase=passphrase)
+
+
+def _new_key_passphrase(args: argparse.Namespace) -> bytes | None:
+    file = args.passphrase_file
+    return read_passphrase(file, env_var=None) if file is not None else None
+
+
+def _cmd_init(args: argparse.Namespace) -> int:
+    config = _config(args)
+    pki = dataclasses.replace(
+        config.pki,
+        ca_common_name=args.common_name or config.pki.ca_common_name,
+        ca_days=args.days or config.pki.ca_days,
+    )
+    ca = CertificateAuthority.create(
+        pki, intermediate=args.intermediate, passphrase=_new_key_passphrase(args), force=args.force
+    )
+    print(
+        f"created root CA   {pki.path(pki.ca_cert)}  ({ca.root.subject.rfc4514_string()}, "
+        f"key {pki.path(pki.ca_key)} mode 0600)"
+    )
+    if ca.chain:
+        print(
+            f"created intermediate {pki.path(pki.intermediate_cert)}  "
+            f"({ca.signer_cert.subject.rfc4514_string()}, signs the leaves)"
+        )
+    print(
+        f"next: mtls-certs issue server server --san DNS:localhost --san IP:127.0.0.1\n"
+        f"      openssl x509 -in {pki.path(pki.ca_cert)} -text -noout"
+    )
+    return 0
+
+
+def _print_issued(
+    files: IssuedFiles, cert: x509.Certificate, key_desc: str, ca: CertificateAuthority
+) -> None:
+    info = describe_certificate(cert)
+    sans = ", ".join(info["sans"]) or "(none)"
+    print(f"1. generated private key  {files.key}  ({key_desc}, mode 0600)")
+    print(f"2. wrote CSR              {files.csr}  ({cert.subject.rfc4514_string()}; {sans})")
+    print(
+        f"3. CA signed it           by {ca.signer_cert.subject.rfc4514_string()}  "
+        f"(serial {info['serial']}, until {cert.not_valid_after_utc:%Y-%m-%d}, "
+        f"EKU {', '.join(info['extended_key_usage'] or [])})"
+    )
+    print(f"4. wrote certificate      {files.cert}  and chain {files.chain}")
+    print(f"next: mtls-certs show {files.cert}   or   openssl x509 -in {files.cert} -text -noout")
+
+
+def _cmd_issue(args: argparse.Namespace) -> int:
+    config = _config(args)
+    sans = [parse_san(s) for s in args.san]
+    ca = _load_ca(config, args)
+    files = ca.issue(
+        Profile(args.role),
+        args.name,
+        out_dir=args.out_dir or config.pki.dir,
+        sans=sans,
+        key_type=config.pki.key_type,
+        days=args.days or config.pki.leaf_days,
+        passphrase=_new_key_passphrase(args),
+        force=args.force,
+    )
+    cert = load_certificates(files.cert)[0]
+    _print_issued(files, cert, config.pki.key_type, ca)
+    return 0
+
+
+def _cmd_sign(args: argparse.Namespace) -> int:
+    config = _config(args)
+    csr = load_csr(args.csr)
+    ca = _load_ca(config, args)
+    sans = [parse_san(s) for s in args.san] if args.san is not None else None
+    cert = ca.sign(csr, Profile(args.profile), sans=sans, days=args.days or config.pki.leaf_days)
+    info = describe_certificate(cert)
+    if args.out is None:
+        sys.stdout.buffer.write(pem(cert, *ca.chain))
+    else:
+        atomic_write(args.out, pem(cert), force=args.force)
+        if ca.chain:
+            chain_path = args.out.with_name(f"{args.out.stem}-chain{args.out.suffix}")
+            atomic_write(chain_path, pem(cert, *ca.chain), force=args.force)
+            print(f"wrote {args.out} and chain {chain_path}", file=sys.stderr)
+        else:
+            print(f"wrote {args.out}", file=sys.stderr)
+    print(
+        f"signed {cert.subject.rfc4514_string()} as {args.profile} (serial {info['serial']}, "
+        f"EKU {', '.join(info['extended_key_usage'] or [])}, SANs {', '.join(info['sans']) or 'none'})",
+        file=sys.stderr,
+    )
+    if not info["sans"]:
+        print("warning: no SAN: pass --san so clients can check the name", file=sys.stderr)
+    return 0
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    passphrase = read_passphrase(args.passphrase_file, env_var=None) if args.passphrase_file else None
+    report = describe_file(args.file, passphrase=passphrase)
+    print(report.to_json() if args.json else render_report(report))
+    return 0
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    config = _config(args)
+    chain = load_certificates(args.cert)
+    trust_path = args.ca or config.pki.path(config.pki.ca_cert)
+    trust = load_certificates(trust_path)
+    inter_path = config.pki.path(config.pki.intermediate_cert)
+    intermediates = load_certificates(inter_path) if args.ca is None and inter_path.exists() else []
+    key = None
+    if args.key is not None:
+        passphrase = read_passphrase(args.passphrase_file)
+        key = load_private_key(args.key, passphrase)
+    checks = check_certificate(chain, trust=trust, intermediates=intermediates, key=key, purpose=args.purpose)
+    print(f"{args.cert}: {chain[0].subject.rfc4514_string()} against {trust_path}")
+    for check in checks:
+        print(f"  {check.line()}")
+    failed = [c for c in checks if not c.ok]
+    print(f"{'FAILED' if failed else 'OK'}: {len(checks) - len(failed)} of {len(checks)} checks passed")
+    return 1 if failed else 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    config = _config(args)
+    pki = config.pki
+    if not pki.path(pki.ca_cert).exists():
+        CertificateAuthority.create(pki, intermediate=True)
+        print(f"created root CA and intermediate under {pki.dir}")
+    ca = _load_ca(config, argparse.Namespace(ca_passphrase_file=None))
+    for role, sans in (("server", DEMO_SERVER_SANS), ("client", DEMO_CLIENT_SANS)):
+        if (pki.dir / f"{role}-chain.pem").exists():
+            print(f"kept existing {role} certificate {pki.dir / f'{role}.pem'}")
+            continue
+        files = ca.issue(
+            Profile(role),
+            role,
+            out_dir=pki.dir,
+            sans=[parse_san(s) for s in sans],
+            key_type=pki.key_type,
+            days=pki.leaf_days,
+        )
+        names = ", ".join(format_san(parse_san(s)) for s in sans)
+        print(f"issued {role} certificate {files.chain} ({names})")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``mtls-certs``."""
+    parser = build_parser()
+    return run_cli(lambda args: int(args.func(args)), parser, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,330 @@
+"""One typed, frozen configuration for the certs tool, the server and the client.
+
+Precedence, lowest first: built-in defaults < config file (``mtls.toml``) <
+environment (``MTLS_<SECTION>_<KEY>``) < command-line flags. The file is chosen
+by ``--config PATH``, else ``MTLS_CONFIG``, else ``./mtls.toml`` when it exists;
+with none, the defaults stand alone.
+
+Relative paths in the file are resolved against the file's own folder, so the
+same ``mtls.toml`` works from any working directory; relative paths from the
+environment or flags are resolved against the working directory, as a shell
+user expects.
+
+Every problem is one :class:`ConfigError` line naming the source, the key and
+what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, Union
+
+from .errors import ConfigError
+
+__all__ = [
+    "KEY_TYPES",
+    "TLS_VERSIONS",
+    "ClientConfig",
+    "Config",
+    "PKIConfig",
+    "ServerConfig",
+    "load_config",
+]
+
+CONFIG_ENV: Final = "MTLS_CONFIG"
+DEFAULT_CONFIG_NAME: Final = "mtls.toml"
+TLS_VERSIONS: Final = ("1.2", "1.3")
+KEY_TYPES: Final = ("rsa2048", "rsa3072", "rsa4096", "p256", "p384", "ed25519")
+LOG_FORMATS: Final = ("text", "json")
+
+
+def _choice(*allowed: str) -> dict[str, Any]:
+    return {"choices": allowed}
+
+
+def _range(low: float, high: float | None = None) -> dict[str, Any]:
+    return {"range": (low, high)}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PKIConfig:
+    """Where the certificate authority lives and how new certificates are made."""
+
+    dir: Path = Path("certs")
+    ca_cert: str = "ca.pem"
+    ca_key: str = "ca.key"
+    intermediate_cert: str = "intermediate.pem"
+    intermediate_key: str = "intermediate.key"
+    ca_common_name: str = "mtls-ref Demo Root CA"
+    key_type: str = field(default="p256", metadata=_choice(*KEY_TYPES))
+    ca_days: int = field(default=3650, metadata=_range(1, 36500))
+    leaf_days: int = field(default=365, metadata=_range(1, 36500))
+    passphrase_file: Path | None = None
+
+    def path(self, name: str) -> Path:
+        """A file inside the PKI folder."""
+        return self.dir / name
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServerConfig:
+    """The mTLS server: address, credentials, limits."""
+
+    host: str = "127.0.0.1"
+    port: int = field(default=8443, metadata=_range(0, 65535))
+    cert: Path = Path("certs/server-chain.pem")
+    key: Path = Path("certs/server.key")
+    ca: Path | None = Path("certs/ca.pem")
+    key_passphrase_file: Path | None = None
+    tls_min: str = field(default="1.2", metadata=_choice(*TLS_VERSIONS))
+    tls_max: str = field(default="1.3", metadata=_choice(*TLS_VERSIONS))
+    # Authorization after authentication: empty means every verified client.
+    allow: tuple[str, ...] = ()
+    handshake_timeout: float = field(default=10.0, metadata=_range(0.001))
+    idle_timeout: float = field(default=60.0, metadata=_range(0.001))
+    shutdown_grace: float = field(default=5.0, metadata=_range(0))
+    max_line: int = field(default=4096, metadata=_range(64, 1 << 20))
+    max_connections: int = field(default=1000, metadata=_range(1, 1_000_000))
+    log_format: str = field(default="text", metadata=_choice(*LOG_FORMATS))
+    trace: bool = False
+    keylog: Path | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClientConfig:
+    """The mTLS client: where to connect and with which credentials."""
+
+    host: str = "localhost"
+    port: int = field(default=8443, metadata=_range(1, 65535))
+    # Name checked against the server certificate; empty means "same as host".
+    server_name: str = ""
+    cert: Path | None = Path("certs/client-chain.pem")
+    key: Path | None = Path("certs/client.key")
+    ca: Path = Path("certs/ca.pem")
+    key_passphrase_file: Path | None = None
+    tls_min: str = field(default="1.2", metadata=_choice(*TLS_VERSIONS))
+    tls_max: str = field(default="1.3", metadata=_choice(*TLS_VERSIONS))
+    timeout: float = field(default=10.0, metadata=_range(0.001))
+    keylog: Path | None = None
+
+    @property
+    def expected_name(self) -> str:
+        """The name the server certificate must carry."""
+        return self.server_name or self.host
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Config:
+    """The whole file: one section per tool, plus where it came from."""
+
+    pki: PKIConfig = PKIConfig()
+    server: ServerConfig = ServerConfig()
+    client: ClientConfig = ClientConfig()
+    source: Path | None = None
+
+
+_SECTIONS: Final[dict[str, type[Any]]] = {
+    "pki": PKIConfig,
+    "server": ServerConfig,
+    "client": ClientConfig,
+}
+
+Overrides = Mapping[str, Mapping[str, Any]]
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: Overrides | None = None,
+    cwd: Path | None = None,
+) -> Config:
+    """Build the config: defaults < file < environment < ``overrides`` (from flags).
+
+    ``overrides`` maps section -> key -> value; ``None`` values are ignored so a
+    CLI can pass every flag it has.
+    """
+    env = os.environ if environ is None else environ
+    cwd = Path.cwd() if cwd is None else cwd
+    source = _choose_file(path, env, cwd)
+    values: dict[str, dict[str, Any]] = {name: {} for name in _SECTIONS}
+    if source is not None:
+        _merge_file(values, source)
+    _merge_env(values, env, cwd)
+    for section, keys in (overrides or {}).items():
+        cls = _section_class(section, "flags")
+        for key, raw in keys.items():
+            if raw is None:
+                continue
+            values[section][key] = _coerce(cls, key, raw, f"flag for [{section}] {key}", cwd)
+    base = source.parent if source is not None else cwd
+    sections = {
+        name: _SECTIONS[name](**_anchor_defaults(_SECTIONS[name], vals, base))
+        for name, vals in values.items()
+    }
+    config = Config(source=source, **sections)
+    _check_cross_field(config)
+    return config
+
+
+def _choose_file(path: str | os.PathLike[str] | None, env: Mapping[str, str], cwd: Path) -> Path | None:
+    if path is None and env.get(CONFIG_ENV):
+        path = env[CONFIG_ENV]
+    if path is not None:
+        chosen = cwd / Path(path)
+        if not chosen.is_file():
+            raise ConfigError(
+                f"config file {str(path)!r} not found: pass an existing file with --config "
+                f"or {CONFIG_ENV}, or leave both unset to use ./{DEFAULT_CONFIG_NAME} or the defaults"
+            )
+        return chosen
+    default = cwd / DEFAULT_CONFIG_NAME
+    return default if default.is_file() else None
+
+
+def _merge_file(values: dict[str, dict[str, Any]], source: Path) -> None:
+    try:
+        data = tomllib.loads(source.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{source}: cannot read the config file: {exc}") from exc
+    for section, table in data.items():
+        cls = _section_class(section, str(source))
+        if not isinstance(table, dict):
+            raise ConfigError(f"{source}: [{section}] must be a table of keys, got {table!r}")
+        for key, raw in table.items():
+            where = f"{source}: [{section}] {key}"
+            values[section][key] = _coerce(cls, key, raw, where, source.parent, text=False)
+
+
+def _merge_env(values: dict[str, dict[str, Any]], env: Mapping[str, str], cwd: Path) -> None:
+    for name, raw in env.items():
+        if not name.startswith("MTLS_") or name == CONFIG_ENV:
+            continue
+        rest = name[len("MTLS_") :].lower()
+        section, _, key = rest.partition("_")
+        if section not in _SECTIONS:
+            continue  # MTLS_KEY_PASSPHRASE and friends belong to other readers
+        cls = _SECTIONS[section]
+        if key not in _field_names(cls):
+            raise ConfigError(
+                f"environment {name}: unknown key {key!r} in [{section}]; "
+                f"known keys: {', '.join(sorted(_field_names(cls)))}"
+            )
+        values[section][key] = _coerce(cls, key, raw, f"environment {name}", cwd)
+
+
+def _anchor_defaults(cls: type[Any], vals: dict[str, Any], base: Path) -> dict[str, Any]:
+    """Resolve relative default paths against the config file's folder (or cwd)."""
+    anchored = dict(vals)
+    for spec in dataclasses.fields(cls):
+        default = spec.default
+        if spec.name not in vals and isinstance(default, Path) and not default.is_absolute():
+            anchored[spec.name] = base / default
+    return anchored
+
+
+def _section_class(section: str, where: str) -> type[Any]:
+    try:
+        return _SECTIONS[section]
+    except KeyError:
+        raise ConfigError(
+            f"{where}: unknown section [{section}]; allowed: {', '.join(f'[{s}]' for s in _SECTIONS)}"
+        ) from None
+
+
+def _field_names(cls: type[Any]) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)}
+
+
+def _coerce(cls: type[Any], key: str, raw: Any, where: str, base: Path, *, text: bool = True) -> Any:
+    """Turn a TOML/env/flag value into the field's type, or explain why not.
+
+    ``text`` allows strings to stand for numbers, booleans and comma-separated
+    lists (environment and flags); TOML values must already have the right type.
+    """
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    if key not in fields:
+        raise ConfigError(f"{where}: unknown key; known keys: {', '.join(sorted(fields))}")
+    spec = fields[key]
+    hint = typing.get_type_hints(cls)[key]
+    value = _convert(hint, raw, where, base, text)
+    if "choices" in spec.metadata and value not in spec.metadata["choices"]:
+        allowed = ", ".join(repr(c) for c in spec.metadata["choices"])
+        raise ConfigError(f"{where}: {raw!r} is not allowed; use one of {allowed}")
+    if "range" in spec.metadata:
+        low, high = spec.metadata["range"]
+        if value < low or (high is not None and value > high):
+            span = f"from {low} to {high}" if high is not None else f"of at least {low}"
+            raise ConfigError(f"{where}: {raw!r} is out of range; use a number {span}")
+    return value
+
+
+def _convert(hint: Any, raw: Any, where: str, base: Path, text: bool) -> Any:
+    origin = typing.get_origin(hint)
+    if origin in (Union, types.UnionType):
+        options = [a for a in typing.get_args(hint) if a is not type(None)]
+        if raw in ("", None):
+            return None  # an empty string clears an optional path
+        return _convert(options[0], raw, where, base, text)
+    from_text = text and isinstance(raw, str)
+    if hint is bool:
+        if isinstance(raw, bool):
+            return raw
+        if from_text and raw.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+            return raw.lower() in ("1", "true", "yes", "on")
+        raise ConfigError(f"{where}: expected true or false, got {raw!r}")
+    if hint is int:
+        if isinstance(raw, int) and not isinstance(raw, bool):
+            return raw
+        if from_text and raw.strip().lstrip("-").isdigit():
+            return int(raw)
+        raise ConfigError(f"{where}: expected a whole number, got {raw!r}")
+    if hint is float:
+        if isinstance(raw, int | float) and not isinstance(raw, bool):
+            return float(raw)
+        if from_text:
+            try:
+                return float(raw)
+            except ValueError:
+                pass
+        raise ConfigError(f"{where}: expected a number of seconds, got {raw!r}")
+    if hint is Path:
+        if not isinstance(raw, str | os.PathLike):
+            raise ConfigError(f"{where}: expected a path as a string, got {raw!r}")
+        path = Path(raw).expanduser()
+        return path if path.is_absolute() else base / path
+    if origin is tuple:
+        if from_text:  # environment: comma-separated
+            items: list[Any] = [part.strip() for part in raw.split(",") if part.strip()]
+        elif isinstance(raw, list | tuple):
+            items = list(raw)
+        else:
+            raise ConfigError(f"{where}: expected a list of strings, got {raw!r}")
+        if not all(isinstance(item, str) for item in items):
+            raise ConfigError(f"{where}: expected a list of strings, got {raw!r}")
+        return tuple(items)
+    if hint is str:
+        if not isinstance(raw, str):
+            raise ConfigError(f"{where}: expected a string, got {raw!r}")
+        return raw
+    raise AssertionError(f"unsupported config type {hint!r}")  # a bug in this module
+
+
+def _check_cross_field(config: Config) -> None:
+    where = str(config.source) if config.source else "config"
+    for name in ("server", "client"):
+        section = getattr(config, name)
+        if float(section.tls_min) > float(section.tls_max):
+            raise ConfigError(
+                f"{where}: [{name}] tls_min {section.tls_min!r} is above tls_max "
+                f"{section.tls_max!r}; set tls_min <= tls_max"
+            )

@@ -1,0 +1,554 @@
+"""Keys, CSRs and a small certificate authority, the way the OpenSSL docs teach it.
+
+The flow is the docs' one, step by step, each step a standard PEM file:
+``openssl genrsa`` (:func:`generate_key`) -> ``openssl req -new``
+(:func:`make_csr`) -> the CA signs (:meth:`CertificateAuthority.sign`) ->
+``openssl x509 -text`` (see :mod:`shared.inspect`).
+
+Profiles, not requests, decide extensions: a CSR only contributes its subject,
+its public key and (unless overridden) its requested SANs. Server leaves carry
+EKU serverAuth only and client leaves clientAuth only, because strict verifiers
+reject leaves that claim every purpose.
+
+Files are written atomically (temporary file, fsync, then link/rename), private
+keys with mode 0600, and nothing existing is replaced unless ``force`` is set.
+Time (``now``) and serial numbers are injectable so tests pin boundaries.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import ipaddress
+import os
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric.types import (
+    CertificateIssuerPrivateKeyTypes,
+    CertificatePublicKeyTypes,
+)
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from .config import KEY_TYPES, PKIConfig
+from .errors import CertificateError
+
+__all__ = [
+    "CertificateAuthority",
+    "IssuedFiles",
+    "PrivateKey",
+    "Profile",
+    "atomic_write",
+    "generate_key",
+    "load_certificates",
+    "load_csr",
+    "load_private_key",
+    "make_csr",
+    "parse_san",
+    "read_passphrase",
+    "utcnow",
+    "write_private_key",
+]
+
+PrivateKey = CertificateIssuerPrivateKeyTypes
+PASSPHRASE_ENV: Final = "MTLS_KEY_PASSPHRASE"  # noqa: S105 - a variable name, not a secret
+# RSA public exponent: 65537 is what every tool (openssl genrsa included) uses.
+_RSA_EXPONENT: Final = 65537
+_CURVES: Final[Mapping[str, ec.EllipticCurve]] = {"p256": ec.SECP256R1(), "p384": ec.SECP384R1()}
+
+
+class Profile(enum.Enum):
+    """What a certificate is for; decides its extensions."""
+
+    ROOT = "root"
+    INTERMEDIATE = "intermediate"
+    SERVER = "server"
+    CLIENT = "client"
+
+    @property
+    def is_ca(self) -> bool:
+        return self in (Profile.ROOT, Profile.INTERMEDIATE)
+
+
+def utcnow() -> dt.datetime:
+    """The current time, timezone-aware (the one clock everything else is given)."""
+    return dt.datetime.now(dt.UTC)
+
+
+# --- keys -------------------------------------------------------------------
+
+
+def generate_key(key_type: str) -> PrivateKey:
+    """A fresh private key: ``rsa2048`` (what the docs show) ... ``ed25519``."""
+    if key_type.startswith("rsa") and key_type in KEY_TYPES:
+        return rsa.generate_private_key(public_exponent=_RSA_EXPONENT, key_size=int(key_type[3:]))
+    if key_type in _CURVES:
+        return ec.generate_private_key(_CURVES[key_type])
+    if key_type == "ed25519":
+        return ed25519.Ed25519PrivateKey.generate()
+    raise CertificateError(f"unknown key type {key_type!r}; use one of {', '.join(KEY_TYPES)}")
+
+
+def signature_hash(key: PrivateKey) -> hashes.SHA256 | hashes.SHA384 | None:
+    """The digest to sign with: SHA-384 for P-384, none for Ed25519, else SHA-256."""
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        return None
+    if isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.key_size >= 384:
+        return hashes.SHA384()
+    return hashes.SHA256()
+
+
+def describe_key(key: CertificatePublicKeyTypes | PrivateKey) -> str:
+    """``RSA 2048``, ``ECDSA P-256``, ``Ed25519``: for people and logs."""
+    if isinstance(key, rsa.RSAPrivateKey | rsa.RSAPublicKey):
+        return f"RSA {key.key_size}"
+    if isinstance(key, ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey):
+        names = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
+        return f"ECDSA {names.get(key.curve.name, key.curve.name)}"
+    if isinstance(key, ed25519.Ed25519PrivateKey | ed25519.Ed25519PublicKey):
+        return "Ed25519"
+    return type(key).__name__
+
+
+def read_passphrase(
+    passphrase_file: Path | None,
+    *,
+    env_var: str | None = PASSPHRASE_ENV,
+    environ: Mapping[str, str] | None = None,
+) -> bytes | None:
+    """A key passphrase from a file (its first line), else from ``env_var``; never a prompt."""
+    if passphrase_file is not None:
+        try:
+            text = passphrase_file.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise CertificateError(
+                f"cannot read passphrase file {str(passphrase_file)!r}: {exc.strerror}; "
+                "check the path given with --passphrase-file"
+            ) from exc
+        line = text.splitlines()[0] if text else ""
+        if not line:
+            raise CertificateError(f"passphrase file {str(passphrase_file)!r} is empty")
+        return line.encode()
+    if env_var is None:
+        return None
+    env = os.environ if environ is None else environ
+    value = env.get(env_var)
+    return value.encode() if value else None
+
+
+def load_private_key(path: Path, passphrase: bytes | None = None) -> PrivateKey:
+    """Read a PEM private key (PKCS#1, SEC1 or PKCS#8, encrypted or not)."""
+    data = _read(path, "private key")
+    try:
+        key = serialization.load_pem_private_key(data, password=passphrase)
+    except TypeError as exc:
+        if passphrase is None:
+            raise CertificateError(
+                f"{str(path)!r} is encrypted: give its passphrase with --passphrase-file "
+                f"or the {PASSPHRASE_ENV} environment variable"
+            ) from exc
+        raise CertificateError(f"{str(path)!r} is not encrypted: drop the passphrase") from exc
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        hint = "wrong passphrase, or " if passphrase else ""
+        raise CertificateError(
+            f"{str(path)!r} is not a readable PEM private key ({hint}not PEM); "
+            "expected a file starting with '-----BEGIN ... PRIVATE KEY-----'"
+        ) from exc
+    if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey):
+        raise CertificateError(f"{str(path)!r}: key type {type(key).__name__} is not supported")
+    return key
+
+
+def private_key_pem(key: PrivateKey, passphrase: bytes | None = None) -> bytes:
+    """PKCS#8 PEM, encrypted with the best available scheme when a passphrase is given."""
+    encryption: serialization.KeySerializationEncryption = (
+        serialization.BestAvailableEncryption(passphrase) if passphrase else serialization.NoEncryption()
+    )
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
+
+
+def write_private_key(
+    path: Path, key: PrivateKey, *, passphrase: bytes | None = None, force: bool = False
+) -> None:
+    """Write a key 0600, atomically; refuse to replace an existing file unless ``force``."""
+    atomic_write(path, private_key_pem(key, passphrase), mode=0o600, force=force)
+
+
+# --- files ------------------------------------------------------------------
+
+
+def atomic_write(path: Path, data: bytes, *, mode: int = 0o644, force: bool = False) -> None:
+    """Write ``data`` so that ``path`` is either absent, old, or complete: never half-written.
+
+    The temporary file gets ``mode`` before any byte is written, so a key is never
+    readable by others even for a moment. Without ``force`` the final step is a hard
+    link, which fails if ``path`` appeared meanwhile (no check-then-write race).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not force and path.exists():
+        raise CertificateError(f"{str(path)!r} already exists; not overwriting it (use --force to replace)")
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = Path(tmp_name)
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if force:
+            tmp.replace(path)
+        else:
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                raise CertificateError(
+                    f"{str(path)!r} already exists; not overwriting it (use --force to replace)"
+                ) from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _read(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise CertificateError(f"{what} {str(path)!r} not found; check the path") from None
+    except OSError as exc:
+        raise CertificateError(f"cannot read {what} {str(path)!r}: {exc.strerror}") from exc
+
+
+def load_certificates(path: Path) -> list[x509.Certificate]:
+    """All certificates in a PEM file (leaf first in a chain file), or a single DER one."""
+    data = _read(path, "certificate")
+    try:
+        if b"-----BEGIN" in data:
+            certs = x509.load_pem_x509_certificates(data)
+        else:
+            certs = [x509.load_der_x509_certificate(data)]
+    except ValueError as exc:
+        raise CertificateError(
+            f"{str(path)!r} holds no readable certificate; expected PEM '-----BEGIN CERTIFICATE-----' blocks"
+        ) from exc
+    return certs
+
+
+def load_csr(path: Path) -> x509.CertificateSigningRequest:
+    """A PEM (or DER) certificate signing request."""
+    data = _read(path, "CSR")
+    try:
+        if b"-----BEGIN" in data:
+            return x509.load_pem_x509_csr(data)
+        return x509.load_der_x509_csr(data)
+    except ValueError as exc:
+        raise CertificateError(
+            f"{str(path)!r} is not a readable CSR; expected '-----BEGIN CERTIFICATE REQUEST-----'"
+        ) from exc
+
+
+def pem(*certs: x509.Certificate) -> bytes:
+    return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
+
+
+# --- names ------------------------------------------------------------------
+
+
+def parse_san(text: str) -> x509.GeneralName:
+    """``DNS:localhost``, ``IP:127.0.0.1``, ``URI:spiffe://td/wl``, ``email:a@b`` -> GeneralName."""
+    kind, sep, value = text.partition(":")
+    kind = kind.strip().lower()
+    if not sep or not value:
+        raise CertificateError(f"SAN {text!r} needs a type prefix: DNS:, IP:, URI: or email:")
+    if kind == "dns":
+        return x509.DNSName(value)
+    if kind == "ip":
+        try:
+            return x509.IPAddress(ipaddress.ip_address(value))
+        except ValueError:
+            raise CertificateError(f"SAN {text!r}: {value!r} is not an IP address") from None
+    if kind == "uri":
+        return x509.UniformResourceIdentifier(value)
+    if kind == "email":
+        return x509.RFC822Name(value)
+    raise CertificateError(f"SAN {text!r}: unknown type {kind!r}; use DNS:, IP:, URI: or email:")
+
+
+def name_for(common_name: str, organization: str | None = None) -> x509.Name:
+    attrs = [x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
+    if organization:
+        attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization))
+    return x509.Name(attrs)
+
+
+def make_csr(
+    key: PrivateKey, common_name: str, sans: Sequence[x509.GeneralName] = ()
+) -> x509.CertificateSigningRequest:
+    """The ``openssl req -new`` step: a request signed by the key it names."""
+    builder = x509.CertificateSigningRequestBuilder().subject_name(name_for(common_name))
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(list(sans)), critical=False)
+    return builder.sign(key, signature_hash(key))
+
+
+def requested_sans(csr: x509.CertificateSigningRequest) -> list[x509.GeneralName]:
+    try:
+        ext = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    except x509.ExtensionNotFound:
+        return []
+    return list(ext.value)
+
+
+# --- signing ----------------------------------------------------------------
+
+
+def _extensions(
+    profile: Profile,
+    public_key: CertificatePublicKeyTypes,
+    issuer_key: PrivateKey,
+    sans: Sequence[x509.GeneralName],
+    path_length: int | None,
+) -> list[tuple[x509.ExtensionType, bool]]:
+    """The profile's extensions as (value, critical), per RFC 5280 §4.2."""
+    exts: list[tuple[x509.ExtensionType, bool]] = []
+    if profile.is_ca:
+        exts.append((x509.BasicConstraints(ca=True, path_length=path_length), True))
+        exts.append((_key_usage(cert_sign=True), True))
+    else:
+        exts.append((x509.BasicConstraints(ca=False, path_length=None), True))
+        exts.append((_key_usage(digital_signature=True), True))
+        eku = (
+            ExtendedKeyUsageOID.SERVER_AUTH if profile is Profile.SERVER else ExtendedKeyUsageOID.CLIENT_AUTH
+        )
+        exts.append((x509.ExtendedKeyUsage([eku]), False))
+        if sans:
+            # Non-critical: the subject is not empty, so RFC 5280 §4.2.1.6 does not ask for critical.
+            exts.append((x509.SubjectAlternativeName(list(sans)), False))
+    exts.append((x509.SubjectKeyIdentifier.from_public_key(public_key), False))
+    exts.append((x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), False))
+    return exts
+
+
+def _key_usage(*, cert_sign: bool = False, digital_signature: bool = False) -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=digital_signature,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=cert_sign,
+        crl_sign=cert_sign,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+def build_certificate(
+    *,
+    subject: x509.Name,
+    public_key: CertificatePublicKeyTypes,
+    issuer: x509.Name,
+    issuer_key: PrivateKey,
+    profile: Profile,
+    sans: Sequence[x509.GeneralName] = (),
+    now: dt.datetime,
+    days: int,
+    path_length: int | None = None,
+    serial: int | None = None,
+) -> x509.Certificate:
+    """Sign one certificate; validity runs from ``now`` for ``days`` days."""
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(public_key)
+        .serial_number(serial if serial is not None else x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=days))
+    )
+    for ext, critical in _extensions(profile, public_key, issuer_key, sans, path_length):
+        builder = builder.add_extension(ext, critical=critical)
+    return builder.sign(issuer_key, signature_hash(issuer_key))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IssuedFiles:
+    """The files one ``issue`` wrote, in the order the docs make them."""
+
+    key: Path
+    csr: Path
+    cert: Path
+    chain: Path
+
+
+class CertificateAuthority:
+    """A root CA, optionally with an intermediate that signs the leaves.
+
+    ``root`` is the trust anchor everyone configures as ``ca``; ``chain`` holds
+    the certificates a leaf must send after itself (the intermediate, if any).
+    """
+
+    def __init__(
+        self,
+        *,
+        root: x509.Certificate,
+        signer_cert: x509.Certificate,
+        signer_key: PrivateKey,
+        chain: Sequence[x509.Certificate] = (),
+    ) -> None:
+        self.root = root
+        self.signer_cert = signer_cert
+        self.signer_key = signer_key
+        self.chain = tuple(chain)
+
+    def __repr__(self) -> str:
+        return f"<CertificateAuthority root={self.root.subject.rfc4514_string()!r} chain={len(self.chain)}>"
+
+    @classmethod
+    def create(
+        cls,
+        pki: PKIConfig,
+        *,
+        intermediate: bool = False,
+        now: dt.datetime | None = None,
+        passphrase: bytes | None = None,
+        force: bool = False,
+    ) -> CertificateAuthority:
+        """``mtls-certs init``: write a self-signed root (and an intermediate) under ``pki.dir``."""
+        now = now or utcnow()
+        targets = [pki.path(pki.ca_key), pki.path(pki.ca_cert)]
+        if intermediate:
+            targets += [pki.path(pki.intermediate_key), pki.path(pki.intermediate_cert)]
+        _refuse_existing(targets, force)
+        root_key = generate_key(pki.key_type)
+        root_name = name_for(pki.ca_common_name, "mtls-ref")
+        root = build_certificate(
+            subject=root_name,
+            public_key=root_key.public_key(),
+            issuer=root_name,
+            issuer_key=root_key,
+            profile=Profile.ROOT,
+            now=now,
+            days=pki.ca_days,
+            path_length=1 if intermediate else 0,
+        )
+        write_private_key(targets[0], root_key, passphrase=passphrase, force=force)
+        atomic_write(targets[1], pem(root), force=force)
+        if not intermediate:
+            return cls(root=root, signer_cert=root, signer_key=root_key)
+        inter_key = generate_key(pki.key_type)
+        inter = build_certificate(
+            subject=name_for(f"{pki.ca_common_name} Intermediate", "mtls-ref"),
+            public_key=inter_key.public_key(),
+            issuer=root_name,
+            issuer_key=root_key,
+            profile=Profile.INTERMEDIATE,
+            now=now,
+            days=pki.ca_days,
+            path_length=0,
+        )
+        write_private_key(targets[2], inter_key, passphrase=passphrase, force=force)
+        atomic_write(targets[3], pem(inter), force=force)
+        return cls(root=root, signer_cert=inter, signer_key=inter_key, chain=[inter])
+
+    @classmethod
+    def load(cls, pki: PKIConfig, *, passphrase: bytes | None = None) -> CertificateAuthority:
+        """The CA under ``pki.dir``; signs with the intermediate when there is one."""
+        root_path = pki.path(pki.ca_cert)
+        if not root_path.exists():
+            raise CertificateError(f"no CA at {str(root_path)!r}; create one first with 'mtls-certs init'")
+        root = load_certificates(root_path)[0]
+        inter_path = pki.path(pki.intermediate_cert)
+        if inter_path.exists():
+            inter = load_certificates(inter_path)[0]
+            key = load_private_key(pki.path(pki.intermediate_key), passphrase)
+            return cls(root=root, signer_cert=inter, signer_key=key, chain=[inter])
+        key = load_private_key(pki.path(pki.ca_key), passphrase)
+        return cls(root=root, signer_cert=root, signer_key=key)
+
+    def sign(
+        self,
+        csr: x509.CertificateSigningRequest,
+        profile: Profile,
+        *,
+        sans: Sequence[x509.GeneralName] | None = None,
+        days: int = 365,
+        now: dt.datetime | None = None,
+        serial: int | None = None,
+    ) -> x509.Certificate:
+        """Sign a CSR under ``profile``; ``sans`` replaces the CSR's requested SANs."""
+        if profile.is_ca:
+            raise CertificateError("this CA signs leaves only: use --profile server or client")
+        if not csr.is_signature_valid:
+            raise CertificateError(
+                "CSR signature does not verify: the request was altered or was not signed by "
+                "the key it contains; make a new one with 'openssl req -new -key KEY -out CSR'"
+            )
+        try:
+            public_key = csr.public_key()
+        except (ValueError, UnsupportedAlgorithm) as exc:
+            raise CertificateError(f"CSR public key is not usable: {exc}") from exc
+        return build_certificate(
+            subject=csr.subject,
+            public_key=public_key,
+            issuer=self.signer_cert.subject,
+            issuer_key=self.signer_key,
+            profile=profile,
+            sans=requested_sans(csr) if sans is None else sans,
+            now=now or utcnow(),
+            days=days,
+            serial=serial,
+        )
+
+    def issue(
+        self,
+        profile: Profile,
+        name: str,
+        *,
+        out_dir: Path,
+        sans: Sequence[x509.GeneralName] = (),
+        key_type: str = "p256",
+        days: int = 365,
+        now: dt.datetime | None = None,
+        passphrase: bytes | None = None,
+        force: bool = False,
+    ) -> IssuedFiles:
+        """The whole docs flow for one leaf: key, CSR, CA signature, certificate, chain file."""
+        files = IssuedFiles(
+            key=out_dir / f"{name}.key",
+            csr=out_dir / f"{name}.csr",
+            cert=out_dir / f"{name}.pem",
+            chain=out_dir / f"{name}-chain.pem",
+        )
+        _refuse_existing([files.key, files.csr, files.cert, files.chain], force)
+        key = generate_key(key_type)
+        csr = make_csr(key, name, sans)
+        cert = self.sign(csr, profile, days=days, now=now)
+        write_private_key(files.key, key, passphrase=passphrase, force=force)
+        atomic_write(files.csr, csr.public_bytes(serialization.Encoding.PEM), force=force)
+        atomic_write(files.cert, pem(cert), force=force)
+        atomic_write(files.chain, pem(cert, *self.chain), force=force)
+        return files
+
+
+def _refuse_existing(paths: Iterable[Path], force: bool) -> None:
+    """Check every target before writing any, so a refusal leaves nothing half-made."""
+    if force:
+        return
+    existing = [str(p) for p in paths if p.exists()]
+    if existing:
+        raise CertificateError(f"refusing to overwrite {', '.join(existing)}: remove them or pass --force")
+
+
+def verify_signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """True when ``issuer`` names and signed ``cert``."""
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True

@@ -1,0 +1,31 @@
+"""Shared fixtures: one real PKI per test session, built in code, written to real files."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+
+import pytest
+
+from .pkitools import Pki, build_pki
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    """The session's PKI (read-only for tests: copy before changing anything)."""
+    return build_pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture(params=["1.2", "1.3"], ids=["tls12", "tls13"])
+def tls_version(request: pytest.FixtureRequest) -> str:
+    """Run a test once per TLS version we support."""
+    return str(request.param)
+
+
+@pytest.fixture
+def openssl() -> Iterator[str]:
+    """Path of the openssl CLI: the independent judge of interop tests."""
+    path = shutil.which("openssl")
+    if path is None:
+        pytest.fail("the openssl CLI is required for interop tests (apt-get install openssl)")
+    yield path
