@@ -1,0 +1,114 @@
+"""``mtls-client``: connect with a client certificate, show the handshake, exchange lines."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import trio
+
+from shared.cli_support import add_config_argument, run_cli
+from shared.config import TLS_VERSIONS, load_config
+from shared.errors import MTLSError
+from shared.tls import client_context
+
+from .report import TRACE_MODES, render_report
+from .session import DEFAULT_MESSAGES, Exit, run_client
+
+__all__ = ["main"]
+
+EXIT_CODES_HELP = "\n".join(
+    f"  {code.value}  {text}"
+    for code, text in (
+        (Exit.OK, "success: the server accepted our certificate and answered"),
+        (Exit.USAGE, "bad flags, config, or unreadable local certificate/key/CA"),
+        (Exit.CONNECT, "cannot connect (refused, unreachable, name not found, timeout)"),
+        (Exit.SERVER_UNTRUSTED, "we do not trust the server's certificate (the reason is printed)"),
+        (Exit.CERT_REJECTED, "the server rejected our certificate (the alert is printed)"),
+        (Exit.FORBIDDEN, "authenticated, but the server's authorization refused us"),
+        (Exit.PROTOCOL, "protocol error or timeout after the handshake"),
+    )
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mtls-client",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Connect to an mTLS server with a client certificate, verify the server "
+        "(CA and hostname), show the TLS handshake as a sequence diagram, and exchange lines. "
+        "Flags override the [client] section of the config.",
+        epilog=f"exit codes:\n{EXIT_CODES_HELP}\n\n"
+        "Against a server other than mtls-server, use --raw: each --send line is sent and one "
+        "line read back (e.g. openssl s_server -rev).",
+    )
+    add_config_argument(parser)
+    parser.add_argument("--host", help="server host (default localhost)")
+    parser.add_argument("--port", type=int, help="server port (default 8443)")
+    parser.add_argument("--server-name", help="name the server certificate must carry (default: --host)")
+    parser.add_argument("--cert", type=Path, help="our certificate chain (PEM, leaf first)")
+    parser.add_argument("--key", type=Path, help="our private key (PEM)")
+    parser.add_argument("--no-cert", action="store_true", help="present no client certificate")
+    parser.add_argument("--ca", type=Path, help="CA the server certificate must chain to")
+    parser.add_argument("--tls", choices=TLS_VERSIONS, help="use exactly this TLS version")
+    parser.add_argument(
+        "--send",
+        action="append",
+        metavar="LINE",
+        help=f"a line to send (repeatable; default: {' / '.join(DEFAULT_MESSAGES)})",
+    )
+    parser.add_argument(
+        "--raw",
+        action="store_true",
+        help="the server is not mtls-server: no greeting, one reply line per sent line",
+    )
+    parser.add_argument(
+        "--trace",
+        choices=TRACE_MODES,
+        default="terminal",
+        help="how to show the handshake (default: terminal diagram)",
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON report (includes the trace)")
+    parser.add_argument("--keylog", type=Path, help="append NSS key-log lines (for Wireshark) to FILE")
+    parser.add_argument(
+        "--timeout", type=float, metavar="SECONDS", help="deadline for connect, handshake and each read"
+    )
+    return parser
+
+
+def _body(args: argparse.Namespace) -> int:
+    overrides = {
+        "client": {
+            "host": args.host,
+            "port": args.port,
+            "server_name": args.server_name,
+            "cert": "" if args.no_cert else args.cert,
+            "key": "" if args.no_cert else args.key,
+            "ca": args.ca,
+            "tls_min": args.tls,
+            "tls_max": args.tls,
+            "keylog": args.keylog,
+            "timeout": args.timeout,
+        }
+    }
+    try:
+        config = load_config(args.config, overrides=overrides).client
+        context = client_context(config)
+    except MTLSError as exc:
+        print(f"mtls-client: error: {exc}", file=sys.stderr)
+        return Exit.USAGE
+    messages = args.send if args.send is not None else list(DEFAULT_MESSAGES)
+    report = trio.run(lambda: run_client(config, context, messages=messages, raw=args.raw))
+    print(render_report(report, trace=args.trace, as_json=args.json))
+    return int(report.result)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``mtls-client``."""
+    return run_cli(_body, build_parser(), argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

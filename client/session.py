@@ -1,0 +1,392 @@
+"""Connect, handshake, exchange lines, and say exactly how it went.
+
+Theory of operation
+-------------------
+Under TLS 1.3 the client's handshake completes *before* the server has judged
+the client certificate (the client's Finished travels with its Certificate and
+CertificateVerify; the server answers with an alert, or not at all, later). So
+the handshake succeeding proves nothing about our certificate: only a read
+does. This session therefore never reports success before it has read from the
+server: our server greets first; with ``raw=True`` (any other server, e.g.
+``openssl s_server -rev``) the first reply to our first line serves. Every read
+has a deadline.
+
+The outcome is a :class:`ClientReport` whose ``result`` is one of the
+documented exit codes (:class:`Exit`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import ssl
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import trio
+from cryptography import x509
+
+from shared.config import ClientConfig
+from shared.diagnose import Category, Diagnosis, diagnose_eof, diagnose_ssl_error
+from shared.errors import ProtocolError
+from shared.inspect import describe_certificate
+from shared.protocol import LineBuffer, Reply, encode_request, parse_reply
+from shared.tls import TLSConnection
+from shared.trace import HandshakeRecorder, Role, TraceEvent, recording
+
+__all__ = ["ClientReport", "Exit", "run_client"]
+
+# Replies can be longer than requests (ECHO adds a prefix, WHOAMI is JSON):
+# accept up to 64 KiB per reply line.
+REPLY_MAX_LINE: Final = 65536
+RECEIVE_SIZE: Final = 16384
+DEFAULT_MESSAGES: Final = ("WHOAMI", "ECHO hello from mtls-client", "QUIT")
+
+
+class Exit(enum.IntEnum):
+    """The client's exit codes (documented in --help and the README)."""
+
+    OK = 0
+    FAILURE = 1  # unexpected
+    USAGE = 2  # bad flags, config or local files
+    CONNECT = 3  # cannot connect (refused, unreachable, DNS, timeout on connect)
+    SERVER_UNTRUSTED = 4  # we refused the server's certificate
+    CERT_REJECTED = 5  # the server refused our certificate (alert, or TLS 1.3 close)
+    FORBIDDEN = 6  # authenticated, but the server's authorization refused us
+    PROTOCOL = 7  # protocol error or timeout after the handshake
+
+
+_CATEGORY_EXIT: Final = {
+    Category.PEER_UNTRUSTED: Exit.SERVER_UNTRUSTED,
+    Category.REJECTED_BY_PEER: Exit.CERT_REJECTED,
+    Category.NEGOTIATION: Exit.PROTOCOL,
+    Category.CLOSED: Exit.PROTOCOL,
+    Category.OTHER: Exit.PROTOCOL,
+}
+
+
+@dataclass(slots=True, kw_only=True)
+class ClientReport:
+    """Everything the client learned; rendered as text or JSON by the CLI."""
+
+    target: str
+    server_name: str
+    result: Exit = Exit.FAILURE
+    summary: str = ""
+    fix: str = ""
+    alert: str | None = None
+    tls_version: str | None = None
+    cipher: str | None = None
+    server_chain: list[dict[str, Any]] = field(default_factory=list)
+    client_cert_requested: bool | None = None
+    client_cert_sent: str | None = None
+    greeting: str | None = None
+    exchanges: list[tuple[str, str]] = field(default_factory=list)
+    events: list[TraceEvent] = field(default_factory=list)
+    tls13: bool | None = None
+    version_label: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "server_name": self.server_name,
+            "result": self.result.name.lower(),
+            "exit_code": int(self.result),
+            "summary": self.summary,
+            "fix": self.fix or None,
+            "alert": self.alert,
+            "tls_version": self.tls_version,
+            "cipher": self.cipher,
+            "server_chain": self.server_chain,
+            "client_cert_requested": self.client_cert_requested,
+            "client_cert_sent": self.client_cert_sent,
+            "greeting": self.greeting,
+            "exchanges": [{"request": q, "reply": a} for q, a in self.exchanges],
+            "trace": [e.to_dict() for e in self.events],
+        }
+
+
+class _Stop(Exception):
+    """Internal: the session ends with ``result``; the report already says why."""
+
+    def __init__(self, result: Exit) -> None:
+        super().__init__(result.name)
+        self.result = result
+
+
+async def run_client(
+    config: ClientConfig,
+    context: ssl.SSLContext,
+    *,
+    messages: Sequence[str] = DEFAULT_MESSAGES,
+    raw: bool = False,
+) -> ClientReport:
+    """Run one session against ``config.host:config.port``; never raises for network outcomes."""
+    report = ClientReport(target=f"{config.host}:{config.port}", server_name=config.expected_name)
+    recorder = HandshakeRecorder(Role.CLIENT)
+    try:
+        with recording(recorder):
+            await _session(
+                config=config, context=context, messages=messages, raw=raw, report=report, recorder=recorder
+            )
+        report.result = Exit.OK
+    except _Stop as stop:
+        report.result = stop.result
+    finally:
+        report.events = recorder.finish()
+        report.tls13 = recorder.tls13
+        report.version_label = recorder.version_label
+        report.client_cert_requested = recorder.saw("CertificateRequest", Role.SERVER)
+        sent = [e for e in report.events if e.name == "Certificate" and e.sender is Role.CLIENT]
+        report.client_cert_sent = sent[0].detail if sent else None
+        report.server_chain = [_chain_entry(der) for der in recorder.peer_certificates]
+    return report
+
+
+def _chain_entry(der: bytes) -> dict[str, Any]:
+    info = describe_certificate(x509.load_der_x509_certificate(der))
+    keep = ("subject", "issuer", "not_after", "days_left", "key", "sans", "sha256_fingerprint")
+    return {k: info[k] for k in keep}
+
+
+def _diagnose(exc: trio.BrokenResourceError, tls: TLSConnection, recorder: HandshakeRecorder) -> Diagnosis:
+    """Diagnose a broken TLS stream from its ssl cause and what the trace saw."""
+    cause = exc.__cause__
+    if not isinstance(cause, ssl.SSLError):
+        return Diagnosis(
+            category=Category.CLOSED,
+            summary="the connection broke (no TLS error was reported)",
+            fix="see the server's log",
+        )
+    sent_empty = any(
+        e.name == "Certificate" and e.sender is Role.CLIENT and e.detail.startswith("empty")
+        for e in recorder.events
+    )
+    diagnosis = diagnose_ssl_error(cause, local=Role.CLIENT, sent_no_certificate=sent_empty)
+    if tls.sent_alert and diagnosis.category is Category.PEER_UNTRUSTED:
+        diagnosis = dataclasses.replace(diagnosis, alert=tls.sent_alert)  # what really went out
+    return diagnosis
+
+
+def _fail(
+    report: ClientReport,
+    result: Exit,
+    diagnosis: Diagnosis | None = None,
+    *,
+    summary: str = "",
+    fix: str = "",
+) -> _Stop:
+    if diagnosis is not None:
+        summary, fix = diagnosis.summary, diagnosis.fix
+        report.alert = diagnosis.alert
+    report.summary, report.fix = summary, fix
+    return _Stop(result)
+
+
+async def _session(
+    *,
+    config: ClientConfig,
+    context: ssl.SSLContext,
+    messages: Sequence[str],
+    raw: bool,
+    report: ClientReport,
+    recorder: HandshakeRecorder,
+) -> None:
+    tcp = await _connect(config, report)
+    tls = TLSConnection(tcp, context, server_side=False, server_hostname=config.expected_name)
+    try:
+        await _handshake(tls, config, report, recorder)
+        report.tls_version = tls.stream.version()
+        cipher = tls.stream.cipher()
+        report.cipher = cipher[0] if cipher else None
+        reader = _Reader(tls, config.timeout, report, recorder)
+        if raw:
+            await _raw_exchange(tls, reader, messages, report)
+        else:
+            await _line_protocol(tls, reader, messages, report)
+        report.summary = report.summary or "the server accepted our certificate and answered"
+    finally:
+        with trio.CancelScope(shield=True), trio.move_on_after(1.0):
+            try:
+                await tls.stream.aclose() if report.tls_version else await tcp.aclose()
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                await trio.aclose_forcefully(tcp)
+
+
+async def _connect(config: ClientConfig, report: ClientReport) -> trio.SocketStream:
+    with trio.move_on_after(config.timeout):
+        try:
+            return await trio.open_tcp_stream(config.host, config.port)
+        except OSError as exc:
+            raise _fail(
+                report,
+                Exit.CONNECT,
+                summary=f"cannot connect to {config.host}:{config.port}: {_connect_error(exc)}",
+                fix="is the server running? start ours with 'make run-server', or check --host/--port",
+            ) from exc
+    # Only reached when the deadline cancelled the connect attempt.
+    raise _fail(
+        report,
+        Exit.CONNECT,
+        summary=f"no TCP connection to {config.host}:{config.port} within {config.timeout:g}s",
+        fix="check the address and any firewall",
+    )
+
+
+def _connect_error(exc: OSError) -> str:
+    """trio wraps per-address failures in a group; show the first real reason."""
+    cause = exc.__cause__
+    if isinstance(cause, BaseExceptionGroup):
+        reasons = {getattr(e, "strerror", None) or str(e) for e in cause.exceptions}
+        return "; ".join(sorted(reasons))
+    return exc.strerror or str(exc)
+
+
+async def _handshake(
+    tls: TLSConnection, config: ClientConfig, report: ClientReport, recorder: HandshakeRecorder
+) -> None:
+    with trio.move_on_after(config.timeout) as scope:
+        try:
+            await tls.handshake()
+        except trio.BrokenResourceError as exc:
+            if isinstance(exc.__cause__, ssl.SSLError):
+                diagnosis = _diagnose(exc, tls, recorder)
+                raise _fail(report, _CATEGORY_EXIT[diagnosis.category], diagnosis) from exc
+            raise _fail(report, Exit.PROTOCOL, diagnose_eof(tls13=None, after_handshake=False)) from exc
+    if scope.cancelled_caught:
+        raise _fail(
+            report,
+            Exit.PROTOCOL,
+            summary=f"TLS handshake did not finish within {config.timeout:g}s",
+            fix="is this a TLS port? try 'openssl s_client -connect HOST:PORT'",
+        )
+
+
+class _Reader:
+    """Reads reply lines, each within the deadline, turning TLS failures into diagnoses."""
+
+    def __init__(
+        self, tls: TLSConnection, timeout: float, report: ClientReport, recorder: HandshakeRecorder
+    ) -> None:
+        self._tls = tls
+        self._timeout = timeout
+        self._report = report
+        self.recorder = self._recorder = recorder
+        self._lines = LineBuffer(REPLY_MAX_LINE)
+        self._ready: list[str] = []
+
+    async def line(self, waiting_for: str) -> str:
+        while not self._ready:
+            with trio.move_on_after(self._timeout) as scope:
+                try:
+                    data = await self._tls.stream.receive_some(RECEIVE_SIZE)
+                except trio.BrokenResourceError as exc:
+                    raise self._broken(exc) from exc
+            if scope.cancelled_caught:
+                raise _fail(
+                    self._report,
+                    Exit.PROTOCOL,
+                    summary=f"no {waiting_for} from the server within {self._timeout:g}s",
+                    fix="is this an mtls-ref server? for other servers use --raw",
+                )
+            if not data:
+                first_read = self._report.greeting is None and not self._report.exchanges
+                if first_read and self._recorder.tls13:
+                    raise _fail(
+                        self._report, Exit.CERT_REJECTED, diagnose_eof(tls13=True, after_handshake=True)
+                    )
+                raise _fail(
+                    self._report,
+                    Exit.PROTOCOL,
+                    summary=f"the server closed the connection while we waited for {waiting_for}",
+                    fix="see the server's log",
+                )
+            try:
+                self._ready.extend(self._lines.feed(data))
+            except ProtocolError as exc:
+                raise _fail(
+                    self._report,
+                    Exit.PROTOCOL,
+                    summary=f"bad reply from the server: {exc}",
+                    fix="is this an mtls-ref server? for other servers use --raw",
+                ) from exc
+        return self._ready.pop(0)
+
+    def _broken(self, exc: trio.BrokenResourceError) -> _Stop:
+        diagnosis = _diagnose(exc, self._tls, self._recorder)
+        return _fail(self._report, _CATEGORY_EXIT[diagnosis.category], diagnosis)
+
+
+async def _line_protocol(
+    tls: TLSConnection, reader: _Reader, messages: Sequence[str], report: ClientReport
+) -> None:
+    greeting = await reader.line("a greeting")
+    report.greeting = greeting
+    reply = _parse(greeting, report)
+    if not reply.ok and reply.code == "forbidden":
+        raise _fail(
+            report,
+            Exit.FORBIDDEN,
+            summary=f"authenticated, but refused by the server's authorization: {reply.text}",
+            fix="ask for this identity to be added to the server's allow-list ([server] allow)",
+        )
+    if not reply.ok:
+        raise _fail(
+            report,
+            Exit.PROTOCOL,
+            summary=f"the server refused the session: {reply}",
+            fix="see the server's log",
+        )
+    for message in messages:
+        await _send(tls, message, report, reader.recorder)
+        answer = await reader.line(f"a reply to {message!r}")
+        report.exchanges.append((message, answer))
+        parsed = _parse(answer, report)
+        if parsed.ok and parsed.code == "bye":
+            return
+        if not parsed.ok and parsed.code in (
+            "line-too-long",
+            "bad-encoding",
+            "idle-timeout",
+            "shutting-down",
+        ):
+            raise _fail(
+                report,
+                Exit.PROTOCOL,
+                summary=f"the server ended the session: {parsed}",
+                fix="shorten the request, or retry",
+            )
+
+
+async def _raw_exchange(
+    tls: TLSConnection, reader: _Reader, messages: Sequence[str], report: ClientReport
+) -> None:
+    """Any server: send each message as a line and read one line back (proving acceptance)."""
+    for message in messages:
+        await _send(tls, message, report, reader.recorder)
+        report.exchanges.append((message, await reader.line(f"a reply to {message!r}")))
+
+
+async def _send(tls: TLSConnection, message: str, report: ClientReport, recorder: HandshakeRecorder) -> None:
+    try:
+        data = encode_request(message, max_line=REPLY_MAX_LINE)
+    except ProtocolError as exc:
+        raise _fail(report, Exit.USAGE, summary=str(exc), fix="send one line per --send") from exc
+    try:
+        await tls.stream.send_all(data)
+    except trio.BrokenResourceError as exc:
+        diagnosis = _diagnose(exc, tls, recorder)
+        raise _fail(report, _CATEGORY_EXIT[diagnosis.category], diagnosis) from exc
+
+
+def _parse(line: str, report: ClientReport) -> Reply:
+    try:
+        return parse_reply(line)
+    except ProtocolError as exc:
+        raise _fail(
+            report,
+            Exit.PROTOCOL,
+            summary=f"unexpected reply: {exc}",
+            fix="is this an mtls-ref server? for other servers use --raw",
+        ) from exc

@@ -1,0 +1,149 @@
+"""Listen, accept, hand each connection to the handler, and shut down gracefully.
+
+Shutdown (Ctrl-C, SIGTERM, or :meth:`Server.shutdown`): stop accepting and close
+the listeners at once; give live connections ``shutdown_grace`` seconds to
+finish (the handler nursery gets a deadline); then cancel the rest, whose
+handlers still send a goodbye line and close_notify within a bound.
+"""
+
+from __future__ import annotations
+
+import errno
+import ssl
+from typing import Any, Final
+
+import trio
+
+from shared.config import ServerConfig
+from shared.errors import ConfigError
+from shared.identity import AllowList
+from shared.pki import load_certificates
+from shared.tls import server_context
+
+from .handler import HandlerSettings, handle_connection
+from .log import EventLog
+
+__all__ = ["Server"]
+
+# accept() errors that mean "out of resources right now", not "the listener is broken";
+# trio's own serve_listeners treats the same set this way.
+_TRANSIENT_ACCEPT_ERRORS: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
+_ACCEPT_BACKOFF: Final = 0.1  # seconds to let the resource pressure ease before accepting again
+
+
+class Server:
+    """The mTLS server. Everything that can be wrong with the config fails here, before binding."""
+
+    def __init__(self, config: ServerConfig, *, log: EventLog | None = None) -> None:
+        self.config = config
+        self.log = log or EventLog(config.log_format)
+        self.allow = AllowList.parse(config.allow)
+        self.context: ssl.SSLContext = server_context(config)
+        self.settings = HandlerSettings(
+            handshake_timeout=config.handshake_timeout,
+            idle_timeout=config.idle_timeout,
+            max_line=config.max_line,
+            allow=self.allow,
+            trace=config.trace,
+        )
+        self.active = 0
+        self._accepting = trio.CancelScope()
+
+    def __repr__(self) -> str:
+        return f"<Server {self.config.host}:{self.config.port} active={self.active}>"
+
+    @property
+    def draining(self) -> bool:
+        return self._accepting.cancel_called
+
+    def shutdown(self) -> None:
+        """Stop accepting; live connections get ``shutdown_grace`` seconds."""
+        self._accepting.cancel()
+
+    async def listen(self) -> list[trio.SocketListener]:
+        """Bind the configured address; a busy port is a clear error, not a traceback."""
+        try:
+            return await trio.open_tcp_listeners(self.config.port, host=self.config.host)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot listen on {self.config.host}:{self.config.port}: {exc.strerror or exc}; "
+                "pick another --port (or [server] port), or stop the program using it"
+            ) from exc
+
+    async def serve(
+        self,
+        listeners: list[trio.SocketListener] | None = None,
+        *,
+        task_status: Any = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Serve until :meth:`shutdown`; ``task_status.started`` gets the bound (host, port) list."""
+        if listeners is None:
+            listeners = await self.listen()
+        addresses = [listener.socket.getsockname()[:2] for listener in listeners]
+        self._log_start(addresses)
+        task_status.started(addresses)
+        async with trio.open_nursery() as handlers:
+            with self._accepting:
+                async with trio.open_nursery() as acceptors:
+                    for listener in listeners:
+                        acceptors.start_soon(self._accept_loop, listener, handlers)
+            for listener in listeners:
+                await listener.aclose()
+            self.log.event("shutdown", draining=self.active, grace_s=self.config.shutdown_grace)
+            handlers.cancel_scope.deadline = trio.current_time() + self.config.shutdown_grace
+        self.log.event("stopped")
+
+    def _log_start(self, addresses: list[Any]) -> None:
+        ca = load_certificates(self.config.ca)[0].subject.rfc4514_string() if self.config.ca else None
+        self.log.event(
+            "listening",
+            addresses=[
+                f"{host}:{port}" if ":" not in host else f"[{host}]:{port}" for host, port in addresses
+            ],
+            tls=f"{self.config.tls_min}-{self.config.tls_max}",
+            client_cert="required",
+            client_ca=ca,
+            allow=list(self.allow.describe()) or "any verified client",
+            trace=self.config.trace,
+        )
+
+    async def _accept_loop(self, listener: trio.SocketListener, handlers: trio.Nursery) -> None:
+        while True:
+            try:
+                stream = await listener.accept()
+            except OSError as exc:
+                if exc.errno not in _TRANSIENT_ACCEPT_ERRORS:
+                    raise
+                self.log.event("accept-error", error=exc.strerror, action=f"retrying in {_ACCEPT_BACKOFF}s")
+                await trio.sleep(_ACCEPT_BACKOFF)
+                continue
+            peer = _peer_name(stream)
+            if self.active >= self.config.max_connections:
+                self.log.event(
+                    "connection",
+                    peer=peer,
+                    outcome="rejected",
+                    reason=f"connection cap of {self.config.max_connections} reached",
+                )
+                await trio.aclose_forcefully(stream)
+                continue
+            self.active += 1
+            handlers.start_soon(self._handle, stream, peer)
+
+    async def _handle(self, stream: trio.SocketStream, peer: str) -> None:
+        try:
+            await handle_connection(
+                stream, context=self.context, settings=self.settings, log=self.log, peer=peer
+            )
+        except Exception as exc:  # noqa: BLE001 - one connection's bug must not stop the server
+            self.log.event("connection-error", peer=peer, error=f"{type(exc).__name__}: {exc}")
+        finally:
+            self.active -= 1
+
+
+def _peer_name(stream: trio.SocketStream) -> str:
+    try:
+        host, port = stream.socket.getpeername()[:2]
+    except OSError:
+        return "unknown"
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -1,0 +1,108 @@
+"""``mtls-server``: serve mutual TLS on the configured address until Ctrl-C or SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from shared.cli_support import add_config_argument, run_cli
+from shared.config import LOG_FORMATS, TLS_VERSIONS, load_config
+
+from .app import Server
+
+__all__ = ["main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mtls-server",
+        description="A mutual-TLS server: requires a client certificate from the configured CA, "
+        "then speaks a line protocol (WHOAMI, ECHO <text>, PING, HELP, QUIT). "
+        "Flags override the [server] section of the config.",
+        epilog="Try it by hand: openssl s_client -connect 127.0.0.1:8443 -cert certs/client-chain.pem "
+        "-key certs/client.key -CAfile certs/ca.pem, then type WHOAMI.",
+    )
+    add_config_argument(parser)
+    parser.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port (default 8443; 0 picks a free one)")
+    parser.add_argument("--cert", type=Path, help="server certificate chain (PEM, leaf first)")
+    parser.add_argument("--key", type=Path, help="server private key (PEM)")
+    parser.add_argument("--ca", type=Path, help="CA that client certificates must chain to")
+    parser.add_argument("--tls-min", choices=TLS_VERSIONS, help="lowest TLS version accepted")
+    parser.add_argument("--tls-max", choices=TLS_VERSIONS, help="highest TLS version accepted")
+    parser.add_argument(
+        "--allow",
+        action="append",
+        metavar="RULE",
+        help="admit only clients matching a rule such as CN:alice or "
+        "URI:spiffe://example.org/* (repeatable; replaces the config's list)",
+    )
+    parser.add_argument("--log-format", choices=LOG_FORMATS, help="text (key=value) or json lines")
+    parser.add_argument(
+        "--trace",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="log each connection's TLS messages as a sequence diagram",
+    )
+    parser.add_argument("--keylog", type=Path, help="append NSS key-log lines (for Wireshark) to FILE")
+    parser.add_argument("--handshake-timeout", type=float, metavar="SECONDS")
+    parser.add_argument("--idle-timeout", type=float, metavar="SECONDS")
+    parser.add_argument("--max-connections", type=int, metavar="N")
+    return parser
+
+
+async def _watch_signals(server: Server, scope: trio.CancelScope, *, task_status: Any) -> None:
+    """First Ctrl-C/SIGTERM: drain gracefully. Second: stop at once."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        task_status.started()
+        async for signum in signals:
+            server.log.event("signal", signal=signal.Signals(signum).name)
+            if server.draining:
+                scope.cancel()
+            server.shutdown()
+
+
+async def _run(server: Server) -> None:
+    listeners = await server.listen()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(_watch_signals, server, nursery.cancel_scope)
+        await server.serve(listeners)
+        nursery.cancel_scope.cancel()
+
+
+def _body(args: argparse.Namespace) -> int:
+    overrides = {
+        "server": {
+            "host": args.host,
+            "port": args.port,
+            "cert": args.cert,
+            "key": args.key,
+            "ca": args.ca,
+            "tls_min": args.tls_min,
+            "tls_max": args.tls_max,
+            "allow": args.allow,
+            "log_format": args.log_format,
+            "trace": args.trace,
+            "keylog": args.keylog,
+            "handshake_timeout": args.handshake_timeout,
+            "idle_timeout": args.idle_timeout,
+            "max_connections": args.max_connections,
+        }
+    }
+    config = load_config(args.config, overrides=overrides)
+    trio.run(_run, Server(config.server))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``mtls-server``."""
+    return run_cli(_body, build_parser(), argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

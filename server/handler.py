@@ -1,0 +1,259 @@
+"""One client connection, from TCP accept to close, and its one log line.
+
+Theory of operation
+-------------------
+1. Handshake under ``handshake_timeout``. OpenSSL verifies the client chain
+   (CA, validity, clientAuth purpose); if it refuses, :class:`TLSConnection`
+   sends the queued alert so the client learns *why*, and we log the diagnosis.
+2. Identity: the peer's leaf (DER) is parsed once into :class:`PeerIdentity`.
+3. Authorization: the allow-list decides. A refusal is an application-level
+   ``ERR forbidden`` line naming the identity, then close_notify.
+4. Greeting first: under TLS 1.3 the client finishes its handshake before the
+   server has judged its certificate, so the greeting is the client's proof that
+   it was accepted.
+5. Request loop: each read waits at most ``idle_timeout``; lines are bounded by
+   ``max_line``; a protocol violation gets one ``ERR`` line and a close.
+6. Close: close_notify when the handshake completed (bounded, shielded from
+   cancellation so shutdown still says goodbye), a plain close otherwise.
+
+The handler takes any ``trio.abc.Stream``: tests drive it over memory streams,
+the server over TCP.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import ssl
+import time
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import trio
+
+from shared.diagnose import diagnose_ssl_error
+from shared.errors import ProtocolError
+from shared.identity import AllowList, PeerIdentity, identity_from_der
+from shared.protocol import HELP_TEXT, Command, LineBuffer, LineTooLong, Reply, encode_reply, parse_request
+from shared.tls import TLSConnection
+from shared.trace import HandshakeRecorder, Role, recording
+from shared.trace_render import render_terminal
+
+from .log import EventLog
+
+__all__ = ["ConnectionRecord", "HandlerSettings", "handle_connection"]
+
+# Bound on saying goodbye (close_notify or a final ERR line) to a peer that may not read.
+CLOSE_TIMEOUT: Final = 2.0
+RECEIVE_SIZE: Final = 16384  # one maximal TLS record
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HandlerSettings:
+    handshake_timeout: float = 10.0
+    idle_timeout: float = 60.0
+    max_line: int = 4096
+    allow: AllowList = field(default_factory=AllowList)
+    trace: bool = False
+
+
+@dataclass(slots=True, kw_only=True)
+class ConnectionRecord:
+    """What the per-connection log line says; filled in as the connection goes."""
+
+    peer: str
+    outcome: str = "open"
+    reason: str | None = None
+    alert: str | None = None
+    tls_version: str | None = None
+    cipher: str | None = None
+    identity: PeerIdentity | None = None
+    requests: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    def fields(self) -> dict[str, Any]:
+        ident = self.identity
+        return {
+            "peer": self.peer,
+            "outcome": self.outcome,
+            "reason": self.reason,
+            "alert": self.alert,
+            "tls": self.tls_version,
+            "cipher": self.cipher,
+            "subject": ident.subject if ident else None,
+            "sans": [n for n in ident.names() if not n.startswith("CN:")] if ident else None,
+            "serial": ident.serial if ident else None,
+            "sha256": ident.sha256 if ident else None,
+            "requests": self.requests,
+            "duration_ms": round((time.monotonic() - self.started) * 1000, 1),
+        }
+
+
+class _Refused(Exception):
+    """Internal: the connection ends here, with ``outcome`` and ``reason`` set."""
+
+
+async def handle_connection(
+    transport: trio.abc.Stream,
+    *,
+    context: ssl.SSLContext,
+    settings: HandlerSettings,
+    log: EventLog,
+    peer: str,
+) -> ConnectionRecord:
+    """Serve one connection to completion; never raises for anything the peer does."""
+    record = ConnectionRecord(peer=peer)
+    tls = TLSConnection(transport, context, server_side=True)
+    recorder = HandshakeRecorder(Role.SERVER) if settings.trace else None
+    try:
+        if recorder is None:
+            await _serve(tls, settings, record)
+        else:
+            with recording(recorder):
+                await _serve(tls, settings, record)
+    except _Refused:
+        pass
+    except trio.Cancelled:
+        record.reason = "server shutting down"
+        if record.outcome == "open":
+            record.outcome = "closed"
+        if record.tls_version is not None:  # only a finished handshake can carry a goodbye line
+            with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_TIMEOUT):
+                await _send(tls, Reply(False, "shutting-down", "server is shutting down; reconnect later"))
+        raise
+    finally:
+        with trio.CancelScope(shield=True):
+            await _close(tls, record)
+            if recorder is not None:
+                events = recorder.finish()
+                log.event(
+                    "trace",
+                    peer=peer,
+                    diagram="\n"
+                    + render_terminal(
+                        events,
+                        observer=Role.SERVER,
+                        version_label=recorder.version_label,
+                        tls13=recorder.tls13,
+                    ),
+                )
+            log.event("connection", **record.fields())
+    return record
+
+
+async def _serve(tls: TLSConnection, settings: HandlerSettings, record: ConnectionRecord) -> None:
+    await _handshake(tls, settings, record)
+    record.tls_version = tls.stream.version()
+    cipher = tls.stream.cipher()
+    record.cipher = cipher[0] if cipher else None
+    der = tls.stream.getpeercert(binary_form=True)
+    if der is None:  # cannot happen with CERT_REQUIRED; refuse rather than trust it
+        _refuse(record, "rejected", "no client certificate after handshake")
+    identity = record.identity = identity_from_der(der)
+    decision = settings.allow.decide(identity)
+    if not decision.allowed:
+        record.outcome, record.reason = "forbidden", decision.reason
+        await _send(tls, Reply(False, "forbidden", f"{identity.label} is not allowed: {decision.reason}"))
+        raise _Refused
+    record.outcome, record.reason = "accepted", decision.reason
+    await _send(tls, Reply(True, "hello", f"{identity.label}; commands: {HELP_TEXT}"))
+    await _request_loop(tls, settings, record, identity)
+
+
+async def _handshake(tls: TLSConnection, settings: HandlerSettings, record: ConnectionRecord) -> None:
+    with trio.move_on_after(settings.handshake_timeout) as scope:
+        try:
+            await tls.handshake()
+        except trio.BrokenResourceError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, ssl.SSLError):
+                diagnosis = diagnose_ssl_error(cause, local=Role.SERVER)
+                record.alert = tls.sent_alert or diagnosis.alert
+                _refuse(record, "rejected", diagnosis.summary)
+            _refuse(record, "closed", "peer closed the connection during the handshake")
+    if scope.cancelled_caught:
+        _refuse(record, "timeout", f"no complete handshake within {settings.handshake_timeout:g}s")
+
+
+def _refuse(record: ConnectionRecord, outcome: str, reason: str) -> None:
+    record.outcome, record.reason = outcome, reason
+    raise _Refused
+
+
+async def _request_loop(
+    tls: TLSConnection, settings: HandlerSettings, record: ConnectionRecord, identity: PeerIdentity
+) -> None:
+    lines = LineBuffer(settings.max_line)
+    while True:
+        with trio.move_on_after(settings.idle_timeout) as scope:
+            try:
+                data = await tls.stream.receive_some(RECEIVE_SIZE)
+            except trio.BrokenResourceError:
+                record.reason = "peer closed the connection abruptly"
+                return
+        if scope.cancelled_caught:
+            record.reason = f"idle for {settings.idle_timeout:g}s"
+            await _send(tls, Reply(False, "idle-timeout", f"no request for {settings.idle_timeout:g}s; bye"))
+            return
+        if not data:
+            record.reason = "peer closed the connection"
+            return
+        try:
+            received = lines.feed(data)
+        except LineTooLong as exc:
+            record.reason = str(exc)
+            await _send(tls, Reply(False, "line-too-long", f"{exc}; closing"))
+            return
+        except ProtocolError as exc:
+            record.reason = str(exc)
+            await _send(tls, Reply(False, "bad-encoding", f"{exc}; closing"))
+            return
+        for line in received:
+            if not line.strip():
+                continue
+            record.requests += 1
+            if not await _answer(tls, line, record, identity):
+                record.reason = "client said QUIT"
+                return
+
+
+async def _answer(tls: TLSConnection, line: str, record: ConnectionRecord, identity: PeerIdentity) -> bool:
+    """Answer one request line; False when the client asked to quit."""
+    try:
+        request = parse_request(line)
+    except ProtocolError as exc:
+        await _send(tls, Reply(False, "unknown-command", str(exc)))
+        return True
+    match request.command:
+        case Command.WHOAMI:
+            whoami = {**identity.to_dict(), "tls_version": record.tls_version, "cipher": record.cipher}
+            await _send(tls, Reply(True, "whoami", json.dumps(whoami, separators=(",", ":"))))
+        case Command.ECHO:
+            await _send(tls, Reply(True, "echo", request.argument))
+        case Command.PING:
+            await _send(tls, Reply(True, "pong"))
+        case Command.HELP:
+            await _send(tls, Reply(True, "help", HELP_TEXT))
+        case Command.QUIT:
+            await _send(tls, Reply(True, "bye"))
+            return False
+    return True
+
+
+async def _send(tls: TLSConnection, reply: Reply) -> None:
+    """Send one reply; a peer that is gone is not an error worth raising here."""
+    with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+        await tls.stream.send_all(encode_reply(reply))
+
+
+async def _close(tls: TLSConnection, record: ConnectionRecord) -> None:
+    """close_notify after a completed handshake; otherwise just drop the socket."""
+    if record.tls_version is not None:
+        with (
+            trio.move_on_after(CLOSE_TIMEOUT) as scope,
+            contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError),
+        ):
+            await tls.stream.aclose()
+        if not scope.cancelled_caught:
+            return
+    await trio.aclose_forcefully(tls.stream.transport_stream)

@@ -1,0 +1,48 @@
+"""Structured server logging: one line per event, ``text`` (key=value) or ``json``.
+
+Values are strings, numbers, booleans or lists of those; nothing that reaches
+here ever holds key material (identities come from public certificates).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["EventLog"]
+
+
+def _text_value(value: Any) -> str:
+    if isinstance(value, list | tuple):
+        value = ",".join(str(v) for v in value)
+    text = str(value)
+    if text == "" or any(c in text for c in ' "=\\'):
+        return json.dumps(text)
+    return text
+
+
+class EventLog:
+    """Writes ``event`` lines to ``sink`` (stderr by default)."""
+
+    def __init__(self, fmt: str = "text", sink: Callable[[str], None] | None = None) -> None:
+        self.fmt = fmt
+        self._sink = sink or self._stderr
+
+    def __repr__(self) -> str:
+        return f"<EventLog fmt={self.fmt!r}>"
+
+    @staticmethod
+    def _stderr(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    def event(self, name: str, **fields: Any) -> None:
+        fields = {k: v for k, v in fields.items() if v is not None}
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        if self.fmt == "json":
+            self._sink(json.dumps({"ts": stamp, "event": name, **fields}, default=str))
+        else:
+            pairs = " ".join(f"{key}={_text_value(value)}" for key, value in fields.items())
+            self._sink(f"{stamp} {name} {pairs}".rstrip())

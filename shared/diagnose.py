@@ -1,0 +1,268 @@
+"""What went wrong with a TLS connection, in plain language, with the fix.
+
+One table maps what OpenSSL reports (a local verification error, an alert the
+peer sent, a local handshake error, EOF where a reply was due) to a
+:class:`Diagnosis`. The client prints it, the server logs it; both read it from
+here so the words stay the same everywhere.
+"""
+
+from __future__ import annotations
+
+import enum
+import ssl
+from dataclasses import dataclass
+from typing import Final
+
+from .trace import Role
+
+__all__ = ["Category", "Diagnosis", "alert_from_reason", "diagnose_eof", "diagnose_ssl_error"]
+
+_ALERT_PREFIXES: Final = ("SSLV3_ALERT_", "TLSV1_ALERT_", "TLSV13_ALERT_")
+
+
+class Category(enum.Enum):
+    """Coarse outcome, which also picks the client's exit code."""
+
+    PEER_UNTRUSTED = "peer-untrusted"  # we refused the peer's certificate
+    REJECTED_BY_PEER = "rejected-by-peer"  # the peer refused our certificate (or its absence)
+    NEGOTIATION = "negotiation"  # versions, ciphers, not TLS at all
+    CLOSED = "closed"  # the peer went away
+    OTHER = "other"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Diagnosis:
+    category: Category
+    summary: str  # what happened
+    fix: str  # what to do
+    alert: str | None = None  # the TLS alert sent or received, e.g. "unknown_ca"
+
+    def line(self) -> str:
+        alert = f" [alert {self.alert}]" if self.alert else ""
+        return f"{self.summary}{alert}; fix: {self.fix}"
+
+
+def alert_from_reason(reason: str | None) -> str | None:
+    """``TLSV1_ALERT_UNKNOWN_CA`` -> ``unknown_ca``; None when the reason is not an alert."""
+    for prefix in _ALERT_PREFIXES:
+        if reason and reason.startswith(prefix):
+            return reason[len(prefix) :].lower()
+    return None
+
+
+# Alerts the peer sent about *our* certificate: (what happened, fix).
+_REMOTE_ALERTS: Final[dict[str, tuple[str, str]]] = {
+    "unknown_ca": (
+        "the {peer} does not trust the CA that issued our certificate",
+        "present a certificate issued by the CA the {peer} trusts (its 'ca' setting), "
+        "and send the intermediate with it (a -chain.pem file)",
+    ),
+    "certificate_required": (
+        "the {peer} requires a client certificate and we sent none",
+        "pass --cert and --key (or set [client] cert and key)",
+    ),
+    "bad_certificate": (
+        "the {peer} rejected our certificate (bad_certificate: often missing, malformed or no "
+        "client certificate under TLS 1.2)",
+        "present a client certificate from the trusted CA with --cert/--key; check it with "
+        "'mtls-certs verify CERT --purpose client'",
+    ),
+    "certificate_expired": (
+        "the {peer} says our certificate has expired (or is not yet valid)",
+        "reissue it with 'mtls-certs issue', and check the clocks",
+    ),
+    "unsupported_certificate": (
+        "the {peer} says our certificate may not be used for this purpose (EKU)",
+        "use a certificate whose extended key usage includes clientAuth ('mtls-certs issue client')",
+    ),
+    "certificate_revoked": (
+        "the {peer} says our certificate has been revoked",
+        "ask the CA for a new certificate",
+    ),
+    "certificate_unknown": (
+        "the {peer} could not accept our certificate",
+        "check it with 'mtls-certs verify CERT --purpose client' against the {peer}'s CA",
+    ),
+    "decrypt_error": (
+        "the {peer} could not verify our CertificateVerify signature",
+        "make sure --key is the private key of --cert",
+    ),
+    "handshake_failure": (
+        "the {peer} found no acceptable parameters (or refused the handshake)",
+        "compare TLS versions and key types on both sides",
+    ),
+    "protocol_version": (
+        "the {peer} does not accept the TLS versions we offer",
+        "align tls_min/tls_max (or --tls) with the {peer}",
+    ),
+    "access_denied": (
+        "the {peer} authenticated us but denies access",
+        "ask for this identity to be put on the {peer}'s allow-list",
+    ),
+}
+
+# Local certificate verification errors (X509_V_ERR_*), by verify_code.
+_VERIFY_ERRORS: Final[dict[int, tuple[str, str]]] = {
+    2: ("the {peer}'s issuer certificate is missing", "the {peer} must send its intermediate (a chain file)"),
+    9: ("the {peer}'s certificate is not yet valid", "check the clocks, or reissue it"),
+    10: ("the {peer}'s certificate has expired", "reissue it with 'mtls-certs issue'"),
+    18: (
+        "the {peer}'s certificate is self-signed",
+        "issue the {peer}'s certificate from the CA we trust (--ca), not self-signed",
+    ),
+    19: (
+        "the {peer}'s chain ends in a CA we do not trust",
+        "point --ca at the CA that issued the {peer}'s certificate",
+    ),
+    20: (
+        "the {peer}'s certificate was not issued by a CA we trust (or its intermediate was not sent)",
+        "point --ca at the CA that issued it, and have the {peer} send its chain file",
+    ),
+    21: (
+        "the {peer} sent only its leaf; the intermediate is missing",
+        "configure the {peer} with its -chain.pem file (leaf + intermediate)",
+    ),
+    23: ("the {peer}'s certificate has been revoked", "the {peer} needs a new certificate"),
+    24: ("a CA in the {peer}'s chain is not allowed to sign (not a CA)", "reissue from a real CA"),
+    26: (
+        "the {peer}'s certificate is not for this purpose (its EKU lacks {eku})",
+        "reissue it with the right role ('mtls-certs issue {role} ...')",
+    ),
+    62: (
+        "the {peer}'s certificate does not name the host we connected to",
+        "connect with the name in its SANs (--server-name), or reissue it with --san DNS:<host>",
+    ),
+    64: (
+        "the {peer}'s certificate does not name the IP address we connected to",
+        "reissue it with --san IP:<address>, or connect by a name it carries",
+    ),
+}
+
+_LOCAL_REASONS: Final[dict[str, tuple[Category, str, str]]] = {
+    "PEER_DID_NOT_RETURN_A_CERTIFICATE": (
+        Category.PEER_UNTRUSTED,
+        "the client sent no certificate; this server requires one",
+        "run the client with a certificate from the trusted CA (--cert/--key)",
+    ),
+    "WRONG_VERSION_NUMBER": (
+        Category.NEGOTIATION,
+        "the peer did not speak TLS (or an unsupported version)",
+        "connect with TLS (openssl s_client, curl https://, mtls-client), not plain TCP",
+    ),
+    "HTTP_REQUEST": (
+        Category.NEGOTIATION,
+        "the peer sent a plain HTTP request to a TLS port",
+        "use https:// and a client certificate",
+    ),
+    "UNSUPPORTED_PROTOCOL": (
+        Category.NEGOTIATION,
+        "the peer offered only TLS versions we do not accept",
+        "use TLS 1.2 or 1.3",
+    ),
+    "NO_SHARED_CIPHER": (
+        Category.NEGOTIATION,
+        "no cipher suite in common with the peer",
+        "enable modern ECDHE AES-GCM or ChaCha20 suites on the peer",
+    ),
+    "NO_PROTOCOLS_AVAILABLE": (
+        Category.NEGOTIATION,
+        "no TLS version is enabled",
+        "check tls_min and tls_max",
+    ),
+    "UNEXPECTED_EOF_WHILE_READING": (
+        Category.CLOSED,
+        "the peer closed the connection in the middle of the handshake",
+        "check the peer's log: it may have refused us without sending an alert",
+    ),
+}
+
+
+# Alerts with which servers refuse a client that sent an empty Certificate message:
+# TLS 1.3 says certificate_required (RFC 8446 §4.4.2.4); OpenSSL's TLS 1.2 says handshake_failure.
+_NO_CERT_ALERTS: Final = frozenset({"certificate_required", "handshake_failure", "bad_certificate"})
+
+
+def diagnose_ssl_error(exc: BaseException, *, local: Role, sent_no_certificate: bool = False) -> Diagnosis:
+    """Explain an ``ssl.SSLError`` raised on the ``local`` side.
+
+    ``sent_no_certificate``: the trace shows we answered CertificateRequest with an
+    empty Certificate, which explains a generic alert better than the alert does.
+    """
+    peer = local.peer.value
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        code = exc.verify_code
+        message = exc.verify_message or "verification failed"
+        summary, fix = _VERIFY_ERRORS.get(
+            code,
+            (f"the {{peer}}'s certificate failed verification: {message}", "check it with mtls-certs verify"),
+        )
+        eku = "clientAuth" if local is Role.SERVER else "serverAuth"
+        fields = {"peer": peer, "eku": eku, "role": local.peer.value}
+        return Diagnosis(
+            category=Category.PEER_UNTRUSTED,
+            summary=f"{summary.format(**fields)} (OpenSSL: {message})",
+            fix=fix.format(**fields),
+            alert=_alert_for_verify(code),
+        )
+    reason = getattr(exc, "reason", None)
+    alert = alert_from_reason(reason)
+    if alert is not None:
+        if sent_no_certificate and alert in _NO_CERT_ALERTS:
+            alert_key = "certificate_required"
+            summary, fix = _REMOTE_ALERTS[alert_key]
+            return Diagnosis(
+                category=Category.REJECTED_BY_PEER,
+                summary=summary.format(peer=peer),
+                fix=fix.format(peer=peer),
+                alert=alert,
+            )
+        summary, fix = _REMOTE_ALERTS.get(
+            alert, (f"the {{peer}} ended the handshake with alert {alert}", "see the {peer}'s log")
+        )
+        return Diagnosis(
+            category=Category.REJECTED_BY_PEER,
+            summary=summary.format(peer=peer),
+            fix=fix.format(peer=peer),
+            alert=alert,
+        )
+    if reason in _LOCAL_REASONS:
+        category, summary, fix = _LOCAL_REASONS[reason]
+        sent = "certificate_required" if reason == "PEER_DID_NOT_RETURN_A_CERTIFICATE" else None
+        return Diagnosis(category=category, summary=summary, fix=fix, alert=sent)
+    return Diagnosis(
+        category=Category.OTHER,
+        summary=f"TLS error: {reason or exc}",
+        fix="run with --trace to see where the handshake stopped",
+    )
+
+
+def _alert_for_verify(code: int) -> str:
+    """The alert OpenSSL sends for a local verification failure (ssl_verify_alarm_type)."""
+    return {
+        2: "unknown_ca",
+        9: "certificate_expired",
+        10: "certificate_expired",
+        18: "unknown_ca",
+        19: "unknown_ca",
+        20: "unknown_ca",
+        21: "unknown_ca",
+        23: "certificate_revoked",
+        26: "unsupported_certificate",
+    }.get(code, "bad_certificate")
+
+
+def diagnose_eof(*, tls13: bool | None, after_handshake: bool) -> Diagnosis:
+    """The server closed where a reply was due."""
+    if after_handshake and tls13:
+        return Diagnosis(
+            category=Category.REJECTED_BY_PEER,
+            summary="the server closed the connection right after the handshake: under TLS 1.3 this is "
+            "how a server rejects a client certificate when its alert is lost",
+            fix="check that --cert was issued by the CA the server trusts ('mtls-certs verify CERT "
+            "--purpose client') and see the server's log",
+        )
+    return Diagnosis(
+        category=Category.CLOSED,
+        summary="the server closed the connection without a reply",
+        fix="see the server's log; it may have refused this client or hit a limit",
+    )

@@ -1,0 +1,164 @@
+"""Who the peer is (from its verified certificate) and whether the allow-list admits it.
+
+Authentication is TLS's job; this module does what comes after: name the
+identity the certificate carries (subject, DNS/email/URI/IP SANs, SPIFFE ID,
+serial, fingerprint) and apply the optional allow-list.
+
+Allow-list rules are ``KIND:PATTERN`` with KIND one of ``CN``, ``DNS``,
+``email``, ``URI``, ``IP``; ``*`` in a pattern matches any run of characters
+(``*`` alone matches anything); matching is exact otherwise, and
+case-insensitive for CN, DNS and email, case-sensitive for URI (paths are).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import NameOID
+
+from .errors import ConfigError
+from .inspect import fingerprint
+from .pki import describe_key
+
+__all__ = ["AllowList", "AllowRule", "Decision", "PeerIdentity", "identity_from_der"]
+
+RULE_KINDS: Final = ("CN", "DNS", "email", "URI", "IP")
+_CASE_INSENSITIVE: Final = frozenset({"CN", "DNS", "email"})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PeerIdentity:
+    """What a verified peer certificate says about its holder."""
+
+    subject: str
+    common_name: str | None
+    issuer: str
+    dns: tuple[str, ...] = ()
+    emails: tuple[str, ...] = ()
+    uris: tuple[str, ...] = ()
+    ips: tuple[str, ...] = ()
+    serial: str
+    sha256: str
+    key: str
+    not_after: str
+
+    @property
+    def spiffe_id(self) -> str | None:
+        return next((u for u in self.uris if u.startswith("spiffe://")), None)
+
+    @property
+    def label(self) -> str:
+        """The shortest useful name for logs and refusals."""
+        return self.spiffe_id or (f"CN={self.common_name}" if self.common_name else self.subject)
+
+    def values(self, kind: str) -> tuple[str, ...]:
+        """The identity's values of one rule kind."""
+        if kind == "CN":
+            return (self.common_name,) if self.common_name else ()
+        return {"DNS": self.dns, "email": self.emails, "URI": self.uris, "IP": self.ips}[kind]
+
+    def names(self) -> list[str]:
+        """Every name, spelled as a rule would spell it."""
+        return [f"{kind}:{value}" for kind in RULE_KINDS for value in self.values(kind)]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "subject": self.subject,
+            "issuer": self.issuer,
+            "sans": [n for n in self.names() if not n.startswith("CN:")],
+            "spiffe_id": self.spiffe_id,
+            "serial": self.serial,
+            "sha256": self.sha256,
+            "key": self.key,
+            "not_after": self.not_after,
+        }
+
+
+def identity_from_der(der: bytes) -> PeerIdentity:
+    """Parse the peer's leaf once and keep what authorization and logs need."""
+    cert = x509.load_der_x509_certificate(der)
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        san = x509.SubjectAlternativeName([])
+    cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return PeerIdentity(
+        subject=cert.subject.rfc4514_string(),
+        common_name=str(cns[0].value) if cns else None,
+        issuer=cert.issuer.rfc4514_string(),
+        dns=tuple(san.get_values_for_type(x509.DNSName)),
+        emails=tuple(san.get_values_for_type(x509.RFC822Name)),
+        uris=tuple(san.get_values_for_type(x509.UniformResourceIdentifier)),
+        ips=tuple(str(ip) for ip in san.get_values_for_type(x509.IPAddress)),
+        serial=format(cert.serial_number, "X"),
+        sha256=fingerprint(cert.public_bytes(serialization.Encoding.DER)),
+        key=describe_key(cert.public_key()),
+        not_after=cert.not_valid_after_utc.isoformat(),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class AllowRule:
+    """One ``KIND:PATTERN`` rule."""
+
+    kind: str
+    pattern: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.pattern}"
+
+    @classmethod
+    def parse(cls, text: str) -> AllowRule:
+        kind, sep, pattern = text.partition(":")
+        canonical = {k.lower(): k for k in RULE_KINDS}.get(kind.strip().lower())
+        if not sep or canonical is None or not pattern:
+            raise ConfigError(
+                f"allow rule {text!r} is not KIND:PATTERN with KIND one of {', '.join(RULE_KINDS)} "
+                "(for example 'CN:alice' or 'URI:spiffe://example.org/*')"
+            )
+        return cls(canonical, pattern)
+
+    def matches(self, identity: PeerIdentity) -> bool:
+        flags = re.IGNORECASE if self.kind in _CASE_INSENSITIVE else 0
+        regex = re.compile("^" + ".*".join(re.escape(part) for part in self.pattern.split("*")) + "$", flags)
+        return any(regex.match(value) for value in identity.values(self.kind))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Decision:
+    """The allow-list's verdict and the reason, for the refusal and the log."""
+
+    allowed: bool
+    rule: AllowRule | None
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class AllowList:
+    """An ordered list of rules; empty admits every verified client."""
+
+    rules: tuple[AllowRule, ...] = ()
+
+    @classmethod
+    def parse(cls, texts: Iterable[str]) -> AllowList:
+        return cls(tuple(AllowRule.parse(t) for t in texts))
+
+    def decide(self, identity: PeerIdentity) -> Decision:
+        if not self.rules:
+            return Decision(allowed=True, rule=None, reason="no allow-list: every verified client")
+        for rule in self.rules:
+            if rule.matches(identity):
+                return Decision(allowed=True, rule=rule, reason=f"matched rule {rule}")
+        names = ", ".join(identity.names()) or identity.subject
+        tried = ", ".join(str(r) for r in self.rules)
+        return Decision(
+            allowed=False, rule=None, reason=f"no allow rule matched identity [{names}]; rules: {tried}"
+        )
+
+    def describe(self) -> Sequence[str]:
+        return [str(r) for r in self.rules]

@@ -1,0 +1,144 @@
+"""The line protocol, sans-I/O: bytes in, frozen events out; no trio, ssl or socket here.
+
+Wire format (UTF-8, one message per line, ``\\n`` or ``\\r\\n``, bounded length)::
+
+    server -> client, first, right after the handshake:
+        OK hello <identity>; commands: WHOAMI, ECHO <text>, PING, HELP, QUIT
+      or, when the allow-list refuses the verified client, then close:
+        ERR forbidden <identity> is not allowed: <reason>
+
+    client -> server         server -> client
+        WHOAMI                   OK whoami {"subject": ..., "tls_version": ..., ...}   (one JSON line)
+        ECHO <text>              OK echo <text>
+        PING                     OK pong
+        HELP                     OK help WHOAMI | ECHO <text> | PING | HELP | QUIT
+        QUIT                     OK bye          (then the server closes with close_notify)
+        anything else            ERR unknown-command ...   (the connection stays open)
+
+Commands are case-insensitive. A line longer than the limit, or not UTF-8, is a
+peer protocol violation: the server answers ``ERR line-too-long`` /
+``ERR bad-encoding`` and closes. Typing by hand in ``openssl s_client`` works.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Final
+
+from .errors import ProtocolError
+
+__all__ = [
+    "DEFAULT_MAX_LINE",
+    "Command",
+    "LineBuffer",
+    "LineTooLong",
+    "Reply",
+    "Request",
+    "encode_reply",
+    "encode_request",
+    "parse_reply",
+    "parse_request",
+]
+
+# 4 KiB holds any whoami reply and a generous echo; large enough for hand use,
+# small enough that a hostile peer cannot make the server buffer much.
+DEFAULT_MAX_LINE: Final = 4096
+HELP_TEXT: Final = "WHOAMI | ECHO <text> | PING | HELP | QUIT"
+
+
+class Command(enum.Enum):
+    WHOAMI = "WHOAMI"
+    ECHO = "ECHO"
+    PING = "PING"
+    HELP = "HELP"
+    QUIT = "QUIT"
+
+
+class LineTooLong(ProtocolError):
+    """More than ``max_line`` bytes arrived without a newline."""
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    command: Command
+    argument: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """``OK <code> <text>`` or ``ERR <code> <text>``."""
+
+    ok: bool
+    code: str
+    text: str = ""
+
+    def __str__(self) -> str:
+        return f"{'OK' if self.ok else 'ERR'} {self.code}" + (f" {self.text}" if self.text else "")
+
+
+class LineBuffer:
+    """Split a byte stream into lines of at most ``max_line`` bytes (terminator included)."""
+
+    def __init__(self, max_line: int = DEFAULT_MAX_LINE) -> None:
+        self.max_line = max_line
+        self._buffer = bytearray()
+
+    def __repr__(self) -> str:
+        return f"<LineBuffer max_line={self.max_line} pending={len(self._buffer)}>"
+
+    @property
+    def pending(self) -> int:
+        return len(self._buffer)
+
+    def feed(self, data: bytes | bytearray) -> list[str]:
+        """Add received bytes; return the complete lines, decoded, without terminators."""
+        self._buffer += data
+        lines: list[str] = []
+        while True:
+            end = self._buffer.find(b"\n")
+            if end < 0:
+                break
+            if end + 1 > self.max_line:
+                raise LineTooLong(f"line of {end + 1} bytes exceeds the limit of {self.max_line}")
+            raw = bytes(self._buffer[:end]).removesuffix(b"\r")
+            del self._buffer[: end + 1]
+            try:
+                lines.append(raw.decode("utf-8"))
+            except UnicodeDecodeError as exc:
+                raise ProtocolError(f"line is not valid UTF-8 ({exc.reason} at byte {exc.start})") from exc
+        if len(self._buffer) >= self.max_line:
+            raise LineTooLong(f"more than {self.max_line} bytes without a newline")
+        return lines
+
+
+def parse_request(line: str) -> Request:
+    """``ECHO hello`` -> Request(ECHO, "hello"); unknown commands raise ProtocolError."""
+    word, _, argument = line.strip().partition(" ")
+    try:
+        command = Command(word.upper())
+    except ValueError:
+        raise ProtocolError(f"unknown command {word!r}; try {HELP_TEXT}") from None
+    return Request(command, argument if command is Command.ECHO else argument.strip())
+
+
+def encode_request(text: str, *, max_line: int = DEFAULT_MAX_LINE) -> bytes:
+    """One request line, checked before it goes out."""
+    if "\n" in text or "\r" in text:
+        raise ProtocolError(f"a request is one line; {text!r} contains a line break")
+    data = text.encode("utf-8") + b"\n"
+    if len(data) > max_line:
+        raise ProtocolError(f"request of {len(data)} bytes exceeds the line limit of {max_line}")
+    return data
+
+
+def encode_reply(reply: Reply) -> bytes:
+    return str(reply).replace("\n", " ").encode("utf-8") + b"\n"
+
+
+def parse_reply(line: str) -> Reply:
+    status, _, rest = line.partition(" ")
+    if status not in ("OK", "ERR"):
+        raise ProtocolError(f"expected a reply starting with OK or ERR, got {line[:80]!r}")
+    code, _, text = rest.partition(" ")
+    return Reply(status == "OK", code, text)

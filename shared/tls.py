@@ -1,0 +1,206 @@
+"""TLS contexts for each role, and a trio TLS stream that delivers its alerts.
+
+Theory of operation
+-------------------
+This is the one place TLS options are chosen:
+
+* both roles: TLS 1.2 minimum (RFC 8996 retired 1.0/1.1), 1.3 preferred, the
+  configured range applied; ``VERIFY_X509_STRICT`` so malformed certificates are
+  refused as strict verifiers elsewhere would; an optional NSS key log.
+* server: ``CERT_REQUIRED`` always. A server config that cannot enforce client
+  authentication (no CA) is refused before any socket is opened.
+* client: ``PROTOCOL_TLS_CLIENT`` (``CERT_REQUIRED`` plus hostname/IP checking),
+  trusting only the configured CA, not the system store: a test tool must not
+  pass because some public CA happens to vouch for the server.
+
+OpenSSL enforces the certificate *purpose* by itself: a server verifies client
+chains for "SSL client" (EKU clientAuth) and a client verifies servers for "SSL
+server" (serverAuth).
+
+Alert delivery. ``trio.SSLStream`` keeps OpenSSL's output in a memory BIO and,
+when ``do_handshake`` fails, raises before sending what is in it, which is the
+fatal alert OpenSSL just queued ("unknown ca", "certificate required"...). The
+rejected peer then sees a bare EOF. :class:`TLSConnection` hands trio a context
+proxy whose ``wrap_bio`` keeps a reference to that outgoing BIO (the stdlib
+signature, no private trio attribute), and on failure sends what is left in it.
+(A known gap in trio; other TLS stacks had the same bug, e.g. boostorg/asio#189.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ssl
+from pathlib import Path
+from typing import Final, cast
+
+import trio
+
+from . import trace
+from .config import ClientConfig, ServerConfig
+from .errors import CertificateError, ConfigError
+from .pki import read_passphrase
+
+__all__ = ["TLSConnection", "client_context", "plaintext_alert", "server_context", "tls_version"]
+
+# How long a failed handshake may spend delivering its alert before we hang up.
+ALERT_FLUSH_TIMEOUT: Final = 1.0
+
+
+def tls_version(name: str) -> ssl.TLSVersion:
+    return {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}[name]
+
+
+def _common(ctx: ssl.SSLContext, tls_min: str, tls_max: str, keylog: Path | None, with_trace: bool) -> None:
+    ctx.minimum_version = tls_version(tls_min)
+    ctx.maximum_version = tls_version(tls_max)
+    ctx.verify_flags |= ssl.VERIFY_X509_STRICT
+    ctx.options |= ssl.OP_NO_RENEGOTIATION  # mid-connection renegotiation only widens attack surface
+    if keylog is not None:
+        ctx.keylog_filename = str(keylog)
+    if with_trace:
+        trace.install(ctx)
+
+
+def _load_chain(ctx: ssl.SSLContext, cert: Path, key: Path, passphrase_file: Path | None, role: str) -> None:
+    for path, what in ((cert, "certificate"), (key, "private key")):
+        if not path.is_file():
+            raise ConfigError(
+                f"{role} {what} {str(path)!r} not found; create the demo PKI with 'make certs' "
+                f"(or 'mtls-certs demo'), or set [{role}] {'cert' if what == 'certificate' else 'key'}"
+            )
+    passphrase = read_passphrase(passphrase_file)
+    try:
+        ctx.load_cert_chain(cert, key, password=(lambda: passphrase) if passphrase else _no_prompt)
+    except ssl.SSLError as exc:
+        if exc.reason == "KEY_VALUES_MISMATCH":
+            raise CertificateError(
+                f"{role} key {str(key)!r} does not belong to certificate {str(cert)!r}; "
+                "pass the key generated with that certificate's CSR"
+            ) from exc
+        raise CertificateError(
+            f"cannot load {role} certificate {str(cert)!r} with key {str(key)!r}: {exc.reason or exc}; "
+            "both must be PEM (an encrypted key needs --passphrase-file or MTLS_KEY_PASSPHRASE)"
+        ) from exc
+
+
+def _no_prompt() -> bytes:
+    # Without this, OpenSSL would prompt on the terminal for an encrypted key's passphrase.
+    raise CertificateError(
+        "the private key is encrypted: give its passphrase via key_passphrase_file "
+        "or the MTLS_KEY_PASSPHRASE environment variable"
+    )
+
+
+def _load_ca(ctx: ssl.SSLContext, ca: Path, role: str) -> None:
+    if not ca.is_file():
+        raise ConfigError(
+            f"{role} CA file {str(ca)!r} not found; create the demo PKI with 'make certs', or set [{role}] ca"
+        )
+    try:
+        ctx.load_verify_locations(cafile=str(ca))
+    except ssl.SSLError as exc:
+        raise CertificateError(
+            f"CA file {str(ca)!r} holds no usable PEM certificate: {exc.reason or exc}"
+        ) from exc
+
+
+def server_context(config: ServerConfig, *, with_trace: bool | None = None) -> ssl.SSLContext:
+    """A server context that requires and verifies client certificates."""
+    if config.ca is None:
+        raise ConfigError(
+            "refusing to start: no [server] ca is configured, so client certificates could not be "
+            "verified; set ca to the CA that issues your client certificates (e.g. certs/ca.pem)"
+        )
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    _common(
+        ctx, config.tls_min, config.tls_max, config.keylog, config.trace if with_trace is None else with_trace
+    )
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    _load_chain(ctx, config.cert, config.key, config.key_passphrase_file, "server")
+    _load_ca(ctx, config.ca, "server")
+    return ctx
+
+
+def client_context(config: ClientConfig, *, with_trace: bool = True) -> ssl.SSLContext:
+    """A client context: verifies the server against the configured CA and checks its name."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    _common(ctx, config.tls_min, config.tls_max, config.keylog, with_trace)
+    _load_ca(ctx, config.ca, "client")
+    if config.cert is not None:
+        if config.key is None:
+            raise ConfigError("client cert is set but key is not; set both [client] cert and key")
+        _load_chain(ctx, config.cert, config.key, config.key_passphrase_file, "client")
+    return ctx
+
+
+def plaintext_alert(records: bytes) -> str | None:
+    """The alert in an unencrypted alert record (TLS 1.2 handshake), else None.
+
+    Record: type 21, version (2), length 2, then level and description (RFC 5246 §7.2).
+    Under TLS 1.3 the alert is encrypted (outer type 23) and this returns None.
+    """
+    if len(records) >= 7 and records[0] == 21 and records[3:5] == b"\x00\x02":
+        return trace.ALERT_NAMES.get(records[6], str(records[6]))
+    return None
+
+
+class _BioCapture:
+    """Stands in for an SSLContext so we keep the outgoing BIO trio creates."""
+
+    def __init__(self, context: ssl.SSLContext) -> None:
+        self._context = context
+        self.outgoing: ssl.MemoryBIO | None = None
+
+    def wrap_bio(
+        self,
+        incoming: ssl.MemoryBIO,
+        outgoing: ssl.MemoryBIO,
+        server_side: bool = False,
+        server_hostname: str | bytes | None = None,
+    ) -> ssl.SSLObject:
+        self.outgoing = outgoing
+        return self._context.wrap_bio(
+            incoming, outgoing, server_side=server_side, server_hostname=server_hostname
+        )
+
+
+class TLSConnection:
+    """``trio.SSLStream`` plus delivery of the fatal alert when the handshake fails."""
+
+    def __init__(
+        self,
+        transport: trio.abc.Stream,
+        context: ssl.SSLContext,
+        *,
+        server_side: bool,
+        server_hostname: str | None = None,
+    ) -> None:
+        self._capture = _BioCapture(context)
+        self.sent_alert: str | None = None  # the alert we sent, when it went out in plaintext
+        self.stream: trio.SSLStream[trio.abc.Stream] = trio.SSLStream(
+            transport,
+            cast(ssl.SSLContext, self._capture),
+            server_side=server_side,
+            server_hostname=server_hostname,
+        )
+
+    async def handshake(self) -> None:
+        """Run the handshake; on failure send the queued alert, then re-raise."""
+        try:
+            await self.stream.do_handshake()
+        except trio.BrokenResourceError:
+            await self.flush_alert()
+            raise
+
+    async def flush_alert(self) -> None:
+        """Send whatever OpenSSL left in the outgoing BIO (a fatal alert), within a bound."""
+        pending = self._capture.outgoing.read() if self._capture.outgoing is not None else b""
+        if not pending:
+            return
+        self.sent_alert = plaintext_alert(pending)
+        # A peer that is already gone cannot be told anything more.
+        with (
+            trio.move_on_after(ALERT_FLUSH_TIMEOUT),
+            contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError),
+        ):
+            await self.stream.transport_stream.send_all(pending)

@@ -1,0 +1,279 @@
+"""Record the real TLS messages of one connection, as OpenSSL writes and reads them.
+
+Theory of operation
+-------------------
+CPython exposes OpenSSL's message callback only through the private
+``SSLContext._msg_callback`` hook (CPython's own ``test_ssl`` uses it). It fires
+synchronously inside ``do_handshake()``/``read()``/``write()`` for every record
+header, every handshake message (decrypted, in TLS 1.3), every alert and every
+ChangeCipherSpec, in both directions, with memory BIOs as with sockets.
+
+One context serves many connections, so the callback must find the recorder of
+*this* connection. trio runs each connection in its own task with its own copy
+of the ``contextvars`` context, and the callback runs in the task that drives the
+TLS object; so the recorder is a :class:`~contextvars.ContextVar` set by the task
+(:func:`recording`). No private trio attribute is touched.
+
+Application data is not a message OpenSSL reports, but its records are: a
+record header of type 23. Under TLS 1.3 *every* encrypted record has outer type
+23; the "inner content type" pseudo-message that follows says what it really
+was. So a type-23 header is held back until we know the negotiated version
+(from ServerHello) and, under TLS 1.3, until its inner type arrives.
+
+If the hook disappears from CPython, :func:`install` raises
+:class:`TraceUnavailable` and ``tests/test_trace.py`` fails loudly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import enum
+import ssl
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any, Final
+
+from cryptography import x509
+
+__all__ = [
+    "HandshakeRecorder",
+    "Role",
+    "TraceEvent",
+    "TraceUnavailable",
+    "install",
+    "recording",
+]
+
+# OpenSSL content types (RFC 8446 §5.1) and the two pseudo types of the callback.
+_CHANGE_CIPHER_SPEC: Final = 20
+_ALERT: Final = 21
+_HANDSHAKE: Final = 22
+_APPLICATION_DATA: Final = 23
+_HEADER: Final = 256  # SSL3_RT_HEADER: the 5-byte record header
+_INNER_CONTENT_TYPE: Final = 257  # SSL3_RT_INNER_CONTENT_TYPE: TLS 1.3 real type
+_TLS13: Final = 0x0304
+
+# Handshake message names as RFC 5246 / RFC 8446 spell them.
+_MESSAGE_NAMES: Final = {
+    0: "HelloRequest",
+    1: "ClientHello",
+    2: "ServerHello",
+    4: "NewSessionTicket",
+    5: "EndOfEarlyData",
+    8: "EncryptedExtensions",
+    11: "Certificate",
+    12: "ServerKeyExchange",
+    13: "CertificateRequest",
+    14: "ServerHelloDone",
+    15: "CertificateVerify",
+    16: "ClientKeyExchange",
+    20: "Finished",
+    22: "CertificateStatus",
+    24: "KeyUpdate",
+    254: "MessageHash",
+}
+# Alert descriptions (RFC 8446 §6).
+ALERT_NAMES: Final = {
+    0: "close_notify",
+    10: "unexpected_message",
+    20: "bad_record_mac",
+    22: "record_overflow",
+    40: "handshake_failure",
+    42: "bad_certificate",
+    43: "unsupported_certificate",
+    44: "certificate_revoked",
+    45: "certificate_expired",
+    46: "certificate_unknown",
+    47: "illegal_parameter",
+    48: "unknown_ca",
+    49: "access_denied",
+    50: "decode_error",
+    51: "decrypt_error",
+    70: "protocol_version",
+    71: "insufficient_security",
+    80: "internal_error",
+    86: "inappropriate_fallback",
+    90: "user_canceled",
+    109: "missing_extension",
+    110: "unsupported_extension",
+    112: "unrecognized_name",
+    113: "bad_certificate_status_response",
+    115: "unknown_psk_identity",
+    116: "certificate_required",
+    120: "no_application_protocol",
+}
+
+
+class TraceUnavailable(RuntimeError):
+    """This Python's ssl module has no message callback hook."""
+
+
+class Role(enum.StrEnum):
+    CLIENT = "client"
+    SERVER = "server"
+
+    @property
+    def peer(self) -> Role:
+        return Role.SERVER if self is Role.CLIENT else Role.CLIENT
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TraceEvent:
+    """One TLS message (or application-data record) as seen by one side."""
+
+    sender: Role
+    kind: str  # "handshake", "change_cipher_spec", "alert", "application_data"
+    name: str  # "ClientHello", "ChangeCipherSpec", "Alert", "ApplicationData"
+    length: int  # message (or record payload) length in bytes
+    at: float  # seconds since the recorder started
+    detail: str = ""  # alert "fatal unknown_ca", certificate "CN=alice (2 certs)", ...
+
+    def to_dict(self) -> dict[str, Any]:
+        return {key: str(value) if isinstance(value, Role) else value for key, value in asdict(self).items()}
+
+
+@dataclass(slots=True)
+class HandshakeRecorder:
+    """Collects the :class:`TraceEvent` list of one connection, from ``role``'s side."""
+
+    role: Role
+    events: list[TraceEvent] = field(default_factory=list)
+    tls13: bool | None = None  # known once ServerHello passes
+    peer_certificates: list[bytes] = field(default_factory=list)  # DER, leaf first
+    _start: float = field(default_factory=time.monotonic)
+    _held_header: tuple[Role, int] | None = None
+
+    # -- the callback -----------------------------------------------------------
+
+    def record(self, direction: str, version: int, content_type: int, msg_type: int, data: bytes) -> None:
+        sender = self.role if direction == "write" else self.role.peer
+        if content_type == _HEADER:
+            self._flush_held()
+            if data[:1] == bytes([_CHANGE_CIPHER_SPEC]):
+                # OpenSSL reports a *received* ChangeCipherSpec only by its record header,
+                # so both directions are taken from the header (and the body callback ignored).
+                self._add(sender, "change_cipher_spec", "ChangeCipherSpec", int.from_bytes(data[3:5], "big"))
+            elif len(data) >= 5 and data[0] == _APPLICATION_DATA:
+                self._held_header = (sender, int.from_bytes(data[3:5], "big"))
+                if self.tls13 is False:
+                    self._flush_held()
+            return
+        if content_type == _INNER_CONTENT_TYPE:
+            held, self._held_header = self._held_header, None
+            if held is not None and data[:1] == bytes([_APPLICATION_DATA]):
+                # Encrypted length includes the 16-byte AEAD tag and the inner type byte.
+                self._add(held[0], "application_data", "ApplicationData", max(held[1] - 17, 0))
+            return
+        if content_type == _HANDSHAKE:
+            self._on_handshake(sender, version, msg_type, data)
+        elif content_type == _ALERT and len(data) >= 2:
+            level = {1: "warning", 2: "fatal"}.get(data[0], str(data[0]))
+            self._add(sender, "alert", "Alert", len(data), f"{level} {ALERT_NAMES.get(data[1], data[1])}")
+
+    def _on_handshake(self, sender: Role, version: int, msg_type: int, data: bytes) -> None:
+        name = _MESSAGE_NAMES.get(msg_type, f"Handshake({msg_type})")
+        if name == "ServerHello":
+            self.tls13 = version == _TLS13
+        detail = ""
+        if name == "Certificate":
+            certs = parse_certificate_message(data, tls13=bool(self.tls13))
+            if sender is self.role.peer:
+                self.peer_certificates = certs
+            detail = _certificate_detail(certs)
+        self._add(sender, "handshake", name, max(len(data) - 4, 0), detail)
+
+    def _add(self, sender: Role, kind: str, name: str, length: int, detail: str = "") -> None:
+        at = round(time.monotonic() - self._start, 6)
+        self.events.append(
+            TraceEvent(sender=sender, kind=kind, name=name, length=length, at=at, detail=detail)
+        )
+
+    def _flush_held(self) -> None:
+        held, self._held_header = self._held_header, None
+        if held is not None and self.tls13 is False:
+            self._add(held[0], "application_data", "ApplicationData", held[1])
+
+    # -- questions the reports ask ------------------------------------------------
+
+    def finish(self) -> list[TraceEvent]:
+        """All events, with any TLS 1.2 application record still held flushed."""
+        self._flush_held()
+        return list(self.events)
+
+    def saw(self, name: str, sender: Role) -> bool:
+        return any(e.name == name and e.sender is sender for e in self.events)
+
+    @property
+    def version_label(self) -> str:
+        return {True: "TLS 1.3", False: "TLS 1.2", None: "TLS (version not negotiated)"}[self.tls13]
+
+
+def parse_certificate_message(data: bytes, *, tls13: bool) -> list[bytes]:
+    """DER certificates in a Certificate handshake message (RFC 5246 §7.4.2, RFC 8446 §4.4.2)."""
+    try:
+        pos = 4  # message type (1) + length (3)
+        if tls13:
+            pos += 1 + data[pos]  # certificate_request_context
+        end = pos + 3 + int.from_bytes(data[pos : pos + 3], "big")
+        pos += 3
+        certs = []
+        while pos < end:
+            size = int.from_bytes(data[pos : pos + 3], "big")
+            certs.append(data[pos + 3 : pos + 3 + size])
+            pos += 3 + size
+            if tls13:
+                pos += 2 + int.from_bytes(data[pos : pos + 2], "big")  # per-entry extensions
+    except IndexError:
+        return []
+    return certs
+
+
+def _certificate_detail(certs: list[bytes]) -> str:
+    if not certs:
+        return "empty: no certificate"
+    try:
+        subject = x509.load_der_x509_certificate(certs[0]).subject.rfc4514_string()
+    except ValueError:
+        subject = "unparseable certificate"
+    return f"{subject} + {len(certs) - 1} CA cert" if len(certs) > 1 else subject
+
+
+# -- wiring ---------------------------------------------------------------------
+
+_current: contextvars.ContextVar[HandshakeRecorder | None] = contextvars.ContextVar(
+    "mtls_trace_recorder", default=None
+)
+
+
+def _dispatch(  # noqa: PLR0917 - the signature CPython calls
+    conn: object, direction: str, version: int, content_type: int, msg_type: int, data: bytes
+) -> None:
+    recorder = _current.get()
+    if recorder is not None:
+        recorder.record(direction, int(version), int(content_type), int(msg_type), bytes(data))
+
+
+def available() -> bool:
+    return hasattr(ssl.SSLContext, "_msg_callback")
+
+
+def install(context: ssl.SSLContext) -> None:
+    """Route ``context``'s message callback to the recorder of the running task."""
+    if not available():
+        raise TraceUnavailable(
+            "this Python's ssl module has no message callback (SSLContext._msg_callback); "
+            "handshake tracing needs CPython 3.8 or newer"
+        )
+    context._msg_callback = _dispatch  # type: ignore[attr-defined]
+
+
+@contextlib.contextmanager
+def recording(recorder: HandshakeRecorder) -> Iterator[HandshakeRecorder]:
+    """Send the callbacks of TLS work done in this task (and its context) to ``recorder``."""
+    token = _current.set(recorder)
+    try:
+        yield recorder
+    finally:
+        _current.reset(token)
