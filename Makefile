@@ -41,3 +41,6 @@ run-client: certs
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+
+demo: certs
+	$(BIN)/python -m client.demo

@@ -114,7 +114,9 @@ class LineBuffer:
 
 def parse_request(line: str) -> Request:
     """``ECHO hello`` -> Request(ECHO, "hello"); unknown commands raise ProtocolError."""
-    word, _, argument = line.strip().partition(" ")
+    # One space separates the command from ECHO's text, which is kept byte for byte.
+    word, _, argument = line.lstrip().partition(" ")
+    word = word.rstrip()
     try:
         command = Command(word.upper())
     except ValueError:

@@ -126,7 +126,7 @@ class TraceEvent:
     sender: Role
     kind: str  # "handshake", "change_cipher_spec", "alert", "application_data"
     name: str  # "ClientHello", "ChangeCipherSpec", "Alert", "ApplicationData"
-    length: int  # message (or record payload) length in bytes
+    length: int  # handshake message body length; for application data, the encrypted record length
     at: float  # seconds since the recorder started
     detail: str = ""  # alert "fatal unknown_ca", certificate "CN=alice (2 certs)", ...
 
@@ -163,8 +163,7 @@ class HandshakeRecorder:
         if content_type == _INNER_CONTENT_TYPE:
             held, self._held_header = self._held_header, None
             if held is not None and data[:1] == bytes([_APPLICATION_DATA]):
-                # Encrypted length includes the 16-byte AEAD tag and the inner type byte.
-                self._add(held[0], "application_data", "ApplicationData", max(held[1] - 17, 0))
+                self._add(held[0], "application_data", "ApplicationData", held[1])
             return
         if content_type == _HANDSHAKE:
             self._on_handshake(sender, version, msg_type, data)
@@ -211,22 +210,32 @@ class HandshakeRecorder:
 
 
 def parse_certificate_message(data: bytes, *, tls13: bool) -> list[bytes]:
-    """DER certificates in a Certificate handshake message (RFC 5246 §7.4.2, RFC 8446 §4.4.2)."""
-    try:
-        pos = 4  # message type (1) + length (3)
-        if tls13:
-            pos += 1 + data[pos]  # certificate_request_context
-        end = pos + 3 + int.from_bytes(data[pos : pos + 3], "big")
-        pos += 3
-        certs = []
-        while pos < end:
-            size = int.from_bytes(data[pos : pos + 3], "big")
-            certs.append(data[pos + 3 : pos + 3 + size])
-            pos += 3 + size
-            if tls13:
-                pos += 2 + int.from_bytes(data[pos : pos + 2], "big")  # per-entry extensions
-    except IndexError:
+    """DER certificates in a Certificate handshake message (RFC 5246 §7.4.2, RFC 8446 §4.4.2).
+
+    A malformed or truncated message yields ``[]``: the trace reports, it never judges.
+    """
+    pos = 4  # message type (1) + length (3)
+    if tls13:
+        if len(data) <= pos:
+            return []
+        pos += 1 + data[pos]  # certificate_request_context
+    if len(data) < pos + 3:
         return []
+    end = pos + 3 + int.from_bytes(data[pos : pos + 3], "big")
+    pos += 3
+    if end > len(data):
+        return []
+    certs = []
+    while pos + 3 <= end:
+        size = int.from_bytes(data[pos : pos + 3], "big")
+        if size == 0 or pos + 3 + size > end:
+            return []
+        certs.append(data[pos + 3 : pos + 3 + size])
+        pos += 3 + size
+        if tls13:
+            if pos + 2 > end:
+                return []
+            pos += 2 + int.from_bytes(data[pos : pos + 2], "big")  # per-entry extensions
     return certs
 
 

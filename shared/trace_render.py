@@ -40,7 +40,7 @@ def annotation(event: TraceEvent) -> str:
         case "Alert":
             return f"ALERT {event.detail}"
         case "ApplicationData":
-            return f"{event.length} bytes of application data"
+            return f"application data, {event.length}-byte encrypted record"
         case "NewSessionTicket":
             return "resumption ticket"
         case _:

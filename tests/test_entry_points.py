@@ -1,0 +1,126 @@
+"""`python -m server` and `python -m client` as real processes, driven by one config file."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import trio
+
+from .pkitools import Pki
+
+
+def write_config(pki: Pki, tmp_path: Path) -> Path:
+    path = tmp_path / "mtls.toml"
+    path.write_text(
+        f"""
+[server]
+host = "127.0.0.1"
+port = 0
+cert = "{pki.server.chain}"
+key = "{pki.server.key}"
+ca = "{pki.ca_cert}"
+log_format = "text"
+
+[client]
+host = "127.0.0.1"
+server_name = "localhost"
+cert = "{pki.client.chain}"
+key = "{pki.client.key}"
+ca = "{pki.ca_cert}"
+timeout = 5.0
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+async def test_server_and_client_processes(pki: Pki, tmp_path: Path) -> None:
+    """The server process announces its port, serves the client process, and stops on SIGTERM."""
+    config = write_config(pki, tmp_path)
+    server = await trio.lowlevel.open_process(
+        [sys.executable, "-m", "server", "--config", str(config)],
+        stderr=subprocess.PIPE,
+    )
+    assert server.stderr is not None
+    try:
+        seen = b""
+        with trio.fail_after(20):
+            while b" listening " not in seen or not seen.split(b" listening ", 1)[1].count(b"\n"):
+                chunk = await server.stderr.receive_some(4096)
+                if not chunk:
+                    pytest.fail(f"server exited early: {seen.decode()}")
+                seen += chunk
+        port = seen.split(b"addresses=127.0.0.1:", 1)[1].split(b" ", 1)[0].decode()
+        with trio.fail_after(20):
+            client = await trio.run_process(
+                [
+                    sys.executable,
+                    "-m",
+                    "client",
+                    "--config",
+                    str(config),
+                    "--port",
+                    port,
+                    "--trace",
+                    "mermaid",
+                ],
+                capture_stdout=True,
+                capture_stderr=True,
+                check=False,
+            )
+        out = client.stdout.decode()
+        assert client.returncode == 0, out + client.stderr.decode()
+        assert "sequenceDiagram" in out and "Client->>Server: CertificateVerify" in out
+        assert "result: OK" in out
+        server.send_signal(signal.SIGTERM)
+        with trio.fail_after(10):
+            rest = b""
+            while chunk := await server.stderr.receive_some(4096):
+                rest += chunk
+            assert await server.wait() == 0
+        assert b" stopped" in rest and b"outcome=accepted" in seen + rest
+    finally:
+        if server.returncode is None:
+            server.kill()
+            await server.wait()
+        await server.stderr.aclose()
+
+
+def test_client_config_error_is_one_line_exit_2(tmp_path: Path) -> None:
+    """A bad config gives one error line and exit code 2, no traceback."""
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[client]\nport = 'x'\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "client", "--config", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "[client] port: expected a whole number" in done.stderr
+
+
+def test_server_refuses_missing_ca_file(pki: Pki, tmp_path: Path) -> None:
+    """The server process stops before listening when its CA file is missing."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "server",
+            "--config",
+            str(write_config(pki, tmp_path)),
+            "--ca",
+            str(tmp_path / "missing-ca.pem"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "server CA file" in done.stderr and "not found" in done.stderr and "Traceback" not in done.stderr

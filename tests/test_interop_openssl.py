@@ -1,0 +1,181 @@
+"""Interop with the real openssl CLI as a separate process, on loopback, both TLS versions."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import pytest
+import trio
+
+from client.session import ClientReport, Exit, run_client
+from shared.config import ClientConfig
+from shared.tls import client_context
+
+from .pkitools import Pki
+from .tlstools import client_config, log_events, start_server, with_version
+
+pytestmark = pytest.mark.interop
+
+
+async def s_client(openssl: str, port: int, tls_version: str, *args: str, stdin: bytes) -> str:
+    """Run `openssl s_client` against 127.0.0.1:port; returns stdout + stderr."""
+    flag = "-tls1_3" if tls_version == "1.3" else "-tls1_2"
+    with trio.fail_after(15):
+        done = await trio.run_process(
+            [
+                openssl,
+                "s_client",
+                "-connect",
+                f"127.0.0.1:{port}",
+                flag,
+                "-quiet",
+                "-verify_return_error",
+                "-verify_hostname",
+                "localhost",
+                *args,
+            ],
+            stdin=stdin,
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+    return done.stdout.decode() + done.stderr.decode()
+
+
+async def test_s_client_with_our_client_cert(pki: Pki, openssl: str, tls_version: str) -> None:
+    """openssl s_client presenting our client chain talks the line protocol by hand."""
+    async with trio.open_nursery() as nursery:
+        server, port, log = await start_server(nursery, pki)
+        out = await s_client(
+            openssl,
+            port,
+            tls_version,
+            "-CAfile",
+            str(pki.ca_cert),
+            "-cert",
+            str(pki.client.cert),
+            "-cert_chain",
+            str(pki.client.chain),
+            "-key",
+            str(pki.client.key),
+            stdin=b"WHOAMI\nECHO typed by hand\nQUIT\n",
+        )
+        server.shutdown()
+    assert "OK hello spiffe://mtls-ref.test/alice" in out
+    assert '"subject":"CN=alice"' in out
+    assert "OK echo typed by hand" in out
+    assert "OK bye" in out
+    assert log_events(log, "connection")[0]["outcome"] == "accepted"
+
+
+@pytest.mark.parametrize("case", ["no-cert", "foreign-ca"])
+async def test_s_client_refused_with_the_alert(pki: Pki, openssl: str, tls_version: str, case: str) -> None:
+    """openssl s_client without a cert, or with a foreign-CA cert, prints the alert, not just EOF."""
+    creds: list[str] = []
+    if case == "foreign-ca":
+        creds = ["-cert", str(pki.foreign_client.cert), "-key", str(pki.foreign_client.key)]
+    async with trio.open_nursery() as nursery:
+        server, port, log = await start_server(nursery, pki)
+        out = await s_client(
+            openssl, port, tls_version, "-CAfile", str(pki.ca_cert), *creds, stdin=b"WHOAMI\n"
+        )
+        server.shutdown()
+    expected = {
+        ("no-cert", "1.3"): "alert certificate required",
+        ("no-cert", "1.2"): "alert handshake failure",
+        ("foreign-ca", "1.3"): "alert unknown ca",
+        ("foreign-ca", "1.2"): "alert unknown ca",
+    }[(case, tls_version)]
+    assert expected in out, out
+    assert "OK hello" not in out
+    assert log_events(log, "connection")[0]["outcome"] == "rejected"
+
+
+@asynccontextmanager
+async def s_server(openssl: str, pki: Pki) -> AsyncIterator[int]:
+    """`openssl s_server -Verify 1 -verify_return_error -rev` on a free port; yields the port."""
+    process = await trio.lowlevel.open_process(
+        [
+            openssl,
+            "s_server",
+            "-accept",
+            "127.0.0.1:0",
+            "-cert",
+            str(pki.server.cert),
+            "-cert_chain",
+            str(pki.server.chain),
+            "-key",
+            str(pki.server.key),
+            "-CAfile",
+            str(pki.ca_cert),
+            "-Verify",
+            "1",
+            "-verify_return_error",
+            "-rev",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        assert process.stdout is not None
+        seen = b""
+        with trio.fail_after(10):
+            while b"ACCEPT " not in seen or not seen.split(b"ACCEPT ", 1)[1].count(b"\n"):
+                chunk = await process.stdout.receive_some(4096)
+                if not chunk:
+                    pytest.fail(f"openssl s_server exited before accepting: {seen.decode()}")
+                seen += chunk
+        port = int(seen.split(b"ACCEPT ", 1)[1].split(b"\n")[0].rsplit(b":", 1)[1])
+        yield port
+    finally:
+        process.kill()
+        with trio.move_on_after(5):
+            await process.wait()
+        for pipe in (process.stdin, process.stdout):
+            if pipe is not None:
+                await pipe.aclose()
+
+
+async def run_raw(config: ClientConfig) -> ClientReport:
+    with trio.fail_after(15):
+        return await run_client(config, client_context(config), messages=["mtls"], raw=True)
+
+
+async def test_our_client_against_s_server(pki: Pki, openssl: str, tls_version: str) -> None:
+    """Our client completes mTLS with openssl s_server and proves acceptance by a reply."""
+    async with s_server(openssl, pki) as port:
+        report = await run_raw(with_version(client_config(pki, port=port), tls_version))
+    assert report.result is Exit.OK, report.summary
+    assert report.exchanges == [("mtls", "sltm")]
+    assert report.client_cert_requested is True
+
+
+async def test_our_client_refused_by_s_server(pki: Pki, openssl: str, tls_version: str) -> None:
+    """s_server refuses a foreign-CA certificate; our client names the alert and the fix."""
+    async with s_server(openssl, pki) as port:
+        report = await run_raw(with_version(client_config(pki, pki.foreign_client, port=port), tls_version))
+    assert report.result is Exit.CERT_REJECTED
+    assert report.alert == "unknown_ca"
+    assert "does not trust the CA that issued our certificate" in report.summary
+
+
+async def test_our_client_without_cert_refused_by_s_server(pki: Pki, openssl: str, tls_version: str) -> None:
+    """s_server requires a certificate; our client explains that it sent none."""
+    async with s_server(openssl, pki) as port:
+        config = ClientConfig(
+            host="127.0.0.1",
+            port=port,
+            server_name="localhost",
+            cert=None,
+            key=None,
+            ca=pki.ca_cert,
+            tls_min=tls_version,
+            tls_max=tls_version,
+            timeout=5.0,
+        )
+        report = await run_raw(config)
+    assert report.result is Exit.CERT_REJECTED
+    assert report.summary == "the server requires a client certificate and we sent none"

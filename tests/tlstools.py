@@ -1,0 +1,66 @@
+"""Helpers for tests that run real TLS: contexts from the test PKI, connected in memory or on loopback."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+import trio
+
+from server.app import Server
+from server.log import EventLog
+from shared.config import ClientConfig, ServerConfig
+from shared.pki import IssuedFiles
+
+from .pkitools import Pki
+
+
+def server_config(pki: Pki, **changes: object) -> ServerConfig:
+    base = ServerConfig(
+        host="127.0.0.1",
+        port=0,
+        cert=pki.server.chain,
+        key=pki.server.key,
+        ca=pki.ca_cert,
+        handshake_timeout=5.0,
+        idle_timeout=5.0,
+        shutdown_grace=1.0,
+    )
+    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+
+
+def client_config(
+    pki: Pki, creds: IssuedFiles | None = None, *, port: int = 8443, **changes: object
+) -> ClientConfig:
+    creds = pki.client if creds is None else creds
+    base = ClientConfig(
+        host="127.0.0.1",
+        port=port,
+        server_name="localhost",
+        cert=creds.chain,
+        key=creds.key,
+        ca=pki.ca_cert,
+        timeout=5.0,
+    )
+    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+
+
+def no_cert(config: ClientConfig) -> ClientConfig:
+    return dataclasses.replace(config, cert=None, key=None)
+
+
+def with_version(config: ClientConfig, version: str) -> ClientConfig:
+    return dataclasses.replace(config, tls_min=version, tls_max=version)
+
+
+async def start_server(nursery: trio.Nursery, pki: Pki, **changes: object) -> tuple[Server, int, list[str]]:
+    """Run our server on a free loopback port; returns it, its port and its log lines."""
+    log: list[str] = []
+    server = Server(server_config(pki, **changes), log=EventLog("json", log.append))
+    addresses = await nursery.start(server.serve)
+    return server, int(addresses[0][1]), log
+
+
+def log_events(log: list[str], name: str) -> list[dict[str, Any]]:
+    return [entry for entry in (json.loads(line) for line in log) if entry["event"] == name]
