@@ -71,7 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="how to show the handshake (default: terminal diagram)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON report (includes the trace)")
-    parser.add_argument("--keylog", type=Path, help="append NSS key-log lines (for Wireshark) to FILE")
+    parser.add_argument(
+        "--keylog", type=Path, metavar="FILE", help="append NSS key-log lines (for Wireshark) to FILE"
+    )
     parser.add_argument(
         "--timeout", type=float, metavar="SECONDS", help="deadline for connect, handshake and each read"
     )

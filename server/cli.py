@@ -24,8 +24,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="A mutual-TLS server: requires a client certificate from the configured CA, "
         "then speaks a line protocol (WHOAMI, ECHO <text>, PING, HELP, QUIT). "
         "Flags override the [server] section of the config.",
-        epilog="Try it by hand: openssl s_client -connect 127.0.0.1:8443 -cert certs/client-chain.pem "
-        "-key certs/client.key -CAfile certs/ca.pem, then type WHOAMI.",
+        epilog="Try it by hand (s_client sends only the first certificate of -cert, so pass the "
+        "chain with -cert_chain): openssl s_client -connect 127.0.0.1:8443 -cert certs/client.pem "
+        "-cert_chain certs/client-chain.pem -key certs/client.key -CAfile certs/ca.pem, then type WHOAMI.",
     )
     add_config_argument(parser)
     parser.add_argument("--host", help="address to bind (default 127.0.0.1)")
@@ -49,7 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="log each connection's TLS messages as a sequence diagram",
     )
-    parser.add_argument("--keylog", type=Path, help="append NSS key-log lines (for Wireshark) to FILE")
+    parser.add_argument(
+        "--keylog", type=Path, metavar="FILE", help="append NSS key-log lines (for Wireshark) to FILE"
+    )
     parser.add_argument("--handshake-timeout", type=float, metavar="SECONDS")
     parser.add_argument("--idle-timeout", type=float, metavar="SECONDS")
     parser.add_argument("--max-connections", type=int, metavar="N")

@@ -140,6 +140,14 @@ def _ca_passphrase_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _shown(path: Path) -> str:
+    """A path as the user would type it: relative to the working directory when inside it."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 def _config(args: argparse.Namespace) -> Config:
     overrides = {"pki": {"dir": args.pki_dir, "key_type": getattr(args, "key_type", None)}}
     return load_config(args.config, overrides=overrides)
@@ -167,35 +175,35 @@ def _cmd_init(args: argparse.Namespace) -> int:
         pki, intermediate=args.intermediate, passphrase=_new_key_passphrase(args), force=args.force
     )
     print(
-        f"created root CA   {pki.path(pki.ca_cert)}  ({ca.root.subject.rfc4514_string()}, "
-        f"key {pki.path(pki.ca_key)} mode 0600)"
+        f"created root CA   {_shown(pki.path(pki.ca_cert))}  ({ca.root.subject.rfc4514_string()}, "
+        f"key {_shown(pki.path(pki.ca_key))} mode 0600)"
     )
     if ca.chain:
         print(
-            f"created intermediate {pki.path(pki.intermediate_cert)}  "
+            f"created intermediate {_shown(pki.path(pki.intermediate_cert))}  "
             f"({ca.signer_cert.subject.rfc4514_string()}, signs the leaves)"
         )
     print(
         f"next: mtls-certs issue server server --san DNS:localhost --san IP:127.0.0.1\n"
-        f"      openssl x509 -in {pki.path(pki.ca_cert)} -text -noout"
+        f"      openssl x509 -in {_shown(pki.path(pki.ca_cert))} -text -noout"
     )
     return 0
 
 
-def _print_issued(
-    files: IssuedFiles, cert: x509.Certificate, key_desc: str, ca: CertificateAuthority
-) -> None:
+def _print_issued(files: IssuedFiles, cert: x509.Certificate, ca: CertificateAuthority) -> None:
     info = describe_certificate(cert)
+    key_desc = info["key"]
     sans = ", ".join(info["sans"]) or "(none)"
-    print(f"1. generated private key  {files.key}  ({key_desc}, mode 0600)")
-    print(f"2. wrote CSR              {files.csr}  ({cert.subject.rfc4514_string()}; {sans})")
+    print(f"1. generated private key  {_shown(files.key)}  ({key_desc}, mode 0600)")
+    print(f"2. wrote CSR              {_shown(files.csr)}  ({cert.subject.rfc4514_string()}; {sans})")
     print(
         f"3. CA signed it           by {ca.signer_cert.subject.rfc4514_string()}  "
         f"(serial {info['serial']}, until {cert.not_valid_after_utc:%Y-%m-%d}, "
         f"EKU {', '.join(info['extended_key_usage'] or [])})"
     )
-    print(f"4. wrote certificate      {files.cert}  and chain {files.chain}")
-    print(f"next: mtls-certs show {files.cert}   or   openssl x509 -in {files.cert} -text -noout")
+    print(f"4. wrote certificate      {_shown(files.cert)}  and chain {_shown(files.chain)}")
+    shown = _shown(files.cert)
+    print(f"next: mtls-certs show {shown}   or   openssl x509 -in {shown} -text -noout")
 
 
 def _cmd_issue(args: argparse.Namespace) -> int:
@@ -213,7 +221,7 @@ def _cmd_issue(args: argparse.Namespace) -> int:
         force=args.force,
     )
     cert = load_certificates(files.cert)[0]
-    _print_issued(files, cert, config.pki.key_type, ca)
+    _print_issued(files, cert, ca)
     return 0
 
 
@@ -231,7 +239,7 @@ def _cmd_sign(args: argparse.Namespace) -> int:
         if ca.chain:
             chain_path = args.out.with_name(f"{args.out.stem}-chain{args.out.suffix}")
             atomic_write(chain_path, pem(cert, *ca.chain), force=args.force)
-            print(f"wrote {args.out} and chain {chain_path}", file=sys.stderr)
+            print(f"wrote {args.out} and chain {_shown(chain_path)}", file=sys.stderr)
         else:
             print(f"wrote {args.out}", file=sys.stderr)
     print(
@@ -263,7 +271,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         passphrase = read_passphrase(args.passphrase_file)
         key = load_private_key(args.key, passphrase)
     checks = check_certificate(chain, trust=trust, intermediates=intermediates, key=key, purpose=args.purpose)
-    print(f"{args.cert}: {chain[0].subject.rfc4514_string()} against {trust_path}")
+    print(f"{args.cert}: {chain[0].subject.rfc4514_string()} against {_shown(trust_path)}")
     for check in checks:
         print(f"  {check.line()}")
     failed = [c for c in checks if not c.ok]
@@ -276,11 +284,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     pki = config.pki
     if not pki.path(pki.ca_cert).exists():
         CertificateAuthority.create(pki, intermediate=True)
-        print(f"created root CA and intermediate under {pki.dir}")
+        print(f"created root CA and intermediate under {_shown(pki.dir)}")
     ca = _load_ca(config, argparse.Namespace(ca_passphrase_file=None))
     for role, sans in (("server", DEMO_SERVER_SANS), ("client", DEMO_CLIENT_SANS)):
         if (pki.dir / f"{role}-chain.pem").exists():
-            print(f"kept existing {role} certificate {pki.dir / f'{role}.pem'}")
+            print(f"kept existing {role} certificate {_shown(pki.dir / f'{role}.pem')}")
             continue
         files = ca.issue(
             Profile(role),
@@ -291,7 +299,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             days=pki.leaf_days,
         )
         names = ", ".join(format_san(parse_san(s)) for s in sans)
-        print(f"issued {role} certificate {files.chain} ({names})")
+        print(f"issued {role} certificate {_shown(files.chain)} ({names})")
     return 0
 
 
