@@ -12,7 +12,7 @@ import trio
 from shared.cli_support import add_config_argument, run_cli
 from shared.config import TLS_VERSIONS, load_config
 from shared.errors import MTLSError
-from shared.tls import client_context
+from shared.tls import ALPN_LINE, client_context
 
 from .report import TRACE_MODES, render_report
 from .session import DEFAULT_MESSAGES, Exit, run_client
@@ -97,7 +97,8 @@ def _body(args: argparse.Namespace) -> int:
     }
     try:
         config = load_config(args.config, overrides=overrides).client
-        context = client_context(config)
+        # Our server speaks the line protocol under ALPN mtls-ref/1; other servers get no ALPN offer.
+        context = client_context(config, alpn=None if args.raw else [ALPN_LINE])
     except MTLSError as exc:
         print(f"mtls-client: error: {exc}", file=sys.stderr)
         return Exit.USAGE

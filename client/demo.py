@@ -19,7 +19,7 @@ import trio
 
 from shared.config import load_config
 from shared.errors import MTLSError
-from shared.tls import client_context
+from shared.tls import ALPN_LINE, client_context
 
 from .report import render_report
 from .session import Exit, run_client
@@ -45,7 +45,7 @@ async def _read_until_listening(stream: trio.abc.ReceiveStream) -> tuple[int, by
 
 async def _demo(config_path: str | None) -> int:
     config = load_config(config_path)
-    context = client_context(config.client)
+    context = client_context(config.client, alpn=[ALPN_LINE])
     args = [sys.executable, "-m", "server", "--port", "0", "--log-format", "json"]
     if config_path:
         args += ["--config", config_path]

@@ -13,12 +13,14 @@ import ssl
 from typing import Any, Final
 
 import trio
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from shared.config import ServerConfig
 from shared.errors import ConfigError
 from shared.identity import AllowList
+from shared.inspect import fingerprint
 from shared.pki import load_certificates
-from shared.tls import server_context
+from shared.tls import ALPN_HTTP, ALPN_LINE, server_context
 
 from .handler import HandlerSettings, handle_connection
 from .log import EventLog
@@ -39,7 +41,10 @@ class Server:
         self.log = log or EventLog(config.log_format)
         self.allow = AllowList.parse(config.allow)
         self.context: ssl.SSLContext = server_context(config)
+        self.ca_certificate = load_certificates(config.ca)[0] if config.ca else None
         self.settings = HandlerSettings(
+            protocol_sniff=config.protocol_sniff,
+            ca_subject=self.ca_certificate.subject.rfc4514_string() if self.ca_certificate else "?",
             handshake_timeout=config.handshake_timeout,
             idle_timeout=config.idle_timeout,
             max_line=config.max_line,
@@ -93,19 +98,27 @@ class Server:
             handlers.cancel_scope.deadline = trio.current_time() + self.config.shutdown_grace
         self.log.event("stopped")
 
+    def posture(self, addresses: list[Any]) -> dict[str, Any]:
+        """The security posture the server starts with: printed as a banner and logged."""
+        ca = self.ca_certificate
+        return {
+            "addresses": [f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in addresses],
+            "tls": f"{self.config.tls_min}-{self.config.tls_max}",
+            "client_cert": "required",
+            "client_ca": ca.subject.rfc4514_string() if ca else None,
+            "client_ca_sha256": fingerprint(ca.public_bytes(Encoding.DER)) if ca else None,
+            "crl": "off",
+            "allow": list(self.allow.describe()) or "any verified client",
+            "alpn": [ALPN_HTTP, ALPN_LINE],
+            "ca_names_advertised": False,
+            "trace": self.config.trace,
+        }
+
     def _log_start(self, addresses: list[Any]) -> None:
-        ca = load_certificates(self.config.ca)[0].subject.rfc4514_string() if self.config.ca else None
-        self.log.event(
-            "listening",
-            addresses=[
-                f"{host}:{port}" if ":" not in host else f"[{host}]:{port}" for host, port in addresses
-            ],
-            tls=f"{self.config.tls_min}-{self.config.tls_max}",
-            client_cert="required",
-            client_ca=ca,
-            allow=list(self.allow.describe()) or "any verified client",
-            trace=self.config.trace,
-        )
+        posture = self.posture(addresses)
+        if self.log.fmt == "text":
+            self.log.raw(_banner(posture))
+        self.log.event("listening", **posture)
 
     async def _accept_loop(self, listener: trio.SocketListener, handlers: trio.Nursery) -> None:
         while True:
@@ -139,6 +152,26 @@ class Server:
             self.log.event("connection-error", peer=peer, error=f"{type(exc).__name__}: {exc}")
         finally:
             self.active -= 1
+
+
+def _banner(posture: dict[str, Any]) -> str:
+    allow = posture["allow"]
+    rules = ", ".join(allow) if isinstance(allow, list) else allow
+    return "\n".join(
+        [
+            "mtls-server security posture",
+            f"  listening        {', '.join(posture['addresses'])}",
+            f"  TLS versions     {posture['tls']} (1.3 preferred)",
+            f"  client certs     {posture['client_cert']}, verified against {posture['client_ca']}",
+            f"                   CA SHA-256 {posture['client_ca_sha256']}",
+            f"  revocation (CRL) {posture['crl']}",
+            f"  allow-list       {rules}",
+            f"  ALPN             {', '.join(posture['alpn'])} (no ALPN: HTTP if it sends a request line)",
+            "  CA names sent    no: Python's ssl sends no certificate_authorities list in",
+            "                   CertificateRequest, so clients that pick a certificate by CA name",
+            "                   (browsers, some HTTP clients) get no hint; give them one explicitly",
+        ]
+    )
 
 
 def _peer_name(stream: trio.SocketStream) -> str:

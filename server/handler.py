@@ -8,12 +8,17 @@ Theory of operation
 2. Identity: the peer's leaf (DER) is parsed once into :class:`PeerIdentity`.
 3. Authorization: the allow-list decides. A refusal is an application-level
    ``ERR forbidden`` line naming the identity, then close_notify.
-4. Greeting first: under TLS 1.3 the client finishes its handshake before the
-   server has judged its certificate, so the greeting is the client's proof that
-   it was accepted.
-5. Request loop: each read waits at most ``idle_timeout``; lines are bounded by
+4. Protocol: ALPN ``http/1.1`` means HTTP (``server/http.py``); ALPN
+   ``mtls-ref/1`` means the line protocol. A client with no ALPN gets
+   ``protocol_sniff`` seconds to speak first: an HTTP request line means HTTP
+   (``openssl s_client`` sending ``GET / HTTP/1.0``); anything else, or silence,
+   means the line protocol.
+5. Line protocol, greeting first: under TLS 1.3 the client finishes its
+   handshake before the server has judged its certificate, so the greeting is
+   the client's proof that it was accepted.
+6. Request loop: each read waits at most ``idle_timeout``; lines are bounded by
    ``max_line``; a protocol violation gets one ``ERR`` line and a close.
-6. Close: close_notify when the handshake completed (bounded, shielded from
+7. Close: close_notify when the handshake completed (bounded, shielded from
    cancellation so shutdown still says goodbye), a plain close otherwise.
 
 The handler takes any ``trio.abc.Stream``: tests drive it over memory streams,
@@ -35,11 +40,13 @@ from shared.diagnose import diagnose_ssl_error
 from shared.errors import ProtocolError
 from shared.identity import AllowList, PeerIdentity, identity_from_der
 from shared.protocol import HELP_TEXT, Command, LineBuffer, LineTooLong, Reply, encode_reply, parse_request
-from shared.tls import TLSConnection
+from shared.tls import ALPN_HTTP, ALPN_LINE, TLSConnection
 from shared.trace import HandshakeRecorder, Role, recording
 from shared.trace_render import render_terminal
 
+from .http import HTTP_REQUEST_LINE, serve_http
 from .log import EventLog
+from .views import SessionInfo, whoami_document
 
 __all__ = ["ConnectionRecord", "HandlerSettings", "handle_connection"]
 
@@ -55,6 +62,8 @@ class HandlerSettings:
     max_line: int = 4096
     allow: AllowList = field(default_factory=AllowList)
     trace: bool = False
+    protocol_sniff: float = 0.3
+    ca_subject: str = "the configured CA"
 
 
 @dataclass(slots=True, kw_only=True)
@@ -69,6 +78,7 @@ class ConnectionRecord:
     cipher: str | None = None
     identity: PeerIdentity | None = None
     requests: int = 0
+    protocol: str | None = None
     started: float = field(default_factory=time.monotonic)
 
     def fields(self) -> dict[str, Any]:
@@ -76,6 +86,7 @@ class ConnectionRecord:
         return {
             "peer": self.peer,
             "outcome": self.outcome,
+            "protocol": self.protocol,
             "reason": self.reason,
             "alert": self.alert,
             "tls": self.tls_version,
@@ -151,13 +162,54 @@ async def _serve(tls: TLSConnection, settings: HandlerSettings, record: Connecti
         _refuse(record, "rejected", "no client certificate after handshake")
     identity = record.identity = identity_from_der(der)
     decision = settings.allow.decide(identity)
+    info = SessionInfo(
+        identity=identity,
+        decision=decision,
+        tls_version=record.tls_version,
+        cipher=record.cipher,
+        ca_subject=settings.ca_subject,
+    )
+    record.outcome = "accepted" if decision.allowed else "forbidden"
+    record.reason = decision.reason
+    record.protocol, initial = await _choose_protocol(tls, settings)
+    if record.protocol == "http":
+        record.requests, ended = await serve_http(tls, initial, info, idle_timeout=settings.idle_timeout)
+        if decision.allowed:
+            record.reason = ended
+        return
     if not decision.allowed:
-        record.outcome, record.reason = "forbidden", decision.reason
         await _send(tls, Reply(False, "forbidden", f"{identity.label} is not allowed: {decision.reason}"))
-        raise _Refused
-    record.outcome, record.reason = "accepted", decision.reason
+        return
     await _send(tls, Reply(True, "hello", f"{identity.label}; commands: {HELP_TEXT}"))
-    await _request_loop(tls, settings, record, identity)
+    await _request_loop(tls, settings, record, info, initial)
+
+
+async def _choose_protocol(tls: TLSConnection, settings: HandlerSettings) -> tuple[str, bytes]:
+    """ALPN decides; without ALPN, a first line that is an HTTP request line means HTTP."""
+    alpn = tls.stream.selected_alpn_protocol()
+    if alpn == ALPN_HTTP:
+        return "http", b""
+    if alpn == ALPN_LINE:
+        return "line", b""
+    data = b""
+    with trio.move_on_after(settings.protocol_sniff):
+        data = await _receive_or_eof(tls)
+    if not data:
+        return "line", b""  # silent (a person at s_client): greet and wait
+    with trio.move_on_after(settings.idle_timeout):
+        while b"\n" not in data and len(data) < settings.max_line:
+            more = await _receive_or_eof(tls)
+            if not more:
+                break
+            data += more
+    return ("http" if HTTP_REQUEST_LINE.match(data) else "line"), data
+
+
+async def _receive_or_eof(tls: TLSConnection) -> bytes:
+    try:
+        return bytes(await tls.stream.receive_some(RECEIVE_SIZE))
+    except trio.BrokenResourceError:
+        return b""
 
 
 async def _handshake(tls: TLSConnection, settings: HandlerSettings, record: ConnectionRecord) -> None:
@@ -181,23 +233,15 @@ def _refuse(record: ConnectionRecord, outcome: str, reason: str) -> None:
 
 
 async def _request_loop(
-    tls: TLSConnection, settings: HandlerSettings, record: ConnectionRecord, identity: PeerIdentity
+    tls: TLSConnection, settings: HandlerSettings, record: ConnectionRecord, info: SessionInfo, initial: bytes
 ) -> None:
     lines = LineBuffer(settings.max_line)
+    data: bytes | None = initial
     while True:
-        with trio.move_on_after(settings.idle_timeout) as scope:
-            try:
-                data = await tls.stream.receive_some(RECEIVE_SIZE)
-            except trio.BrokenResourceError:
-                record.reason = "peer closed the connection abruptly"
-                return
-        if scope.cancelled_caught:
-            record.reason = f"idle for {settings.idle_timeout:g}s"
-            await _send(tls, Reply(False, "idle-timeout", f"no request for {settings.idle_timeout:g}s; bye"))
-            return
         if not data:
-            record.reason = "peer closed the connection"
-            return
+            data = await _receive_request_bytes(tls, settings, record)
+            if data is None:
+                return
         try:
             received = lines.feed(data)
         except LineTooLong as exc:
@@ -208,16 +252,37 @@ async def _request_loop(
             record.reason = str(exc)
             await _send(tls, Reply(False, "bad-encoding", f"{exc}; closing"))
             return
+        data = None
         for line in received:
             if not line.strip():
                 continue
             record.requests += 1
-            if not await _answer(tls, line, record, identity):
+            if not await _answer(tls, line, info):
                 record.reason = "client said QUIT"
                 return
 
 
-async def _answer(tls: TLSConnection, line: str, record: ConnectionRecord, identity: PeerIdentity) -> bool:
+async def _receive_request_bytes(
+    tls: TLSConnection, settings: HandlerSettings, record: ConnectionRecord
+) -> bytes | None:
+    """The next bytes from the client, or None (with the reason recorded) when the session ends."""
+    with trio.move_on_after(settings.idle_timeout) as scope:
+        try:
+            data = bytes(await tls.stream.receive_some(RECEIVE_SIZE))
+        except trio.BrokenResourceError:
+            record.reason = "peer closed the connection abruptly"
+            return None
+    if scope.cancelled_caught:
+        record.reason = f"idle for {settings.idle_timeout:g}s"
+        await _send(tls, Reply(False, "idle-timeout", f"no request for {settings.idle_timeout:g}s; bye"))
+        return None
+    if not data:
+        record.reason = "peer closed the connection"
+        return None
+    return data
+
+
+async def _answer(tls: TLSConnection, line: str, info: SessionInfo) -> bool:
     """Answer one request line; False when the client asked to quit."""
     try:
         request = parse_request(line)
@@ -226,8 +291,7 @@ async def _answer(tls: TLSConnection, line: str, record: ConnectionRecord, ident
         return True
     match request.command:
         case Command.WHOAMI:
-            whoami = {**identity.to_dict(), "tls_version": record.tls_version, "cipher": record.cipher}
-            await _send(tls, Reply(True, "whoami", json.dumps(whoami, separators=(",", ":"))))
+            await _send(tls, Reply(True, "whoami", json.dumps(whoami_document(info), separators=(",", ":"))))
         case Command.ECHO:
             await _send(tls, Reply(True, "echo", request.argument))
         case Command.PING:

@@ -38,6 +38,10 @@ class EventLog:
     def _stderr(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
+    def raw(self, text: str) -> None:
+        """A block for people (the start-up banner), as is."""
+        self._sink(text)
+
     def event(self, name: str, **fields: Any) -> None:
         fields = {k: v for k, v in fields.items() if v is not None}
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")

@@ -90,6 +90,9 @@ class ServerConfig:
     handshake_timeout: float = field(default=10.0, metadata=_range(0.001))
     idle_timeout: float = field(default=60.0, metadata=_range(0.001))
     shutdown_grace: float = field(default=5.0, metadata=_range(0))
+    # Seconds a client without ALPN gets to speak first (an HTTP request line
+    # switches to HTTP/1.1); after that the line protocol greets.
+    protocol_sniff: float = field(default=0.3, metadata=_range(0, 10))
     max_line: int = field(default=4096, metadata=_range(64, 1 << 20))
     max_connections: int = field(default=1000, metadata=_range(1, 1_000_000))
     log_format: str = field(default="text", metadata=_choice(*LOG_FORMATS))

@@ -40,10 +40,21 @@ from .config import ClientConfig, ServerConfig
 from .errors import CertificateError, ConfigError
 from .pki import read_passphrase
 
-__all__ = ["TLSConnection", "client_context", "plaintext_alert", "server_context", "tls_version"]
+__all__ = [
+    "ALPN_HTTP",
+    "ALPN_LINE",
+    "TLSConnection",
+    "client_context",
+    "plaintext_alert",
+    "server_context",
+    "tls_version",
+]
 
 # How long a failed handshake may spend delivering its alert before we hang up.
 ALERT_FLUSH_TIMEOUT: Final = 1.0
+# ALPN: HTTP clients say http/1.1; our client says mtls-ref/1 (the line protocol).
+ALPN_HTTP: Final = "http/1.1"
+ALPN_LINE: Final = "mtls-ref/1"
 
 
 def tls_version(name: str) -> ssl.TLSVersion:
@@ -116,15 +127,25 @@ def server_context(config: ServerConfig, *, with_trace: bool | None = None) -> s
         ctx, config.tls_min, config.tls_max, config.keylog, config.trace if with_trace is None else with_trace
     )
     ctx.verify_mode = ssl.CERT_REQUIRED
+    # A client offering neither gets no ALPN (not an alert) and is sniffed by the handler.
+    ctx.set_alpn_protocols([ALPN_HTTP, ALPN_LINE])
     _load_chain(ctx, config.cert, config.key, config.key_passphrase_file, "server")
     _load_ca(ctx, config.ca, "server")
     return ctx
 
 
-def client_context(config: ClientConfig, *, with_trace: bool = True) -> ssl.SSLContext:
-    """A client context: verifies the server against the configured CA and checks its name."""
+def client_context(
+    config: ClientConfig, *, with_trace: bool = True, alpn: list[str] | None = None
+) -> ssl.SSLContext:
+    """A client context: verifies the server against the configured CA and checks its name.
+
+    ``alpn``: protocols to offer; none by default, because some servers (nginx)
+    answer an ALPN offer they do not know with a fatal no_application_protocol.
+    """
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     _common(ctx, config.tls_min, config.tls_max, config.keylog, with_trace)
+    if alpn:
+        ctx.set_alpn_protocols(alpn)
     _load_ca(ctx, config.ca, "client")
     if config.cert is not None:
         if config.key is None:

@@ -9,6 +9,9 @@ import pytest
 
 from .pkitools import Pki, build_pki
 
+# pytester runs the example suites that exercise our pytest plugin.
+pytest_plugins = ["pytester"]
+
 
 @pytest.fixture(scope="session")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:

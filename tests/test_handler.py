@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,7 +18,7 @@ from server.log import EventLog
 from shared.config import ClientConfig
 from shared.identity import AllowList
 from shared.protocol import LineBuffer
-from shared.tls import TLSConnection, client_context, server_context
+from shared.tls import ALPN_HTTP, ALPN_LINE, TLSConnection, client_context, server_context
 
 from .pkitools import Pki
 from .tlstools import client_config, no_cert, server_config, with_version
@@ -49,13 +50,20 @@ class Conversation:
 
 @asynccontextmanager
 async def conversation(
-    pki: Pki, client: ClientConfig, *, settings: HandlerSettings | None = None
+    pki: Pki,
+    client: ClientConfig,
+    *,
+    settings: HandlerSettings | None = None,
+    alpn: tuple[str, ...] = (ALPN_LINE,),
 ) -> AsyncIterator[Conversation]:
     client_stream, server_stream = trio.testing.memory_stream_pair()
     log: list[str] = []
     conv = Conversation(
         tls=TLSConnection(
-            client_stream, client_context(client), server_side=False, server_hostname="localhost"
+            client_stream,
+            client_context(client, alpn=list(alpn)),
+            server_side=False,
+            server_hostname="localhost",
         ),
         log=log,
     )
@@ -243,3 +251,60 @@ async def test_non_tls_bytes_are_refused_and_logged(pki: Pki) -> None:
         )
     assert record.outcome == "rejected"
     assert "plain HTTP request" in (record.reason or "")
+
+
+async def test_client_without_alpn_is_greeted_after_the_sniff(
+    pki: Pki, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A silent client that offers no ALPN (a person at s_client) is greeted with the line protocol."""
+    async with conversation(pki, client_config(pki), alpn=()) as conv:
+        await conv.tls.handshake()
+        assert (await conv.read() or "").startswith("OK hello")
+    assert connection_log(conv)["protocol"] == "line"
+
+
+async def test_client_without_alpn_speaking_first_gets_line_protocol(pki: Pki) -> None:
+    """A client that sends a command before the greeting gets the greeting, then the answer."""
+    async with conversation(pki, client_config(pki), alpn=()) as conv:
+        await conv.tls.handshake()
+        await conv.send("PING")
+        assert (await conv.read() or "").startswith("OK hello")
+        assert await conv.read() == "OK pong"
+
+
+async def test_http_request_line_without_alpn_switches_to_http(pki: Pki) -> None:
+    """`GET / HTTP/1.0` as the first line (openssl s_client style) gets an HTTP response, no greeting."""
+    async with conversation(pki, client_config(pki), alpn=()) as conv:
+        await conv.tls.handshake()
+        await conv.tls.stream.send_all(b"GET /healthz HTTP/1.0\r\n\r\n")
+        assert await conv.read() == "HTTP/1.1 200 OK"
+    assert connection_log(conv)["protocol"] == "http"
+
+
+async def test_http_via_alpn_keep_alive_and_errors(pki: Pki) -> None:
+    """ALPN http/1.1: keep-alive across requests; 404, 405 and HEAD behave."""
+    async with conversation(pki, client_config(pki), alpn=(ALPN_HTTP,)) as conv:
+        await conv.tls.handshake()
+        assert conv.tls.stream.selected_alpn_protocol() == ALPN_HTTP
+        await conv.tls.stream.send_all(
+            b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"POST /whoami HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi"
+            b"HEAD /whoami HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"GET /whoami HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        raw = b""
+        with trio.fail_after(5):
+            while chunk := await conv.tls.stream.receive_some(65536):
+                raw += chunk
+    text = raw.decode()
+    statuses = re.findall(r"HTTP/1\.1 \d{3} [^\r]*", text)
+    assert statuses == [
+        "HTTP/1.1 404 Not Found",
+        "HTTP/1.1 405 Method Not Allowed",
+        "HTTP/1.1 200 OK",
+        "HTTP/1.1 200 OK",
+    ]
+    assert "allow: GET, HEAD" in text
+    body = text.rsplit("\r\n\r\n", 1)[1]
+    assert json.loads(body)["subject"] == "CN=alice"
+    assert connection_log(conv)["requests"] == 4

@@ -12,7 +12,7 @@ from client.report import render_report
 from client.session import ClientReport, Exit, run_client
 from shared.config import ClientConfig
 from shared.pki import Profile, parse_san
-from shared.tls import client_context
+from shared.tls import ALPN_LINE, client_context
 
 from .pkitools import Pki
 from .tlstools import client_config, log_events, no_cert, start_server, with_version
@@ -20,7 +20,7 @@ from .tlstools import client_config, log_events, no_cert, start_server, with_ver
 
 async def run(config: ClientConfig, **kwargs: object) -> ClientReport:
     with trio.fail_after(15):
-        return await run_client(config, client_context(config), **kwargs)  # type: ignore[arg-type]
+        return await run_client(config, client_context(config, alpn=[ALPN_LINE]), **kwargs)  # type: ignore[arg-type]
 
 
 async def test_success_prints_diagram_and_replies(pki: Pki, tls_version: str) -> None:

@@ -11,9 +11,10 @@ import trio.testing
 
 from client.session import Exit, run_client
 from server.app import Server
+from server.log import EventLog
 from shared.errors import CertificateError, ConfigError
 from shared.protocol import LineBuffer
-from shared.tls import TLSConnection, client_context
+from shared.tls import ALPN_LINE, TLSConnection, client_context
 
 from .pkitools import Pki
 from .tlstools import client_config, log_events, server_config, start_server
@@ -22,7 +23,10 @@ from .tlstools import client_config, log_events, server_config, start_server
 async def open_session(pki: Pki, port: int) -> tuple[TLSConnection, LineBuffer]:
     stream = await trio.open_tcp_stream("127.0.0.1", port)
     tls = TLSConnection(
-        stream, client_context(client_config(pki, port=port)), server_side=False, server_hostname="localhost"
+        stream,
+        client_context(client_config(pki, port=port), alpn=[ALPN_LINE]),
+        server_side=False,
+        server_hostname="localhost",
     )
     await tls.handshake()
     return tls, LineBuffer()
@@ -109,7 +113,7 @@ async def test_connection_cap_is_enforced(pki: Pki) -> None:
         pending: list[str] = []
         await read_line(tls, lines, pending)
         second = await run_client(
-            client_config(pki, port=port, timeout=3), client_context(client_config(pki))
+            client_config(pki, port=port, timeout=3), client_context(client_config(pki), alpn=[ALPN_LINE])
         )
         assert second.result is not Exit.OK
         await tls.stream.send_all(b"PING\n")
@@ -128,7 +132,7 @@ async def test_trace_and_keylog(pki: Pki, tmp_path: Path, tls_version: str) -> N
         config = dataclasses.replace(
             client_config(pki, port=port), keylog=client_keys, tls_min=tls_version, tls_max=tls_version
         )
-        report = await run_client(config, client_context(config))
+        report = await run_client(config, client_context(config, alpn=[ALPN_LINE]))
         server.shutdown()
     assert report.result is Exit.OK
     diagram = log_events(log, "trace")[0]["diagram"]
@@ -137,3 +141,25 @@ async def test_trace_and_keylog(pki: Pki, tmp_path: Path, tls_version: str) -> N
     label = "CLIENT_HANDSHAKE_TRAFFIC_SECRET" if tls_version == "1.3" else "CLIENT_RANDOM"
     for path in (server_keys, client_keys):
         assert label in path.read_text()
+
+
+async def test_security_posture_banner(pki: Pki) -> None:
+    """Start-up prints the posture: address, versions, CA and fingerprint, CRL, allow-list, ALPN, CA names."""
+    lines: list[str] = []
+    server = Server(server_config(pki, allow=("CN:alice",)), log=EventLog("text", lines.append))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.serve)
+        server.shutdown()
+    banner = lines[0]
+    assert banner.startswith("mtls-server security posture")
+    for expected in (
+        "TLS versions     1.2-1.3",
+        "required, verified against O=mtls-ref,CN=mtls-ref Demo Root CA",
+        "CA SHA-256 ",
+        "revocation (CRL) off",
+        "allow-list       CN:alice",
+        "ALPN             http/1.1, mtls-ref/1",
+        "CA names sent    no: Python's ssl sends no",
+    ):
+        assert expected in banner
+    assert " listening addresses=127.0.0.1:" in lines[1]

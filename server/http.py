@@ -1,0 +1,145 @@
+"""HTTP/1.1 on the mTLS port, with h11 (sans-I/O): /whoami, /, /healthz.
+
+Chosen when the client negotiates ALPN ``http/1.1``, or sends no ALPN and its
+first line is an HTTP request line. Keep-alive, bounded request heads and
+bodies, and the same idle timeout as the line protocol. A client refused by the
+allow-list gets 403 with a JSON body naming the identity and the rule missed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+from http import HTTPStatus
+from typing import Final
+
+import h11
+import trio
+
+from shared.tls import TLSConnection
+
+from .views import SessionInfo, forbidden_document, home_page, whoami_document
+
+__all__ = ["HTTP_REQUEST_LINE", "serve_http"]
+
+# A request head (request line + headers) larger than this is refused with 431;
+# 16 KiB is h11's own default and more than any real client sends.
+MAX_HEAD_BYTES: Final = 16 * 1024
+# We serve no uploads; a body is read and discarded up to this, then 413.
+MAX_BODY_BYTES: Final = 64 * 1024
+RECEIVE_SIZE: Final = 16384
+HTTP_REQUEST_LINE: Final = re.compile(rb"^[A-Z]{3,10} \S+ HTTP/1\.[01]\r?\n")
+SERVER_HEADER: Final = (b"server", b"mtls-ref")
+
+
+class _Closed(Exception):
+    """Internal: the peer is gone or idle; stop serving."""
+
+
+async def serve_http(
+    tls: TLSConnection, initial: bytes, info: SessionInfo, *, idle_timeout: float
+) -> tuple[int, str]:
+    """Serve requests until the client closes or idles; returns (requests, how it ended)."""
+    conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
+    if initial:
+        conn.receive_data(initial)
+    requests = 0
+    try:
+        while True:
+            event = await _next_event(conn, tls, idle_timeout)
+            if isinstance(event, h11.ConnectionClosed):
+                return requests, "peer closed the connection"
+            if not isinstance(event, h11.Request):
+                continue
+            requests += 1
+            if not await _drain_body(conn, tls, idle_timeout):
+                await _respond(conn, tls, 413, b"text/plain", b"request body too large\n", close=True)
+                return requests, "request body too large"
+            status, ctype, body = _route(event, info)
+            close = not info.decision.allowed
+            await _respond(conn, tls, status, ctype, body, head=event.method == b"HEAD", close=close)
+            if close or conn.our_state is h11.MUST_CLOSE:
+                return requests, "forbidden" if close else "response ends the connection"
+            conn.start_next_cycle()
+    except h11.RemoteProtocolError as exc:
+        if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+            status = exc.error_status_hint
+            with contextlib.suppress(h11.LocalProtocolError, _Closed):
+                await _respond(conn, tls, status, b"text/plain", f"{exc}\n".encode(), close=True)
+        return requests, f"bad HTTP request: {exc}"
+    except _Closed as closed:
+        return requests, str(closed)
+
+
+async def _next_event(conn: h11.Connection, tls: TLSConnection, idle_timeout: float) -> object:
+    while True:
+        event = conn.next_event()
+        if event is not h11.NEED_DATA:
+            return event
+        with trio.move_on_after(idle_timeout) as scope:
+            try:
+                data = await tls.stream.receive_some(RECEIVE_SIZE)
+            except trio.BrokenResourceError:
+                raise _Closed("peer closed the connection abruptly") from None
+        if scope.cancelled_caught:
+            raise _Closed(f"idle for {idle_timeout:g}s")
+        conn.receive_data(bytes(data))
+
+
+async def _drain_body(conn: h11.Connection, tls: TLSConnection, idle_timeout: float) -> bool:
+    """Read and discard the request body; False when it exceeds MAX_BODY_BYTES."""
+    size = 0
+    while True:
+        event = await _next_event(conn, tls, idle_timeout)
+        if isinstance(event, h11.EndOfMessage):
+            return True
+        if isinstance(event, h11.Data):
+            size += len(event.data)
+            if size > MAX_BODY_BYTES:
+                return False
+
+
+def _route(request: h11.Request, info: SessionInfo) -> tuple[int, bytes, bytes]:
+    if not info.decision.allowed:
+        return 403, b"application/json", _json(forbidden_document(info))
+    if request.method not in (b"GET", b"HEAD"):
+        return 405, b"text/plain", b"only GET and HEAD are served here\n"
+    path = request.target.split(b"?", 1)[0]
+    if path == b"/whoami":
+        return 200, b"application/json", _json(whoami_document(info))
+    if path == b"/":
+        return 200, b"text/plain; charset=utf-8", home_page(info).encode()
+    if path == b"/healthz":
+        return 200, b"text/plain", b"ok\n"
+    return 404, b"text/plain", b"not found: try /, /whoami or /healthz\n"
+
+
+def _json(document: object) -> bytes:
+    return json.dumps(document, indent=2).encode() + b"\n"
+
+
+async def _respond(
+    conn: h11.Connection,
+    tls: TLSConnection,
+    status: int,
+    content_type: bytes,
+    body: bytes,
+    *,
+    head: bool = False,
+    close: bool = False,
+) -> None:
+    headers = [SERVER_HEADER, (b"content-type", content_type), (b"content-length", str(len(body)).encode())]
+    if status == 405:
+        headers.append((b"allow", b"GET, HEAD"))
+    if close:
+        headers.append((b"connection", b"close"))
+    reason = HTTPStatus(status).phrase.encode()
+    data = conn.send(h11.Response(status_code=status, headers=headers, reason=reason)) or b""
+    if not head:
+        data += conn.send(h11.Data(data=body)) or b""
+    data += conn.send(h11.EndOfMessage()) or b""
+    try:
+        await tls.stream.send_all(data)
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        raise _Closed("peer closed the connection before the response") from None

@@ -1,0 +1,57 @@
+"""What the server says about an authenticated client: shared by the line protocol and HTTP."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from shared.identity import Decision, PeerIdentity
+
+__all__ = ["SessionInfo", "forbidden_document", "home_page", "whoami_document"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionInfo:
+    """The authenticated facts of one connection."""
+
+    identity: PeerIdentity
+    decision: Decision
+    tls_version: str | None
+    cipher: str | None
+    ca_subject: str
+
+
+def whoami_document(info: SessionInfo) -> dict[str, Any]:
+    """The WHOAMI answer: who the server authenticated, and over what."""
+    return {**info.identity.to_dict(), "tls_version": info.tls_version, "cipher": info.cipher}
+
+
+def forbidden_document(info: SessionInfo) -> dict[str, Any]:
+    """Why an authenticated client is refused by the allow-list."""
+    return {
+        "error": "forbidden",
+        "identity": info.identity.label,
+        "names": info.identity.names(),
+        "reason": info.decision.reason,
+    }
+
+
+def home_page(info: SessionInfo) -> str:
+    """A short text page: who you are and how you were verified."""
+    ident = info.identity
+    names = ", ".join(ident.names()) or "(no names)"
+    return (
+        f"Hello, {ident.label}.\n\n"
+        f"You connected over {info.tls_version} ({info.cipher}) and presented a client certificate:\n"
+        f"  subject  {ident.subject}\n"
+        f"  names    {names}\n"
+        f"  issuer   {ident.issuer}\n"
+        f"  serial   {ident.serial}\n"
+        f"  sha256   {ident.sha256}\n"
+        f"  key      {ident.key}, valid until {ident.not_after}\n\n"
+        f"How you were verified: OpenSSL built your chain to the trusted CA ({info.ca_subject}),\n"
+        "checked every signature and validity period and that the leaf is for clientAuth, and your\n"
+        "CertificateVerify proved you hold the private key. Authorization: "
+        f"{info.decision.reason}.\n\n"
+        "Try GET /whoami for JSON, or the line protocol (WHOAMI, ECHO, QUIT) without HTTP.\n"
+    )

@@ -1,0 +1,306 @@
+"""A pytest plugin for integration-testing mutual TLS (loaded through the ``pytest11`` entry point).
+
+Fixtures:
+
+``mtls_ca``
+    A throwaway CA (root + intermediate) in a temporary folder, with
+    role-correct leaves: ``mtls_ca.issue_client("alice", sans=[...])``,
+    ``mtls_ca.issue_server()``; each leaf has ``cert_path``, ``chain_path``,
+    ``key_path``; ready contexts from ``mtls_ca.client_context(leaf)`` and
+    ``mtls_ca.server_context(leaf)``; ``configure_trust(ctx)`` /
+    ``leaf.configure_cert(ctx)`` in trustme's style.
+
+``mtls_server``
+    Our server, started as a separate process on a free loopback port with the
+    CA's server certificate, requiring client certificates from ``mtls_ca``.
+    ``mtls_server.assert_accepted(ctx)`` / ``assert_refused(ctx, reason=...)``
+    check what the server does with a client ``ssl.SSLContext``;
+    ``mtls_server.url`` for HTTP clients. ``mtls_server_factory(allow=[...])``
+    starts one with other ``[server]`` settings.
+
+The helpers are synchronous (stdlib ``ssl`` and ``socket``), so they work in
+any test suite, trio or not.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import pytest
+
+from .config import PKIConfig
+from .diagnose import diagnose_eof, diagnose_ssl_error
+from .pki import CertificateAuthority, IssuedFiles, Profile, parse_san
+from .trace import Role
+
+__all__ = ["MtlsCA", "MtlsLeaf", "MtlsServer", "Verdict"]
+
+STARTUP_TIMEOUT: Final = 30.0
+DEFAULT_SERVER_SANS: Final = ("DNS:localhost", "IP:127.0.0.1", "IP:::1")
+
+
+@dataclass(frozen=True, slots=True)
+class MtlsLeaf:
+    """An issued certificate and its key, as files."""
+
+    name: str
+    files: IssuedFiles
+
+    @property
+    def cert_path(self) -> Path:
+        return self.files.cert
+
+    @property
+    def chain_path(self) -> Path:
+        """Leaf + intermediate: what a peer must send."""
+        return self.files.chain
+
+    @property
+    def key_path(self) -> Path:
+        return self.files.key
+
+    def configure_cert(self, ctx: ssl.SSLContext) -> None:
+        """Present this certificate (with its chain) from ``ctx``."""
+        ctx.load_cert_chain(self.chain_path, self.key_path)
+
+
+class MtlsCA:
+    """A root CA with an intermediate that signs role-correct leaves."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._pki = PKIConfig(dir=directory, ca_common_name="mtls-ref pytest CA")
+        self._ca = CertificateAuthority.create(self._pki, intermediate=True)
+        self._server: MtlsLeaf | None = None
+
+    def __repr__(self) -> str:
+        return f"<MtlsCA {self.directory}>"
+
+    @property
+    def ca_cert_path(self) -> Path:
+        return self._pki.path(self._pki.ca_cert)
+
+    def configure_trust(self, ctx: ssl.SSLContext) -> None:
+        """Trust this CA (and only what it issues) in ``ctx``."""
+        ctx.load_verify_locations(cafile=str(self.ca_cert_path))
+
+    def issue_client(self, name: str = "client", sans: Sequence[str] = ()) -> MtlsLeaf:
+        """A clientAuth-only leaf; SANs as ``URI:spiffe://...``, ``email:...``, ``DNS:...``."""
+        return self._issue(Profile.CLIENT, name, sans)
+
+    def issue_server(self, name: str = "localhost", sans: Sequence[str] = DEFAULT_SERVER_SANS) -> MtlsLeaf:
+        """A serverAuth-only leaf, valid for localhost and the loopback addresses by default."""
+        return self._issue(Profile.SERVER, name, sans)
+
+    @property
+    def server(self) -> MtlsLeaf:
+        """The default server leaf (made on first use)."""
+        if self._server is None:
+            self._server = self.issue_server()
+        return self._server
+
+    def _issue(self, profile: Profile, name: str, sans: Sequence[str]) -> MtlsLeaf:
+        files = self._ca.issue(profile, name, out_dir=self.directory, sans=[parse_san(s) for s in sans])
+        return MtlsLeaf(name, files)
+
+    def client_context(self, leaf: MtlsLeaf | None = None) -> ssl.SSLContext:
+        """A client context trusting this CA, presenting ``leaf`` (none: no certificate)."""
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        self.configure_trust(ctx)
+        if leaf is not None:
+            leaf.configure_cert(ctx)
+        return ctx
+
+    def server_context(self, leaf: MtlsLeaf | None = None) -> ssl.SSLContext:
+        """A server context that requires client certificates from this CA."""
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        self.configure_trust(ctx)
+        (leaf or self.server).configure_cert(ctx)
+        return ctx
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Verdict:
+    """What the server did with one client context."""
+
+    accepted: bool
+    reason: str
+    alert: str | None = None
+    greeting: str | None = None
+
+
+@dataclass(slots=True, kw_only=True)
+class MtlsServer:
+    """A running mtls-server process on loopback."""
+
+    host: str
+    port: int
+    ca: MtlsCA
+    process: subprocess.Popen[bytes]
+    log_lines: list[str] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"https://localhost:{self.port}"
+
+    def connections(self) -> list[dict[str, Any]]:
+        """The server's per-connection log entries so far."""
+        entries = [json.loads(line) for line in list(self.log_lines) if line.startswith("{")]
+        return [e for e in entries if e.get("event") == "connection"]
+
+    def check(
+        self, ctx: ssl.SSLContext, *, server_hostname: str = "localhost", timeout: float = 5.0
+    ) -> Verdict:
+        """Connect with ``ctx`` and report whether the server accepted it, and why not."""
+        with socket.create_connection((self.host, self.port), timeout=timeout) as raw:
+            try:
+                with ctx.wrap_socket(raw, server_hostname=server_hostname) as tls:
+                    tls.settimeout(timeout)
+                    greeting = _read_line(tls)
+            except ssl.SSLError as exc:
+                diagnosis = diagnose_ssl_error(exc, local=Role.CLIENT)
+                return Verdict(accepted=False, reason=diagnosis.summary, alert=diagnosis.alert)
+            except TimeoutError:
+                return Verdict(accepted=False, reason=f"no greeting within {timeout:g}s")
+        if greeting is None:
+            return Verdict(accepted=False, reason=diagnose_eof(tls13=True, after_handshake=True).summary)
+        if greeting.startswith("OK hello"):
+            return Verdict(accepted=True, reason="greeted", greeting=greeting)
+        return Verdict(accepted=False, reason=greeting, greeting=greeting)
+
+    def assert_accepted(self, ctx: ssl.SSLContext, **kwargs: Any) -> Verdict:
+        verdict = self.check(ctx, **kwargs)
+        if not verdict.accepted:
+            alert = f" [alert {verdict.alert}]" if verdict.alert else ""
+            raise AssertionError(f"mtls-ref server refused the client: {verdict.reason}{alert}")
+        return verdict
+
+    def assert_refused(self, ctx: ssl.SSLContext, reason: str | None = None, **kwargs: Any) -> Verdict:
+        """Refused, and (when given) ``reason`` appears in the alert name or the explanation."""
+        verdict = self.check(ctx, **kwargs)
+        if verdict.accepted:
+            raise AssertionError(f"mtls-ref server accepted the client ({verdict.greeting})")
+        said = f"{verdict.alert or ''} {verdict.reason}"
+        if reason is not None and reason not in said:
+            raise AssertionError(f"refused, but not for {reason!r}: {verdict.reason} [alert {verdict.alert}]")
+        return verdict
+
+
+def _read_line(tls: ssl.SSLSocket) -> str | None:
+    data = b""
+    while b"\n" not in data and len(data) < 65536:
+        chunk = tls.recv(4096)
+        if not chunk:
+            return None
+        data += chunk
+    return data.split(b"\n", 1)[0].decode("utf-8", "replace").rstrip("\r")
+
+
+def _start_server(ca: MtlsCA, directory: Path, options: dict[str, Any]) -> MtlsServer:
+    config = directory / "mtls-server.toml"
+    lines = [
+        "[server]",
+        'host = "127.0.0.1"',
+        "port = 0",
+        'log_format = "json"',
+        f"cert = {json.dumps(str(ca.server.chain_path))}",
+        f"key = {json.dumps(str(ca.server.key_path))}",
+        f"ca = {json.dumps(str(ca.ca_cert_path))}",
+    ]
+    lines += [f"{key} = {json.dumps(value)}" for key, value in options.items()]
+    config.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MTLS_")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "server", "--config", str(config)], stderr=subprocess.PIPE, env=env
+    )
+    server = MtlsServer(host="127.0.0.1", port=0, ca=ca, process=process)
+    server.port = _wait_listening(process, server.log_lines)
+    threading.Thread(target=_drain, args=(process, server.log_lines), daemon=True).start()
+    return server
+
+
+def _wait_listening(process: subprocess.Popen[bytes], log: list[str]) -> int:
+    """Read the server's log until its 'listening' line (bounded), and return the port."""
+    assert process.stderr is not None  # noqa: S101 - Popen was given stderr=PIPE
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    buffer = b""
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.stderr, selectors.EVENT_READ)
+        while (remaining := deadline - time.monotonic()) > 0:
+            if not selector.select(remaining):
+                break
+            chunk = os.read(process.stderr.fileno(), 65536)
+            if not chunk:
+                break
+            buffer += chunk
+            *complete, buffer = buffer.split(b"\n")
+            for raw in complete:
+                line = raw.decode("utf-8", "replace")
+                log.append(line)
+                if line.startswith("{") and json.loads(line).get("event") == "listening":
+                    return int(json.loads(line)["addresses"][0].rsplit(":", 1)[1])
+    process.kill()
+    raise RuntimeError("mtls-server did not start:\n" + "\n".join(log) + buffer.decode("utf-8", "replace"))
+
+
+def _drain(process: subprocess.Popen[bytes], log: list[str]) -> None:
+    """Keep reading the server's log so its pipe never fills."""
+    assert process.stderr is not None  # noqa: S101 - Popen was given stderr=PIPE
+    for raw in process.stderr:
+        log.append(raw.decode("utf-8", "replace").rstrip("\n"))
+
+
+def _stop(server: MtlsServer) -> None:
+    server.process.send_signal(signal.SIGTERM)
+    try:
+        server.process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+        server.process.wait(timeout=10)
+    if server.process.stderr is not None:
+        server.process.stderr.close()
+
+
+@pytest.fixture
+def mtls_ca(tmp_path_factory: pytest.TempPathFactory) -> MtlsCA:
+    """A throwaway CA with intermediate; issue leaves with ``issue_client`` / ``issue_server``."""
+    return MtlsCA(tmp_path_factory.mktemp("mtls-ca"))
+
+
+@pytest.fixture
+def mtls_server_factory(
+    mtls_ca: MtlsCA, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[..., MtlsServer]]:
+    """Start mtls-ref servers with extra ``[server]`` settings, e.g. ``allow=["CN:alice"]``."""
+    started: list[MtlsServer] = []
+
+    def start(**options: Any) -> MtlsServer:
+        server = _start_server(mtls_ca, tmp_path_factory.mktemp("mtls-server"), options)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        _stop(server)
+
+
+@pytest.fixture
+def mtls_server(mtls_server_factory: Callable[..., MtlsServer]) -> MtlsServer:
+    """Our mTLS server on a free loopback port, trusting ``mtls_ca``."""
+    return mtls_server_factory()
