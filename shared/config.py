@@ -62,6 +62,8 @@ class PKIConfig:
     ca_key: str = "ca.key"
     intermediate_cert: str = "intermediate.pem"
     intermediate_key: str = "intermediate.key"
+    crl: str = "crl.pem"  # written by `mtls-certs revoke` / `mtls-certs crl`, signed by the leaf-signing CA
+    crl_days: int = field(default=30, metadata=_range(1, 3650))
     ca_common_name: str = "mtls-ref Demo Root CA"
     key_type: str = field(default="p256", metadata=_choice(*KEY_TYPES))
     ca_days: int = field(default=3650, metadata=_range(1, 36500))
@@ -82,9 +84,13 @@ class ServerConfig:
     cert: Path = Path("certs/server-chain.pem")
     key: Path = Path("certs/server.key")
     ca: Path | None = Path("certs/ca.pem")
+    # Optional CRL (PEM): when set, client leaves are checked against it (revoked -> refused).
+    crl: Path | None = None
     key_passphrase_file: Path | None = None
     tls_min: str = field(default="1.2", metadata=_choice(*TLS_VERSIONS))
     tls_max: str = field(default="1.3", metadata=_choice(*TLS_VERSIONS))
+    # Seconds between checks of cert/key/ca/crl for changes (0: only on SIGHUP).
+    reload_interval: float = field(default=5.0, metadata=_range(0))
     # Authorization after authentication: empty means every verified client.
     allow: tuple[str, ...] = ()
     handshake_timeout: float = field(default=10.0, metadata=_range(0.001))

@@ -43,10 +43,12 @@ from .errors import CertificateError
 __all__ = [
     "CertificateAuthority",
     "IssuedFiles",
+    "LeafOptions",
     "PrivateKey",
     "Profile",
     "atomic_write",
     "generate_key",
+    "issue_self_signed",
     "load_certificates",
     "load_csr",
     "load_private_key",
@@ -308,11 +310,13 @@ def requested_sans(csr: x509.CertificateSigningRequest) -> list[x509.GeneralName
 
 
 def _extensions(
+    *,
     profile: Profile,
     public_key: CertificatePublicKeyTypes,
     issuer_key: PrivateKey,
     sans: Sequence[x509.GeneralName],
     path_length: int | None,
+    ekus: Sequence[x509.ObjectIdentifier] | None,
 ) -> list[tuple[x509.ExtensionType, bool]]:
     """The profile's extensions as (value, critical), per RFC 5280 §4.2."""
     exts: list[tuple[x509.ExtensionType, bool]] = []
@@ -322,10 +326,15 @@ def _extensions(
     else:
         exts.append((x509.BasicConstraints(ca=False, path_length=None), True))
         exts.append((_key_usage(digital_signature=True), True))
-        eku = (
-            ExtendedKeyUsageOID.SERVER_AUTH if profile is Profile.SERVER else ExtendedKeyUsageOID.CLIENT_AUTH
-        )
-        exts.append((x509.ExtendedKeyUsage([eku]), False))
+        if ekus is None:
+            role_eku = (
+                ExtendedKeyUsageOID.SERVER_AUTH
+                if profile is Profile.SERVER
+                else ExtendedKeyUsageOID.CLIENT_AUTH
+            )
+            ekus = [role_eku]
+        if ekus:
+            exts.append((x509.ExtendedKeyUsage(list(ekus)), False))
         if sans:
             # Non-critical: the subject is not empty, so RFC 5280 §4.2.1.6 does not ask for critical.
             exts.append((x509.SubjectAlternativeName(list(sans)), False))
@@ -360,20 +369,54 @@ def build_certificate(
     days: int,
     path_length: int | None = None,
     serial: int | None = None,
+    options: LeafOptions | None = None,
 ) -> x509.Certificate:
-    """Sign one certificate; validity runs from ``now`` for ``days`` days."""
+    """Sign one certificate; validity runs from ``now`` for ``days`` days unless ``options`` say otherwise."""
+    options = options or LeafOptions()
+    not_before, not_after = options.validity(now, days)
     builder = (
         x509.CertificateBuilder()
         .subject_name(subject)
         .issuer_name(issuer)
         .public_key(public_key)
         .serial_number(serial if serial is not None else x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(now + dt.timedelta(days=days))
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
     )
-    for ext, critical in _extensions(profile, public_key, issuer_key, sans, path_length):
+    for ext, critical in _extensions(
+        profile=profile,
+        public_key=public_key,
+        issuer_key=issuer_key,
+        sans=sans,
+        path_length=path_length,
+        ekus=options.ekus,
+    ):
         builder = builder.add_extension(ext, critical=critical)
     return builder.sign(issuer_key, signature_hash(issuer_key))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LeafOptions:
+    """Deliberate departures from a profile, to reproduce bad credentials on purpose.
+
+    ``ekus``: None keeps the role's EKU, an empty tuple omits the extension.
+    A negative ``days`` (see :meth:`validity`) makes a certificate that has
+    already expired.
+    """
+
+    not_before: dt.datetime | None = None
+    not_after: dt.datetime | None = None
+    ekus: tuple[x509.ObjectIdentifier, ...] | None = None
+
+    def validity(self, now: dt.datetime, days: int) -> tuple[dt.datetime, dt.datetime]:
+        not_after = self.not_after or now + dt.timedelta(days=days)
+        not_before = self.not_before or min(now, not_after - dt.timedelta(days=1))
+        if not_before >= not_after:
+            raise CertificateError(
+                f"validity would be empty: not before {not_before:%Y-%m-%d %H:%M} is not earlier than "
+                f"not after {not_after:%Y-%m-%d %H:%M}; fix --not-before/--not-after/--days"
+            )
+        return not_before, not_after
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -384,6 +427,18 @@ class IssuedFiles:
     csr: Path
     cert: Path
     chain: Path
+
+    @classmethod
+    def named(cls, name: str, out_dir: Path) -> IssuedFiles:
+        return cls(
+            key=out_dir / f"{name}.key",
+            csr=out_dir / f"{name}.csr",
+            cert=out_dir / f"{name}.pem",
+            chain=out_dir / f"{name}-chain.pem",
+        )
+
+    def all(self) -> list[Path]:
+        return [self.key, self.csr, self.cert, self.chain]
 
 
 class CertificateAuthority:
@@ -480,6 +535,7 @@ class CertificateAuthority:
         days: int = 365,
         now: dt.datetime | None = None,
         serial: int | None = None,
+        options: LeafOptions | None = None,
     ) -> x509.Certificate:
         """Sign a CSR under ``profile``; ``sans`` replaces the CSR's requested SANs."""
         if profile.is_ca:
@@ -503,6 +559,7 @@ class CertificateAuthority:
             now=now or utcnow(),
             days=days,
             serial=serial,
+            options=options,
         )
 
     def issue(
@@ -517,23 +574,65 @@ class CertificateAuthority:
         now: dt.datetime | None = None,
         passphrase: bytes | None = None,
         force: bool = False,
+        options: LeafOptions | None = None,
     ) -> IssuedFiles:
         """The whole docs flow for one leaf: key, CSR, CA signature, certificate, chain file."""
-        files = IssuedFiles(
-            key=out_dir / f"{name}.key",
-            csr=out_dir / f"{name}.csr",
-            cert=out_dir / f"{name}.pem",
-            chain=out_dir / f"{name}-chain.pem",
-        )
-        _refuse_existing([files.key, files.csr, files.cert, files.chain], force)
+        files = IssuedFiles.named(name, out_dir)
+        _refuse_existing(files.all(), force)
         key = generate_key(key_type)
         csr = make_csr(key, name, sans)
-        cert = self.sign(csr, profile, days=days, now=now)
-        write_private_key(files.key, key, passphrase=passphrase, force=force)
-        atomic_write(files.csr, csr.public_bytes(serialization.Encoding.PEM), force=force)
-        atomic_write(files.cert, pem(cert), force=force)
-        atomic_write(files.chain, pem(cert, *self.chain), force=force)
+        cert = self.sign(csr, profile, days=days, now=now, options=options)
+        write_leaf_files(files, key, csr, cert, self.chain, passphrase=passphrase, force=force)
         return files
+
+
+def write_leaf_files(
+    files: IssuedFiles,
+    key: PrivateKey,
+    csr: x509.CertificateSigningRequest,
+    cert: x509.Certificate,
+    chain: Sequence[x509.Certificate],
+    *,
+    passphrase: bytes | None = None,
+    force: bool = False,
+) -> None:
+    """Key (0600) first, then CSR, certificate and chain: each atomic."""
+    write_private_key(files.key, key, passphrase=passphrase, force=force)
+    atomic_write(files.csr, csr.public_bytes(serialization.Encoding.PEM), force=force)
+    atomic_write(files.cert, pem(cert), force=force)
+    atomic_write(files.chain, pem(cert, *chain), force=force)
+
+
+def issue_self_signed(
+    profile: Profile,
+    name: str,
+    *,
+    out_dir: Path,
+    sans: Sequence[x509.GeneralName] = (),
+    key_type: str = "p256",
+    days: int = 365,
+    now: dt.datetime | None = None,
+    force: bool = False,
+    options: LeafOptions | None = None,
+) -> IssuedFiles:
+    """A leaf signed by its own key (no CA at all): a classic misconfiguration, made on purpose."""
+    files = IssuedFiles.named(name, out_dir)
+    _refuse_existing(files.all(), force)
+    key = generate_key(key_type)
+    csr = make_csr(key, name, sans)
+    cert = build_certificate(
+        subject=csr.subject,
+        public_key=key.public_key(),
+        issuer=csr.subject,
+        issuer_key=key,
+        profile=profile,
+        sans=sans,
+        now=now or utcnow(),
+        days=days,
+        options=options,
+    )
+    write_leaf_files(files, key, csr, cert, (), force=force)
+    return files
 
 
 def _refuse_existing(paths: Iterable[Path], force: bool) -> None:

@@ -131,7 +131,22 @@ def server_context(config: ServerConfig, *, with_trace: bool | None = None) -> s
     ctx.set_alpn_protocols([ALPN_HTTP, ALPN_LINE])
     _load_chain(ctx, config.cert, config.key, config.key_passphrase_file, "server")
     _load_ca(ctx, config.ca, "server")
+    if config.crl is not None:
+        _load_crl(ctx, config.crl)
     return ctx
+
+
+def _load_crl(ctx: ssl.SSLContext, crl: Path) -> None:
+    """Check client leaves against a CRL (the leaf issuer's; OpenSSL picks it by issuer name)."""
+    if not crl.is_file():
+        raise ConfigError(
+            f"server CRL file {str(crl)!r} not found; write one with 'mtls-certs crl', or unset [server] crl"
+        )
+    try:
+        ctx.load_verify_locations(cafile=str(crl))
+    except ssl.SSLError as exc:
+        raise CertificateError(f"CRL file {str(crl)!r} is not a PEM CRL: {exc.reason or exc}") from exc
+    ctx.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
 
 
 def client_context(
