@@ -12,8 +12,9 @@ import trio
 from shared.cli_support import add_config_argument, run_cli
 from shared.config import TLS_VERSIONS, load_config
 from shared.errors import MTLSError
-from shared.tls import ALPN_LINE, client_context
+from shared.tls import ALPN_HTTP, ALPN_LINE, client_context
 
+from . import conformance
 from .report import TRACE_MODES, render_report
 from .session import DEFAULT_MESSAGES, Exit, run_client
 
@@ -42,7 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
         "Flags override the [client] section of the config.",
         epilog=f"exit codes:\n{EXIT_CODES_HELP}\n\n"
         "Against a server other than mtls-server, use --raw: each --send line is sent and one "
-        "line read back (e.g. openssl s_server -rev).",
+        "line read back (e.g. openssl s_server -rev), or --http for HTTPS servers.\n\n"
+        "mtls-client conformance HOST:PORT --badset DIR checks that a server refuses every bad "
+        "credential of a set made by 'mtls-certs badset DIR' (see 'mtls-client conformance --help').",
     )
     add_config_argument(parser)
     parser.add_argument("--host", help="server host (default localhost)")
@@ -63,6 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--raw",
         action="store_true",
         help="the server is not mtls-server: no greeting, one reply line per sent line",
+    )
+    parser.add_argument(
+        "--http",
+        action="store_true",
+        help="the server speaks HTTPS (nginx, any web service): GET / and judge by the status",
     )
     parser.add_argument(
         "--trace",
@@ -98,19 +106,24 @@ def _body(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config, overrides=overrides).client
         # Our server speaks the line protocol under ALPN mtls-ref/1; other servers get no ALPN offer.
-        context = client_context(config, alpn=None if args.raw else [ALPN_LINE])
+        alpn = [ALPN_HTTP] if args.http else None if args.raw else [ALPN_LINE]
+        context = client_context(config, alpn=alpn)
     except MTLSError as exc:
         print(f"mtls-client: error: {exc}", file=sys.stderr)
         return Exit.USAGE
     messages = args.send if args.send is not None else list(DEFAULT_MESSAGES)
-    report = trio.run(lambda: run_client(config, context, messages=messages, raw=args.raw))
+    mode = "http" if args.http else "raw" if args.raw else "line"
+    report = trio.run(lambda: run_client(config, context, messages=messages, mode=mode))
     print(render_report(report, trace=args.trace, as_json=args.json))
     return int(report.result)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``mtls-client``."""
-    return run_cli(_body, build_parser(), argv)
+    """Entry point of ``mtls-client`` (and of ``mtls-client conformance ...``)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["conformance"]:
+        return conformance.main(args[1:])
+    return run_cli(_body, build_parser(), args)
 
 
 if __name__ == "__main__":

@@ -7,8 +7,9 @@ the client certificate (the client's Finished travels with its Certificate and
 CertificateVerify; the server answers with an alert, or not at all, later). So
 the handshake succeeding proves nothing about our certificate: only a read
 does. This session therefore never reports success before it has read from the
-server: our server greets first; with ``raw=True`` (any other server, e.g.
-``openssl s_server -rev``) the first reply to our first line serves. Every read
+server: our server greets first; in ``raw`` mode (any other server, e.g.
+``openssl s_server -rev``) the first reply to our first line serves; in ``http``
+mode (nginx, any HTTPS service) the status line of ``GET /`` does. Every read
 has a deadline.
 
 The outcome is a :class:`ClientReport` whose ``result`` is one of the
@@ -28,9 +29,18 @@ import trio
 from cryptography import x509
 
 from shared.config import ClientConfig
-from shared.diagnose import Category, Diagnosis, diagnose_eof, diagnose_ssl_error
-from shared.errors import ProtocolError
+from shared.diagnose import (
+    Category,
+    Diagnosis,
+    certificate_fact,
+    diagnose_eof,
+    diagnose_ssl_error,
+    load_chain,
+    topic_for,
+)
+from shared.errors import MTLSError, ProtocolError
 from shared.inspect import describe_certificate
+from shared.pki import load_certificates
 from shared.protocol import LineBuffer, Reply, encode_request, parse_reply
 from shared.tls import TLSConnection
 from shared.trace import HandshakeRecorder, Role, TraceEvent, recording
@@ -120,7 +130,7 @@ async def run_client(
     context: ssl.SSLContext,
     *,
     messages: Sequence[str] = DEFAULT_MESSAGES,
-    raw: bool = False,
+    mode: str = "line",
 ) -> ClientReport:
     """Run one session against ``config.host:config.port``; never raises for network outcomes."""
     report = ClientReport(target=f"{config.host}:{config.port}", server_name=config.expected_name)
@@ -128,7 +138,7 @@ async def run_client(
     try:
         with recording(recorder):
             await _session(
-                config=config, context=context, messages=messages, raw=raw, report=report, recorder=recorder
+                config=config, context=context, messages=messages, mode=mode, report=report, recorder=recorder
             )
         report.result = Exit.OK
     except _Stop as stop:
@@ -150,8 +160,10 @@ def _chain_entry(der: bytes) -> dict[str, Any]:
     return {k: info[k] for k in keep}
 
 
-def _diagnose(exc: trio.BrokenResourceError, tls: TLSConnection, recorder: HandshakeRecorder) -> Diagnosis:
-    """Diagnose a broken TLS stream from its ssl cause and what the trace saw."""
+def _diagnose(
+    exc: trio.BrokenResourceError, tls: TLSConnection, recorder: HandshakeRecorder, config: ClientConfig
+) -> Diagnosis:
+    """Diagnose a broken TLS stream from its ssl cause, what the trace saw, and the certificate involved."""
     cause = exc.__cause__
     if not isinstance(cause, ssl.SSLError):
         return Diagnosis(
@@ -166,7 +178,34 @@ def _diagnose(exc: trio.BrokenResourceError, tls: TLSConnection, recorder: Hands
     diagnosis = diagnose_ssl_error(cause, local=Role.CLIENT, sent_no_certificate=sent_empty)
     if tls.sent_alert and diagnosis.category is Category.PEER_UNTRUSTED:
         diagnosis = dataclasses.replace(diagnosis, alert=tls.sent_alert)  # what really went out
-    return diagnosis
+    fact = _certificate_fact(cause, diagnosis, recorder, config)
+    return dataclasses.replace(diagnosis, summary=f"{diagnosis.summary}: {fact}") if fact else diagnosis
+
+
+def _certificate_fact(
+    cause: ssl.SSLError, diagnosis: Diagnosis, recorder: HandshakeRecorder, config: ClientConfig
+) -> str | None:
+    """The server's certificate when we refused it; our own when the server refused us."""
+    try:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            trusted = [c.subject.rfc4514_string() for c in load_certificates(config.ca)]
+            return certificate_fact(
+                load_chain(recorder.peer_certificates),
+                topic_for(verify_code=cause.verify_code),
+                purpose="server",
+                trusted=trusted,
+            )
+        if diagnosis.category is Category.REJECTED_BY_PEER and config.cert is not None:
+            own = load_certificates(config.cert)
+            fact = certificate_fact(own, topic_for(alert=diagnosis.alert), purpose="client")
+            return (
+                f"our certificate {fact.removeprefix(own[0].subject.rfc4514_string() + ' ')}"
+                if fact
+                else None
+            )
+    except MTLSError:
+        return None  # explaining is best effort; the diagnosis stands without it
+    return None
 
 
 def _fail(
@@ -189,7 +228,7 @@ async def _session(
     config: ClientConfig,
     context: ssl.SSLContext,
     messages: Sequence[str],
-    raw: bool,
+    mode: str,
     report: ClientReport,
     recorder: HandshakeRecorder,
 ) -> None:
@@ -200,8 +239,10 @@ async def _session(
         report.tls_version = tls.stream.version()
         cipher = tls.stream.cipher()
         report.cipher = cipher[0] if cipher else None
-        reader = _Reader(tls, config.timeout, report, recorder)
-        if raw:
+        reader = _Reader(tls, config, report, recorder)
+        if mode == "http":
+            await _http_exchange(tls, reader, config, report)
+        elif mode == "raw":
             await _raw_exchange(tls, reader, messages, report)
         else:
             await _line_protocol(tls, reader, messages, report)
@@ -251,7 +292,7 @@ async def _handshake(
             await tls.handshake()
         except trio.BrokenResourceError as exc:
             if isinstance(exc.__cause__, ssl.SSLError):
-                diagnosis = _diagnose(exc, tls, recorder)
+                diagnosis = _diagnose(exc, tls, recorder, config)
                 raise _fail(report, _CATEGORY_EXIT[diagnosis.category], diagnosis) from exc
             raise _fail(report, Exit.PROTOCOL, diagnose_eof(tls13=None, after_handshake=False)) from exc
     if scope.cancelled_caught:
@@ -267,10 +308,11 @@ class _Reader:
     """Reads reply lines, each within the deadline, turning TLS failures into diagnoses."""
 
     def __init__(
-        self, tls: TLSConnection, timeout: float, report: ClientReport, recorder: HandshakeRecorder
+        self, tls: TLSConnection, config: ClientConfig, report: ClientReport, recorder: HandshakeRecorder
     ) -> None:
         self._tls = tls
-        self._timeout = timeout
+        self.config = config
+        self._timeout = config.timeout
         self._report = report
         self.recorder = self._recorder = recorder
         self._lines = LineBuffer(REPLY_MAX_LINE)
@@ -314,7 +356,7 @@ class _Reader:
         return self._ready.pop(0)
 
     def _broken(self, exc: trio.BrokenResourceError) -> _Stop:
-        diagnosis = _diagnose(exc, self._tls, self._recorder)
+        diagnosis = _diagnose(exc, self._tls, self._recorder, self.config)
         return _fail(self._report, _CATEGORY_EXIT[diagnosis.category], diagnosis)
 
 
@@ -339,7 +381,7 @@ async def _line_protocol(
             fix="see the server's log",
         )
     for message in messages:
-        await _send(tls, message, report, reader.recorder)
+        await _send(tls, message, report, reader)
         answer = await reader.line(f"a reply to {message!r}")
         report.exchanges.append((message, answer))
         parsed = _parse(answer, report)
@@ -359,16 +401,52 @@ async def _line_protocol(
             )
 
 
+async def _http_exchange(
+    tls: TLSConnection, reader: _Reader, config: ClientConfig, report: ClientReport
+) -> None:
+    """Any HTTPS server: GET / and judge by the status (nginx refuses bad certificates with 400/495/496)."""
+    request = f"GET / HTTP/1.1\r\nHost: {config.expected_name}\r\nConnection: close\r\n\r\n"
+    try:
+        await tls.stream.send_all(request.encode())
+    except trio.BrokenResourceError as exc:
+        diagnosis = _diagnose(exc, tls, reader.recorder, config)
+        raise _fail(report, _CATEGORY_EXIT[diagnosis.category], diagnosis) from exc
+    status = await reader.line("an HTTP status line")
+    report.exchanges.append(("GET / HTTP/1.1", status))
+    code = status.split(" ", 2)[1] if status.startswith("HTTP/") and status.count(" ") >= 1 else ""
+    if code == "403":
+        raise _fail(
+            report,
+            Exit.FORBIDDEN,
+            summary=f"authenticated, but the server answered {status}",
+            fix="ask for this identity to be allowed",
+        )
+    if code in ("400", "495", "496"):
+        raise _fail(
+            report,
+            Exit.CERT_REJECTED,
+            summary=f"the server refused our certificate in HTTP: {status}",
+            fix="present a valid client certificate from the CA the server trusts",
+        )
+    if not code:
+        raise _fail(
+            report,
+            Exit.PROTOCOL,
+            summary=f"not an HTTP reply: {status[:80]!r}",
+            fix="is this an HTTPS server? for line servers use --raw",
+        )
+
+
 async def _raw_exchange(
     tls: TLSConnection, reader: _Reader, messages: Sequence[str], report: ClientReport
 ) -> None:
     """Any server: send each message as a line and read one line back (proving acceptance)."""
     for message in messages:
-        await _send(tls, message, report, reader.recorder)
+        await _send(tls, message, report, reader)
         report.exchanges.append((message, await reader.line(f"a reply to {message!r}")))
 
 
-async def _send(tls: TLSConnection, message: str, report: ClientReport, recorder: HandshakeRecorder) -> None:
+async def _send(tls: TLSConnection, message: str, report: ClientReport, reader: _Reader) -> None:
     try:
         data = encode_request(message, max_line=REPLY_MAX_LINE)
     except ProtocolError as exc:
@@ -376,7 +454,7 @@ async def _send(tls: TLSConnection, message: str, report: ClientReport, recorder
     try:
         await tls.stream.send_all(data)
     except trio.BrokenResourceError as exc:
-        diagnosis = _diagnose(exc, tls, recorder)
+        diagnosis = _diagnose(exc, tls, reader.recorder, reader.config)
         raise _fail(report, _CATEGORY_EXIT[diagnosis.category], diagnosis) from exc
 
 

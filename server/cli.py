@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cert", type=Path, help="server certificate chain (PEM, leaf first)")
     parser.add_argument("--key", type=Path, help="server private key (PEM)")
     parser.add_argument("--ca", type=Path, help="CA that client certificates must chain to")
+    parser.add_argument("--crl", type=Path, help="CRL (PEM) to check client certificates against")
     parser.add_argument("--tls-min", choices=TLS_VERSIONS, help="lowest TLS version accepted")
     parser.add_argument("--tls-max", choices=TLS_VERSIONS, help="highest TLS version accepted")
     parser.add_argument(
@@ -86,6 +87,7 @@ def _body(args: argparse.Namespace) -> int:
             "cert": args.cert,
             "key": args.key,
             "ca": args.ca,
+            "crl": args.crl,
             "tls_min": args.tls_min,
             "tls_max": args.tls_max,
             "allow": args.allow,

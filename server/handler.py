@@ -36,12 +36,12 @@ from typing import Any, Final
 
 import trio
 
-from shared.diagnose import diagnose_ssl_error
+from shared.diagnose import certificate_fact, diagnose_ssl_error, load_chain, topic_for
 from shared.errors import ProtocolError
 from shared.identity import AllowList, PeerIdentity, identity_from_der
 from shared.protocol import HELP_TEXT, Command, LineBuffer, LineTooLong, Reply, encode_reply, parse_request
 from shared.tls import ALPN_HTTP, ALPN_LINE, TLSConnection
-from shared.trace import HandshakeRecorder, Role, recording
+from shared.trace import HandshakeRecorder, PeerCertificateCatcher, Role, recording
 from shared.trace_render import render_terminal
 
 from .http import HTTP_REQUEST_LINE, serve_http
@@ -115,13 +115,12 @@ async def handle_connection(
     """Serve one connection to completion; never raises for anything the peer does."""
     record = ConnectionRecord(peer=peer)
     tls = TLSConnection(transport, context, server_side=True)
-    recorder = HandshakeRecorder(Role.SERVER) if settings.trace else None
+    recorder: HandshakeRecorder | PeerCertificateCatcher = (
+        HandshakeRecorder(Role.SERVER) if settings.trace else PeerCertificateCatcher(Role.SERVER)
+    )
     try:
-        if recorder is None:
-            await _serve(tls, settings, record)
-        else:
-            with recording(recorder):
-                await _serve(tls, settings, record)
+        with recording(recorder):
+            await _serve(tls, settings, record, recorder)
     except _Refused:
         pass
     except trio.Cancelled:
@@ -135,7 +134,7 @@ async def handle_connection(
     finally:
         with trio.CancelScope(shield=True):
             await _close(tls, record)
-            if recorder is not None:
+            if isinstance(recorder, HandshakeRecorder):
                 events = recorder.finish()
                 log.event(
                     "trace",
@@ -152,8 +151,13 @@ async def handle_connection(
     return record
 
 
-async def _serve(tls: TLSConnection, settings: HandlerSettings, record: ConnectionRecord) -> None:
-    await _handshake(tls, settings, record)
+async def _serve(
+    tls: TLSConnection,
+    settings: HandlerSettings,
+    record: ConnectionRecord,
+    recorder: HandshakeRecorder | PeerCertificateCatcher,
+) -> None:
+    await _handshake(tls, settings, record, recorder)
     record.tls_version = tls.stream.version()
     cipher = tls.stream.cipher()
     record.cipher = cipher[0] if cipher else None
@@ -212,7 +216,12 @@ async def _receive_or_eof(tls: TLSConnection) -> bytes:
         return b""
 
 
-async def _handshake(tls: TLSConnection, settings: HandlerSettings, record: ConnectionRecord) -> None:
+async def _handshake(
+    tls: TLSConnection,
+    settings: HandlerSettings,
+    record: ConnectionRecord,
+    recorder: HandshakeRecorder | PeerCertificateCatcher,
+) -> None:
     with trio.move_on_after(settings.handshake_timeout) as scope:
         try:
             await tls.handshake()
@@ -221,7 +230,16 @@ async def _handshake(tls: TLSConnection, settings: HandlerSettings, record: Conn
             if isinstance(cause, ssl.SSLError):
                 diagnosis = diagnose_ssl_error(cause, local=Role.SERVER)
                 record.alert = tls.sent_alert or diagnosis.alert
-                _refuse(record, "rejected", diagnosis.summary)
+                reason = diagnosis.summary
+                if isinstance(cause, ssl.SSLCertVerificationError):
+                    fact = certificate_fact(
+                        load_chain(recorder.peer_certificates),
+                        topic_for(verify_code=cause.verify_code),
+                        purpose="client",
+                        trusted=[settings.ca_subject],
+                    )
+                    reason = f"{reason}: {fact}" if fact else reason
+                _refuse(record, "rejected", reason)
             _refuse(record, "closed", "peer closed the connection during the handshake")
     if scope.cancelled_caught:
         _refuse(record, "timeout", f"no complete handshake within {settings.handshake_timeout:g}s")

@@ -4,20 +4,27 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime as dt
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from .badset import write_badset
 from .cli_support import add_config_argument, run_cli
 from .config import KEY_TYPES, Config, load_config
+from .errors import CertificateError
 from .inspect import check_certificate, describe_certificate, describe_file, format_san, render_report
 from .pki import (
     CertificateAuthority,
     IssuedFiles,
+    LeafOptions,
     Profile,
     atomic_write,
+    issue_self_signed,
     load_certificates,
     load_csr,
     load_private_key,
@@ -25,6 +32,7 @@ from .pki import (
     pem,
     read_passphrase,
 )
+from .revocation import revoke, write_crl
 
 __all__ = ["main"]
 
@@ -68,9 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="subject alternative name: DNS:host, IP:addr, URI:spiffe://..., email:a@b (repeatable)",
     )
     issue.add_argument("--out-dir", type=Path, help="where to write (default: the PKI folder)")
-    _key_options(issue, days_help="validity in days (overrides [pki] leaf_days)")
+    _key_options(issue, days_help="validity in days (overrides [pki] leaf_days); negative: already expired")
     _ca_passphrase_option(issue)
+    _add_mistake_options(issue)
     issue.set_defaults(func=_cmd_issue)
+
+    _add_revocation_parsers(sub)
 
     sign = sub.add_parser("sign", help="sign a CSR made elsewhere (for example by 'openssl req -new')")
     sign.add_argument("csr", type=Path, help="PEM certificate signing request")
@@ -98,6 +109,30 @@ def build_parser() -> argparse.ArgumentParser:
     _ca_passphrase_option(sign)
     sign.set_defaults(func=_cmd_sign)
 
+    _add_inspect_parsers(sub)
+
+    demo = sub.add_parser(
+        "demo",
+        help="the demo PKI from the config: CA + intermediate, 'server' and "
+        "'client' leaves; keeps whatever already exists",
+    )
+    demo.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def _add_mistake_options(issue: argparse.ArgumentParser) -> None:
+    bad = issue.add_argument_group(
+        "deliberate mistakes", "make a bad credential on purpose, to see how peers refuse it"
+    )
+    bad.add_argument("--not-before", type=_timestamp, metavar="ISO", help="validity start, e.g. 2030-01-01")
+    bad.add_argument("--not-after", type=_timestamp, metavar="ISO", help="validity end, e.g. 2020-01-01")
+    bad.add_argument("--eku", type=_ekus, metavar="LIST", help="EKUs instead of the role's, e.g. serverAuth")
+    bad.add_argument("--no-eku", action="store_true", help="omit the extended key usage extension")
+    bad.add_argument("--self-signed", action="store_true", help="sign with its own key instead of the CA")
+    bad.add_argument("--ca", type=Path, metavar="DIR", help="sign with the CA in another PKI folder")
+
+
+def _add_inspect_parsers(sub: Any) -> None:
     show = sub.add_parser("show", help="describe a certificate, chain, CSR or private key (no key material)")
     show.add_argument("file", type=Path)
     show.add_argument("--json", action="store_true", help="machine-readable output")
@@ -112,13 +147,26 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--passphrase-file", type=Path, help="passphrase of an encrypted --key")
     verify.set_defaults(func=_cmd_verify)
 
-    demo = sub.add_parser(
-        "demo",
-        help="the demo PKI from the config: CA + intermediate, 'server' and "
-        "'client' leaves; keeps whatever already exists",
+
+def _add_revocation_parsers(sub: Any) -> None:
+    revoke = sub.add_parser(
+        "revoke", help="put a certificate on the CA's revocation list and rewrite the CRL"
     )
-    demo.set_defaults(func=_cmd_demo)
-    return parser
+    revoke.add_argument("cert", type=Path, help="certificate (or chain: the first one is revoked)")
+    _ca_passphrase_option(revoke)
+    revoke.set_defaults(func=_cmd_revoke)
+
+    crl = sub.add_parser(
+        "crl", help="(re)write the CRL from the revocation list (CRLs expire: [pki] crl_days)"
+    )
+    _ca_passphrase_option(crl)
+    crl.set_defaults(func=_cmd_crl)
+
+    badset = sub.add_parser(
+        "badset", help="write every bad client credential (and a good control) from a throwaway CA"
+    )
+    badset.add_argument("dir", type=Path, help="a new folder for the set (with manifest.json)")
+    badset.set_defaults(func=_cmd_badset)
 
 
 def _key_options(parser: argparse.ArgumentParser, *, days_help: str) -> None:
@@ -206,22 +254,89 @@ def _print_issued(files: IssuedFiles, cert: x509.Certificate, ca: CertificateAut
     print(f"next: mtls-certs show {shown}   or   openssl x509 -in {shown} -text -noout")
 
 
+def _timestamp(text: str) -> dt.datetime:
+    try:
+        value = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO date such as 2030-01-01 or 2030-01-01T12:00"
+        ) from None
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+_EKU_NAMES = {
+    "serverAuth": ExtendedKeyUsageOID.SERVER_AUTH,
+    "clientAuth": ExtendedKeyUsageOID.CLIENT_AUTH,
+    "codeSigning": ExtendedKeyUsageOID.CODE_SIGNING,
+    "emailProtection": ExtendedKeyUsageOID.EMAIL_PROTECTION,
+}
+
+
+def _ekus(text: str) -> tuple[x509.ObjectIdentifier, ...]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in _EKU_NAMES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown EKU {', '.join(unknown) or text!r}; use {', '.join(_EKU_NAMES)}"
+        )
+    return tuple(_EKU_NAMES[n] for n in names)
+
+
 def _cmd_issue(args: argparse.Namespace) -> int:
     config = _config(args)
     sans = [parse_san(s) for s in args.san]
-    ca = _load_ca(config, args)
-    files = ca.issue(
-        Profile(args.role),
-        args.name,
-        out_dir=args.out_dir or config.pki.dir,
-        sans=sans,
-        key_type=config.pki.key_type,
-        days=args.days or config.pki.leaf_days,
-        passphrase=_new_key_passphrase(args),
-        force=args.force,
+    options = LeafOptions(
+        not_before=args.not_before, not_after=args.not_after, ekus=() if args.no_eku else args.eku
     )
+    common = {
+        "out_dir": args.out_dir or config.pki.dir,
+        "sans": sans,
+        "key_type": config.pki.key_type,
+        "days": args.days or config.pki.leaf_days,
+        "force": args.force,
+        "options": options,
+    }
+    if args.self_signed:
+        files = issue_self_signed(Profile(args.role), args.name, **common)
+        print(f"wrote self-signed {args.role} certificate {_shown(files.cert)} and key {_shown(files.key)}")
+        return 0
+    if args.ca is not None:
+        config = dataclasses.replace(config, pki=dataclasses.replace(config.pki, dir=args.ca))
+    ca = _load_ca(config, args)
+    files = ca.issue(Profile(args.role), args.name, passphrase=_new_key_passphrase(args), **common)
     cert = load_certificates(files.cert)[0]
     _print_issued(files, cert, ca)
+    return 0
+
+
+def _cmd_revoke(args: argparse.Namespace) -> int:
+    config = _config(args)
+    cert = load_certificates(args.cert)[0]
+    crl = revoke(config.pki, _load_ca(config, args), cert)
+    print(f"revoked {cert.subject.rfc4514_string()} (serial {cert.serial_number:X}); wrote CRL {_shown(crl)}")
+    print(f"next: point [server] crl at {_shown(crl)} and reload the server (SIGHUP)")
+    return 0
+
+
+def _cmd_crl(args: argparse.Namespace) -> int:
+    config = _config(args)
+    crl = write_crl(config.pki, _load_ca(config, args))
+    print(f"wrote CRL {_shown(crl)} (valid {config.pki.crl_days} days; rewrite it before then)")
+    return 0
+
+
+def _cmd_badset(args: argparse.Namespace) -> int:
+    if args.dir.exists() and any(args.dir.iterdir()):
+        raise CertificateError(f"{_shown(args.dir)!r} is not empty; give a new folder for the bad set")
+    manifest = write_badset(args.dir)
+    print(f"wrote the bad-credential set under {_shown(args.dir)} (manifest.json):")
+    for case in (*manifest.cases, *manifest.server_cases):
+        print(f"  {case.name:<22} {case.expect:<10} {case.description}")
+    print(
+        f"point a server at it: ca={manifest.ca} crl={manifest.crl} cert={manifest.server_cert} "
+        f"key={manifest.server_key} allow=[{manifest.allow!r}]"
+    )
+    print(f"then: mtls-client conformance HOST:PORT --badset {_shown(args.dir)}")
     return 0
 
 

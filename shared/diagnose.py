@@ -8,14 +8,28 @@ here so the words stay the same everywhere.
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 import ssl
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
 from .trace import Role
 
-__all__ = ["Category", "Diagnosis", "alert_from_reason", "diagnose_eof", "diagnose_ssl_error"]
+__all__ = [
+    "Category",
+    "Diagnosis",
+    "alert_from_reason",
+    "certificate_fact",
+    "diagnose_eof",
+    "diagnose_ssl_error",
+    "load_chain",
+    "topic_for",
+]
 
 _ALERT_PREFIXES: Final = ("SSLV3_ALERT_", "TLSV1_ALERT_", "TLSV13_ALERT_")
 
@@ -104,7 +118,10 @@ _REMOTE_ALERTS: Final[dict[str, tuple[str, str]]] = {
 # Local certificate verification errors (X509_V_ERR_*), by verify_code.
 _VERIFY_ERRORS: Final[dict[int, tuple[str, str]]] = {
     2: ("the {peer}'s issuer certificate is missing", "the {peer} must send its intermediate (a chain file)"),
-    9: ("the {peer}'s certificate is not yet valid", "check the clocks, or reissue it"),
+    9: (
+        "the {peer}'s certificate is not yet valid",
+        "check the clocks, or reissue it with a start in the past",
+    ),
     10: ("the {peer}'s certificate has expired", "reissue it with 'mtls-certs issue'"),
     18: (
         "the {peer}'s certificate is self-signed",
@@ -240,7 +257,7 @@ def _alert_for_verify(code: int) -> str:
     """The alert OpenSSL sends for a local verification failure (ssl_verify_alarm_type)."""
     return {
         2: "unknown_ca",
-        9: "certificate_expired",
+        9: "bad_certificate",  # not yet valid: OpenSSL's ssl_x509err2alert says bad_certificate
         10: "certificate_expired",
         18: "unknown_ca",
         19: "unknown_ca",
@@ -266,3 +283,99 @@ def diagnose_eof(*, tls13: bool | None, after_handshake: bool) -> Diagnosis:
         summary="the server closed the connection without a reply",
         fix="see the server's log; it may have refused this client or hit a limit",
     )
+
+
+# --- facts about the certificate involved ----------------------------------------
+
+# Which fact explains an alert (received) or a verification error code (local).
+_ALERT_TOPIC: Final = {
+    "unknown_ca": "issuer",
+    "certificate_expired": "validity",
+    "bad_certificate": "validity",
+    "unsupported_certificate": "purpose",
+    "certificate_revoked": "revoked",
+}
+_VERIFY_TOPIC: Final = {
+    2: "issuer",
+    18: "issuer",
+    19: "issuer",
+    20: "issuer",
+    21: "issuer",
+    9: "validity",
+    10: "validity",
+    26: "purpose",
+    23: "revoked",
+    24: "purpose",
+}
+_PURPOSE_EKU: Final = {"client": ExtendedKeyUsageOID.CLIENT_AUTH, "server": ExtendedKeyUsageOID.SERVER_AUTH}
+_EKU_LABEL: Final = {
+    ExtendedKeyUsageOID.CLIENT_AUTH: "clientAuth",
+    ExtendedKeyUsageOID.SERVER_AUTH: "serverAuth",
+}
+
+
+def topic_for(*, alert: str | None = None, verify_code: int | None = None) -> str | None:
+    if verify_code is not None and verify_code in _VERIFY_TOPIC:
+        return _VERIFY_TOPIC[verify_code]
+    return _ALERT_TOPIC.get(alert or "")
+
+
+def certificate_fact(
+    chain: Sequence[x509.Certificate],
+    topic: str | None,
+    *,
+    purpose: str,
+    trusted: Sequence[str] = (),
+    now: dt.datetime | None = None,
+) -> str | None:
+    """One sentence about ``chain[0]`` that explains ``topic``, with the values shown."""
+    if not chain or topic is None:
+        return None
+    leaf, now = chain[0], now or dt.datetime.now(dt.UTC)
+    subject = leaf.subject.rfc4514_string()
+    if topic == "issuer":
+        if leaf.issuer == leaf.subject:
+            return f"{subject} is self-signed"
+        sentence = f"{subject} was issued by {leaf.issuer.rfc4514_string()}"
+        if trusted:
+            sentence += f", but the trusted CA is {' / '.join(trusted)}"
+        if len(chain) == 1:
+            sentence += "; no intermediate was sent with it"
+        return sentence
+    if topic == "validity":
+        if now > leaf.not_valid_after_utc:
+            days = (now - leaf.not_valid_after_utc).days
+            return f"{subject} expired on {leaf.not_valid_after_utc:%Y-%m-%d %H:%M} UTC ({days} days ago)"
+        if now < leaf.not_valid_before_utc:
+            return f"{subject} is not valid until {leaf.not_valid_before_utc:%Y-%m-%d %H:%M} UTC"
+        return None
+    if topic == "purpose":
+        return _purpose_fact(leaf, subject, purpose)
+    if topic == "revoked":
+        return f"{subject} (serial {leaf.serial_number:X}) is on its CA's revocation list"
+    return None
+
+
+def _purpose_fact(leaf: x509.Certificate, subject: str, purpose: str) -> str | None:
+    try:
+        if leaf.extensions.get_extension_for_class(x509.BasicConstraints).value.ca:
+            return f"{subject} is a CA certificate (CA:TRUE), not a {purpose} certificate"
+    except x509.ExtensionNotFound:
+        pass
+    try:
+        ekus = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return None
+    names = ", ".join(_EKU_LABEL.get(oid, oid.dotted_string) for oid in ekus)
+    return f"{subject} has EKU {names}, which lacks {_EKU_LABEL[_PURPOSE_EKU[purpose]]}"
+
+
+def load_chain(ders: Sequence[bytes]) -> list[x509.Certificate]:
+    """Parse DER certificates, skipping any that do not parse (a report must not fail)."""
+    chain = []
+    for der in ders:
+        try:
+            chain.append(x509.load_der_x509_certificate(der))
+        except ValueError:
+            continue
+    return chain

@@ -115,7 +115,7 @@ def _load_ca(ctx: ssl.SSLContext, ca: Path, role: str) -> None:
         ) from exc
 
 
-def server_context(config: ServerConfig, *, with_trace: bool | None = None) -> ssl.SSLContext:
+def server_context(config: ServerConfig) -> ssl.SSLContext:
     """A server context that requires and verifies client certificates."""
     if config.ca is None:
         raise ConfigError(
@@ -124,7 +124,13 @@ def server_context(config: ServerConfig, *, with_trace: bool | None = None) -> s
         )
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     _common(
-        ctx, config.tls_min, config.tls_max, config.keylog, config.trace if with_trace is None else with_trace
+        # The message hook is always installed on servers: it is how a refusal can name the certificate
+        # that was presented (shared/trace.PeerCertificateCatcher); full tracing is per connection.
+        ctx,
+        config.tls_min,
+        config.tls_max,
+        config.keylog,
+        True,
     )
     ctx.verify_mode = ssl.CERT_REQUIRED
     # A client offering neither gets no ALPN (not an alert) and is sniffed by the handler.

@@ -33,12 +33,13 @@ import ssl
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Protocol, TypeVar
 
 from cryptography import x509
 
 __all__ = [
     "HandshakeRecorder",
+    "PeerCertificateCatcher",
     "Role",
     "TraceEvent",
     "TraceUnavailable",
@@ -54,6 +55,8 @@ _APPLICATION_DATA: Final = 23
 _HEADER: Final = 256  # SSL3_RT_HEADER: the 5-byte record header
 _INNER_CONTENT_TYPE: Final = 257  # SSL3_RT_INNER_CONTENT_TYPE: TLS 1.3 real type
 _TLS13: Final = 0x0304
+_SERVER_HELLO: Final = 2
+_CERTIFICATE: Final = 11
 
 # Handshake message names as RFC 5246 / RFC 8446 spell them.
 _MESSAGE_NAMES: Final = {
@@ -249,9 +252,34 @@ def _certificate_detail(certs: list[bytes]) -> str:
     return f"{subject} + {len(certs) - 1} CA cert" if len(certs) > 1 else subject
 
 
+@dataclass(slots=True)
+class PeerCertificateCatcher:
+    """The cheap recorder a server always runs: keeps only the peer's certificates.
+
+    They explain a failed verification ("issued by X, but we trust Y") even when
+    full tracing is off; parsing happens only on failure.
+    """
+
+    role: Role
+    tls13: bool | None = None
+    peer_certificates: list[bytes] = field(default_factory=list)
+
+    def record(self, direction: str, version: int, content_type: int, msg_type: int, data: bytes) -> None:
+        if content_type != _HANDSHAKE:
+            return
+        if msg_type == _SERVER_HELLO:
+            self.tls13 = version == _TLS13
+        elif msg_type == _CERTIFICATE and direction == "read":  # what the peer sent us
+            self.peer_certificates = parse_certificate_message(data, tls13=bool(self.tls13))
+
+
+class Recorder(Protocol):
+    def record(self, direction: str, version: int, content_type: int, msg_type: int, data: bytes) -> None: ...
+
+
 # -- wiring ---------------------------------------------------------------------
 
-_current: contextvars.ContextVar[HandshakeRecorder | None] = contextvars.ContextVar(
+_current: contextvars.ContextVar[Recorder | None] = contextvars.ContextVar(
     "mtls_trace_recorder", default=None
 )
 
@@ -278,8 +306,11 @@ def install(context: ssl.SSLContext) -> None:
     context._msg_callback = _dispatch  # type: ignore[attr-defined]
 
 
+RecorderT = TypeVar("RecorderT", bound=Recorder)
+
+
 @contextlib.contextmanager
-def recording(recorder: HandshakeRecorder) -> Iterator[HandshakeRecorder]:
+def recording(recorder: RecorderT) -> Iterator[RecorderT]:
     """Send the callbacks of TLS work done in this task (and its context) to ``recorder``."""
     token = _current.set(recorder)
     try:

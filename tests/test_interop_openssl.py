@@ -141,7 +141,7 @@ async def s_server(openssl: str, pki: Pki) -> AsyncIterator[int]:
 
 async def run_raw(config: ClientConfig) -> ClientReport:
     with trio.fail_after(15):
-        return await run_client(config, client_context(config), messages=["mtls"], raw=True)
+        return await run_client(config, client_context(config), messages=["mtls"], mode="raw")
 
 
 async def test_our_client_against_s_server(pki: Pki, openssl: str, tls_version: str) -> None:

@@ -56,7 +56,7 @@ async def exchange(
     pki: Pki, version: str, *, with_cert: bool = True
 ) -> tuple[HandshakeRecorder, HandshakeRecorder]:
     """Handshake, one line each way; returns (client recorder, server recorder)."""
-    sctx = server_context(server_config(pki), with_trace=True)
+    sctx = server_context(server_config(pki))
     config = with_version(client_config(pki), version)
     cctx = client_context(config if with_cert else no_cert(config))
     client_stream, server_stream = trio.testing.memory_stream_pair()
