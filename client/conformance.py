@@ -206,8 +206,11 @@ def render_table(rows: Sequence[Row], *, show_openssl: bool = False) -> str:
         if show_openssl:
             lines.append(f"{'':<38}$ {row.reproduce}")
     failed = [r for r in rows if r.verdict == "FAIL"]
+    skipped = [r for r in rows if r.verdict == "skip"]
     open_rows = [r for r in failed if "fails open" in r.detail]
-    summary = f"{len(rows) - len(failed)} of {len(rows)} rows pass"
+    summary = f"{len(rows) - len(failed) - len(skipped)} of {len(rows)} rows pass"
+    if skipped:
+        summary += f", {len(skipped)} skipped"
     if open_rows:
         summary += f"; FAILING OPEN on {len(open_rows)}: {', '.join(sorted({r.case for r in open_rows}))}"
     lines.append(summary)

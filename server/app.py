@@ -8,15 +8,18 @@ handlers still send a goodbye line and close_notify within a bound.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import ssl
+from pathlib import Path
 from typing import Any, Final
 
 import trio
+from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from shared.config import ServerConfig
-from shared.errors import ConfigError
+from shared.errors import ConfigError, MTLSError
 from shared.identity import AllowList
 from shared.inspect import fingerprint
 from shared.pki import load_certificates
@@ -24,6 +27,7 @@ from shared.tls import ALPN_HTTP, ALPN_LINE, server_context
 
 from .handler import HandlerSettings, handle_connection
 from .log import EventLog
+from .reload import FileWatch
 
 __all__ = ["Server"]
 
@@ -42,9 +46,10 @@ class Server:
         self.allow = AllowList.parse(config.allow)
         self.context: ssl.SSLContext = server_context(config)
         self.ca_certificate = load_certificates(config.ca)[0] if config.ca else None
+        self.files = FileWatch([config.cert, config.key, config.ca, config.crl])
         self.settings = HandlerSettings(
             protocol_sniff=config.protocol_sniff,
-            ca_subject=self.ca_certificate.subject.rfc4514_string() if self.ca_certificate else "?",
+            ca_subject=_ca_subject(self.ca_certificate),
             handshake_timeout=config.handshake_timeout,
             idle_timeout=config.idle_timeout,
             max_line=config.max_line,
@@ -64,6 +69,38 @@ class Server:
     def shutdown(self) -> None:
         """Stop accepting; live connections get ``shutdown_grace`` seconds."""
         self._accepting.cancel()
+
+    def reload(self, why: str = "requested") -> bool:
+        """Re-read cert, key, CA and CRL into a new context for new connections.
+
+        Live connections keep the context they were accepted with. A broken or
+        mismatched file leaves the old context serving, and the log says why.
+        """
+        try:
+            context = server_context(self.config)
+            ca = load_certificates(self.config.ca)[0] if self.config.ca else None
+        except MTLSError as exc:
+            self.log.event(
+                "reload-failed", why=why, error=str(exc), action="still serving the previous context"
+            )
+            return False
+        self.context, self.ca_certificate = context, ca
+        self.settings = dataclasses.replace(self.settings, ca_subject=_ca_subject(ca))
+        self.log.event(
+            "reloaded",
+            why=why,
+            client_ca=self.settings.ca_subject,
+            server_cert=_leaf_fingerprint(self.config.cert),
+            crl=str(self.config.crl or "off"),
+        )
+        return True
+
+    async def _watch_files(self) -> None:
+        """Poll the credential files' metadata; reload when they change."""
+        while True:
+            await trio.sleep(self.config.reload_interval)
+            if self.files.changed():
+                self.reload("files changed")
 
     async def listen(self) -> list[trio.SocketListener]:
         """Bind the configured address; a busy port is a clear error, not a traceback."""
@@ -88,12 +125,16 @@ class Server:
         self._log_start(addresses)
         task_status.started(addresses)
         async with trio.open_nursery() as handlers:
-            with self._accepting:
-                async with trio.open_nursery() as acceptors:
-                    for listener in listeners:
-                        acceptors.start_soon(self._accept_loop, listener, handlers)
-            for listener in listeners:
-                await listener.aclose()
+            try:
+                with self._accepting:
+                    async with trio.open_nursery() as acceptors:
+                        for listener in listeners:
+                            acceptors.start_soon(self._accept_loop, listener, handlers)
+                        if self.config.reload_interval > 0:
+                            acceptors.start_soon(self._watch_files)
+            finally:  # on shutdown, and on cancellation or error too: never leak the listening sockets
+                for listener in listeners:
+                    await trio.aclose_forcefully(listener)
             self.log.event("shutdown", draining=self.active, grace_s=self.config.shutdown_grace)
             handlers.cancel_scope.deadline = trio.current_time() + self.config.shutdown_grace
         self.log.event("stopped")
@@ -107,7 +148,7 @@ class Server:
             "client_cert": "required",
             "client_ca": ca.subject.rfc4514_string() if ca else None,
             "client_ca_sha256": fingerprint(ca.public_bytes(Encoding.DER)) if ca else None,
-            "crl": "off",
+            "crl": str(self.config.crl) if self.config.crl else "off",
             "allow": list(self.allow.describe()) or "any verified client",
             "alpn": [ALPN_HTTP, ALPN_LINE],
             "ca_names_advertised": False,
@@ -152,6 +193,17 @@ class Server:
             self.log.event("connection-error", peer=peer, error=f"{type(exc).__name__}: {exc}")
         finally:
             self.active -= 1
+
+
+def _ca_subject(ca: x509.Certificate | None) -> str:
+    return ca.subject.rfc4514_string() if ca is not None else "?"
+
+
+def _leaf_fingerprint(path: Path) -> str:
+    try:
+        return fingerprint(load_certificates(path)[0].public_bytes(Encoding.DER))
+    except MTLSError:
+        return "unreadable"
 
 
 def _banner(posture: dict[str, Any]) -> str:

@@ -22,8 +22,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mtls-server",
         description="A mutual-TLS server: requires a client certificate from the configured CA, "
-        "then speaks a line protocol (WHOAMI, ECHO <text>, PING, HELP, QUIT). "
-        "Flags override the [server] section of the config.",
+        "then speaks a line protocol (WHOAMI, ECHO <text>, PING, HELP, QUIT) or HTTP/1.1 on the same "
+        "port. SIGHUP (or a change to cert/key/ca/crl files) reloads the credentials for new "
+        "connections; Ctrl-C/SIGTERM drains and stops. Flags override the [server] section of the config.",
         epilog="Try it by hand (s_client sends only the first certificate of -cert, so pass the "
         "chain with -cert_chain): openssl s_client -connect 127.0.0.1:8443 -cert certs/client.pem "
         "-cert_chain certs/client-chain.pem -key certs/client.key -CAfile certs/ca.pem, then type WHOAMI.",
@@ -61,11 +62,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 async def _watch_signals(server: Server, scope: trio.CancelScope, *, task_status: Any) -> None:
-    """First Ctrl-C/SIGTERM: drain gracefully. Second: stop at once."""
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    """SIGHUP: reload credentials. First Ctrl-C/SIGTERM: drain gracefully. Second: stop at once."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
         task_status.started()
         async for signum in signals:
             server.log.event("signal", signal=signal.Signals(signum).name)
+            if signum == signal.SIGHUP:
+                server.reload("SIGHUP")
+                continue
             if server.draining:
                 scope.cancel()
             server.shutdown()

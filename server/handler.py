@@ -36,7 +36,7 @@ from typing import Any, Final
 
 import trio
 
-from shared.diagnose import certificate_fact, diagnose_ssl_error, load_chain, topic_for
+from shared.diagnose import Category, certificate_fact, diagnose_ssl_error, load_chain, topic_for
 from shared.errors import ProtocolError
 from shared.identity import AllowList, PeerIdentity, identity_from_der
 from shared.protocol import HELP_TEXT, Command, LineBuffer, LineTooLong, Reply, encode_reply, parse_request
@@ -239,7 +239,7 @@ async def _handshake(
                         trusted=[settings.ca_subject],
                     )
                     reason = f"{reason}: {fact}" if fact else reason
-                _refuse(record, "rejected", reason)
+                _refuse(record, "closed" if diagnosis.category is Category.CLOSED else "rejected", reason)
             _refuse(record, "closed", "peer closed the connection during the handshake")
     if scope.cancelled_caught:
         _refuse(record, "timeout", f"no complete handshake within {settings.handshake_timeout:g}s")

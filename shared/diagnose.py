@@ -186,6 +186,21 @@ _LOCAL_REASONS: Final[dict[str, tuple[Category, str, str]]] = {
         "no TLS version is enabled",
         "check tls_min and tls_max",
     ),
+    "UNEXPECTED_MESSAGE": (
+        Category.NEGOTIATION,
+        "the peer sent a TLS message that makes no sense at this point (garbage or a broken client)",
+        "check the peer: it is not following the TLS handshake",
+    ),
+    "UNEXPECTED_RECORD": (
+        Category.NEGOTIATION,
+        "the peer sent a TLS record of the wrong type for this point of the handshake",
+        "check the peer: it is not following the TLS handshake",
+    ),
+    "LENGTH_MISMATCH": (
+        Category.NEGOTIATION,
+        "the peer sent a malformed TLS message (its lengths do not add up)",
+        "check the peer: it sent a truncated or corrupted handshake",
+    ),
     "UNEXPECTED_EOF_WHILE_READING": (
         Category.CLOSED,
         "the peer closed the connection in the middle of the handshake",

@@ -64,3 +64,20 @@ async def start_server(nursery: trio.Nursery, pki: Pki, **changes: object) -> tu
 
 def log_events(log: list[str], name: str) -> list[dict[str, Any]]:
     return [entry for entry in (json.loads(line) for line in log) if entry["event"] == name]
+
+
+async def start_server_with(nursery: trio.Nursery, **settings: Any) -> tuple[Server, int, list[str]]:
+    """Run our server with explicit [server] settings (no test PKI needed)."""
+    log: list[str] = []
+    config = ServerConfig(
+        host="127.0.0.1",
+        port=0,
+        handshake_timeout=5.0,
+        idle_timeout=5.0,
+        shutdown_grace=1.0,
+        reload_interval=0,
+        **settings,
+    )
+    server = Server(config, log=EventLog("json", log.append))
+    addresses = await nursery.start(server.serve)
+    return server, int(addresses[0][1]), log

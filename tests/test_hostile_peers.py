@@ -1,0 +1,152 @@
+"""Hostile and broken peers: the server refuses them, frees everything, and keeps serving good clients."""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import os
+import random
+import ssl
+from pathlib import Path
+
+import trio
+import trio.lowlevel
+import trio.testing
+
+from client.session import ClientReport, Exit, run_client
+from shared.tls import ALPN_LINE, client_context
+
+from .pkitools import Pki
+from .tlstools import client_config, log_events, start_server
+
+
+def client_hello(pki: Pki) -> bytes:
+    """A real ClientHello, as our client would send it."""
+    ctx = client_context(client_config(pki), alpn=[ALPN_LINE])
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(incoming, outgoing, server_hostname="localhost")
+    with contextlib.suppress(ssl.SSLWantReadError):  # it waits for the ServerHello, as expected
+        obj.do_handshake()
+    return outgoing.read()
+
+
+async def good_client(pki: Pki, port: int) -> ClientReport:
+    config = client_config(pki, port=port)
+    with trio.fail_after(10):
+        return await run_client(config, client_context(config, alpn=[ALPN_LINE]), messages=["PING", "QUIT"])
+
+
+async def send_and_drop(port: int, data: bytes, *, wait_for_close: bool = True) -> bytes:
+    """Connect, send ``data``, read what the server answers until it closes (bounded), and drop."""
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    answer = b""
+    try:
+        if data:
+            await stream.send_all(data)
+        if wait_for_close:
+            with trio.move_on_after(5):
+                while chunk := await stream.receive_some(4096):
+                    answer += chunk
+    except trio.BrokenResourceError:
+        pass
+    finally:
+        await trio.aclose_forcefully(stream)
+    return answer
+
+
+async def test_garbage_truncation_and_abrupt_closes(pki: Pki) -> None:
+    """Non-TLS bytes, garbage and truncated ClientHellos, and hang-ups at each stage are all survived."""
+    hello = client_hello(pki)
+    async with trio.open_nursery() as nursery:
+        server, port, log = await start_server(nursery, pki)
+        # Not TLS at all: OpenSSL cannot even pick a record version to alert in, so it just closes.
+        assert await send_and_drop(port, b"hello there\r\n") == b""
+        garbage = b"\x16\x03\x01\x00\x40" + bytes(random.Random(1).randbytes(64))
+        assert (await send_and_drop(port, garbage)).startswith(b"\x15\x03")  # a TLS alert record
+        await send_and_drop(port, hello[: len(hello) // 2], wait_for_close=False)  # truncated, then gone
+        await send_and_drop(port, b"", wait_for_close=False)  # TCP only
+        await send_and_drop(port, hello, wait_for_close=False)  # full ClientHello, then gone
+        report = await good_client(pki, port)
+        assert report.result is Exit.OK
+        await trio.testing.wait_all_tasks_blocked()
+        server.shutdown()
+    outcomes = [(e["outcome"], e.get("reason", "")) for e in log_events(log, "connection")]
+    assert ("rejected", "the peer did not speak TLS (or an unsupported version)") in outcomes
+    assert (
+        "rejected",
+        "the peer sent a TLS message that makes no sense at this point (garbage or a broken client)",
+    ) in outcomes
+    assert outcomes.count(("closed", "the peer closed the connection in the middle of the handshake")) == 3
+    assert outcomes[-1][0] == "accepted"
+
+
+async def test_stalled_peers_time_out_without_blocking_others(pki: Pki) -> None:
+    """A peer stalled mid-handshake and one idle after it are cut off; a good client is served meanwhile."""
+    hello = client_hello(pki)
+    async with trio.open_nursery() as nursery:
+        server, port, log = await start_server(nursery, pki, handshake_timeout=0.5, idle_timeout=0.5)
+        stalled = await trio.open_tcp_stream("127.0.0.1", port)
+        await stalled.send_all(hello[:20])
+        report = await good_client(pki, port)  # served while the stalled peer waits
+        assert report.result is Exit.OK
+        with trio.fail_after(5):
+            assert await stalled.receive_some(100) == b""  # the server hung up on it
+        await stalled.aclose()
+        config = client_config(pki, port=port)
+        idle = await run_client(config, client_context(config, alpn=[ALPN_LINE]), messages=[])
+        assert idle.result is Exit.OK and idle.greeting is not None
+        server.shutdown()
+    outcomes = [e["outcome"] for e in log_events(log, "connection")]
+    assert "timeout" in outcomes
+
+
+def open_fds() -> int:
+    return len(list(Path("/proc/self/fd").iterdir()))
+
+
+def rss_bytes() -> int:
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+async def test_bounded_churn_returns_to_baseline(pki: Pki) -> None:
+    """200 hostile connections (10 at a time): a good client still succeeds; fds and memory come back."""
+    hello = client_hello(pki)
+    rng = random.Random(2026)
+    async with trio.open_nursery() as nursery:
+        server, port, _ = await start_server(nursery, pki, handshake_timeout=1.0)
+
+        async def hostile(kind: int) -> None:
+            if kind == 0:
+                await send_and_drop(port, rng.randbytes(rng.randint(1, 300)), wait_for_close=False)
+            elif kind == 1:
+                await send_and_drop(port, hello[: rng.randint(1, len(hello) - 1)], wait_for_close=False)
+            elif kind == 2:
+                await send_and_drop(port, b"\x16\x03\x01" + rng.randbytes(rng.randint(2, 200)))
+            else:
+                assert (await good_client(pki, port)).result is Exit.OK
+
+        for _ in range(3):  # warm up allocator caches and lazily created objects
+            await good_client(pki, port)
+        gc.collect()
+        await trio.testing.wait_all_tasks_blocked()
+        fds, rss = open_fds(), rss_bytes()
+        with trio.fail_after(60):
+            limiter = trio.CapacityLimiter(10)
+
+            async def one(kind: int) -> None:
+                async with limiter:
+                    await hostile(kind)
+
+            async with trio.open_nursery() as churn:
+                for _ in range(200):
+                    churn.start_soon(one, rng.randint(0, 3))
+        assert (await good_client(pki, port)).result is Exit.OK
+        with trio.fail_after(10):
+            while server.active:
+                await trio.testing.wait_all_tasks_blocked()
+                await trio.lowlevel.checkpoint()  # handlers finishing their close_notify
+        gc.collect()
+        assert server.active == 0
+        assert open_fds() == fds
+        assert rss_bytes() - rss < 32 * 1024 * 1024
+        server.shutdown()
