@@ -32,7 +32,7 @@ from .pki import (
     pem,
     read_passphrase,
 )
-from .revocation import revoke, write_crl
+from .revocation import load_crls, revoke, write_crl
 
 __all__ = ["main"]
 
@@ -144,6 +144,9 @@ def _add_inspect_parsers(sub: Any) -> None:
     verify.add_argument("--key", type=Path, help="check that this private key belongs to the certificate")
     verify.add_argument("--purpose", choices=["client", "server"], help="check the EKU fits this role")
     verify.add_argument("--ca", type=Path, help="trust anchor (default: the PKI's root CA)")
+    verify.add_argument(
+        "--crl", type=Path, help="check revocation against this CRL (default: the PKI's, if any)"
+    )
     verify.add_argument("--passphrase-file", type=Path, help="passphrase of an encrypted --key")
     verify.set_defaults(func=_cmd_verify)
 
@@ -385,7 +388,11 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     if args.key is not None:
         passphrase = read_passphrase(args.passphrase_file)
         key = load_private_key(args.key, passphrase)
-    checks = check_certificate(chain, trust=trust, intermediates=intermediates, key=key, purpose=args.purpose)
+    crl_path = args.crl or config.pki.path(config.pki.crl)
+    crls = load_crls(crl_path) if args.crl is not None or (args.ca is None and crl_path.exists()) else []
+    checks = check_certificate(
+        chain, trust=trust, intermediates=intermediates, key=key, purpose=args.purpose, crls=crls
+    )
     print(f"{args.cert}: {chain[0].subject.rfc4514_string()} against {_shown(trust_path)}")
     for check in checks:
         print(f"  {check.line()}")

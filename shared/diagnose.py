@@ -360,7 +360,8 @@ def certificate_fact(
     if topic == "validity":
         if now > leaf.not_valid_after_utc:
             days = (now - leaf.not_valid_after_utc).days
-            return f"{subject} expired on {leaf.not_valid_after_utc:%Y-%m-%d %H:%M} UTC ({days} days ago)"
+            ago = "less than a day ago" if days == 0 else f"{days} day{'s' if days > 1 else ''} ago"
+            return f"{subject} expired on {leaf.not_valid_after_utc:%Y-%m-%d %H:%M} UTC ({ago})"
         if now < leaf.not_valid_before_utc:
             return f"{subject} is not valid until {leaf.not_valid_before_utc:%Y-%m-%d %H:%M} UTC"
         return None

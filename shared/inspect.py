@@ -255,15 +255,19 @@ def check_certificate(
     intermediates: Sequence[x509.Certificate] = (),
     key: PrivateKey | None = None,
     purpose: str | None = None,
+    crls: Sequence[x509.CertificateRevocationList] = (),
     now: dt.datetime | None = None,
 ) -> list[Check]:
     """Check a leaf (``chain[0]``) against trust anchors; never stops at the first failure."""
     now = now or utcnow()
     leaf = chain[0]
     checks = [_check_chain(leaf, [*chain[1:], *intermediates], trust, now)]
+    checks.append(_check_sent_chain(chain, trust))
     checks.append(_check_validity(leaf, now))
     if purpose is not None:
         checks.append(_check_purpose(leaf, purpose))
+    if crls:
+        checks.append(_check_revocation(leaf, crls))
     if key is not None:
         checks.append(_check_key(leaf, key))
     sans = _sans(leaf.extensions)
@@ -315,6 +319,46 @@ def _check_chain(
     )
 
 
+def _check_sent_chain(chain: Sequence[x509.Certificate], trust: Sequence[x509.Certificate]) -> Check:
+    """What a peer receives is this file: it must carry the intermediate the trust anchor needs."""
+    leaf = chain[0]
+    if leaf.issuer == leaf.subject or any(verify_signed_by(leaf, a) for a in trust):
+        return Check(
+            name="sent chain", ok=True, detail="issued directly by the trust anchor; nothing else to send"
+        )
+    if any(verify_signed_by(leaf, c) for c in chain[1:]):
+        return Check(
+            name="sent chain", ok=True, detail=f"the file carries the issuer ({len(chain) - 1} CA cert)"
+        )
+    return Check(
+        name="sent chain",
+        ok=False,
+        detail=f"the file holds the leaf but not its issuer {leaf.issuer.rfc4514_string()!r}",
+        fix="present the NAME-chain.pem file (leaf + intermediate), or peers cannot build the path",
+    )
+
+
+def _check_revocation(leaf: x509.Certificate, crls: Sequence[x509.CertificateRevocationList]) -> Check:
+    mine = [crl for crl in crls if crl.issuer == leaf.issuer]
+    if not mine:
+        return Check(
+            name="revocation",
+            ok=False,
+            detail=f"no CRL from {leaf.issuer.rfc4514_string()!r}",
+            fix="servers that check CRLs will refuse it: write one with 'mtls-certs crl'",
+        )
+    for crl in mine:
+        entry = crl.get_revoked_certificate_by_serial_number(leaf.serial_number)
+        if entry is not None:
+            return Check(
+                name="revocation",
+                ok=False,
+                detail=f"revoked on {entry.revocation_date_utc:%Y-%m-%d %H:%M} UTC",
+                fix="issue a new certificate: a revoked one cannot be reinstated",
+            )
+    return Check(name="revocation", ok=True, detail="not on the issuer's CRL")
+
+
 def _check_validity(leaf: x509.Certificate, now: dt.datetime) -> Check:
     start, end = leaf.not_valid_before_utc, leaf.not_valid_after_utc
     if now < start:
@@ -335,6 +379,13 @@ def _check_validity(leaf: x509.Certificate, now: dt.datetime) -> Check:
 
 
 def _check_purpose(leaf: x509.Certificate, purpose: str) -> Check:
+    if _basic_constraints(leaf) not in (None, "CA:FALSE"):
+        return Check(
+            name="purpose",
+            ok=False,
+            detail=f"a CA certificate ({_basic_constraints(leaf)}), not a leaf",
+            fix=f"issue a {purpose} leaf with 'mtls-certs issue {purpose} NAME'",
+        )
     wanted = _PURPOSE_EKU[purpose]
     label = _EKU_NAMES[wanted]
     ekus = _ekus(leaf)

@@ -41,12 +41,13 @@ from typing import Any, Final
 
 import pytest
 
+from .badset import Manifest, write_badset
 from .config import PKIConfig
 from .diagnose import diagnose_eof, diagnose_ssl_error
 from .pki import CertificateAuthority, IssuedFiles, Profile, parse_san
 from .trace import Role
 
-__all__ = ["MtlsCA", "MtlsLeaf", "MtlsServer", "Verdict"]
+__all__ = ["MtlsBadSet", "MtlsCA", "MtlsLeaf", "MtlsServer", "Verdict"]
 
 STARTUP_TIMEOUT: Final = 30.0
 DEFAULT_SERVER_SANS: Final = ("DNS:localhost", "IP:127.0.0.1", "IP:::1")
@@ -214,16 +215,18 @@ def _read_line(tls: ssl.SSLSocket) -> str | None:
 
 def _start_server(ca: MtlsCA, directory: Path, options: dict[str, Any]) -> MtlsServer:
     config = directory / "mtls-server.toml"
-    lines = [
-        "[server]",
-        'host = "127.0.0.1"',
-        "port = 0",
-        'log_format = "json"',
-        f"cert = {json.dumps(str(ca.server.chain_path))}",
-        f"key = {json.dumps(str(ca.server.key_path))}",
-        f"ca = {json.dumps(str(ca.ca_cert_path))}",
-    ]
-    lines += [f"{key} = {json.dumps(value)}" for key, value in options.items()]
+    settings: dict[str, Any] = {
+        "host": "127.0.0.1",
+        "port": 0,
+        "log_format": "json",
+        "reload_interval": 0,
+        "cert": str(ca.server.chain_path),
+        "key": str(ca.server.key_path),
+        "ca": str(ca.ca_cert_path),
+    }
+    settings.update({k: str(v) if isinstance(v, Path) else v for k, v in options.items()})
+    # JSON strings, numbers, booleans and arrays of strings are valid TOML values as written.
+    lines = ["[server]", *(f"{key} = {json.dumps(value)}" for key, value in settings.items())]
     config.write_text("\n".join(lines) + "\n", encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if not k.startswith("MTLS_")}
     process = subprocess.Popen(
@@ -275,6 +278,52 @@ def _stop(server: MtlsServer) -> None:
         server.process.wait(timeout=10)
     if server.process.stderr is not None:
         server.process.stderr.close()
+
+
+class MtlsBadSet:
+    """The bad-credential set (``mtls-certs badset``): one client context per case."""
+
+    def __init__(self, directory: Path) -> None:
+        self.manifest: Manifest = write_badset(directory)
+
+    def __repr__(self) -> str:
+        return f"<MtlsBadSet {self.manifest.root}>"
+
+    @property
+    def cases(self) -> list[str]:
+        """Client cases: good, no-cert, untrusted-ca, expired, ..., not-allowed."""
+        return [c.name for c in self.manifest.cases]
+
+    def expectation(self, case: str) -> str:
+        """accepted, refused, forbidden, or local (a correct client will not even load it)."""
+        return self.manifest.case(case).expect
+
+    def client_context(self, case: str) -> ssl.SSLContext:
+        """A client context presenting the case's credential and trusting the set's CA."""
+        spec, m = self.manifest.case(case), self.manifest
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.load_verify_locations(cafile=str(m.path(m.ca)))
+        if spec.cert and spec.key:
+            ctx.load_cert_chain(m.path(spec.cert), m.path(spec.key))
+        return ctx
+
+    def server_settings(self) -> dict[str, Any]:
+        """``[server]`` settings that make our server enforce the whole set (CA, CRL, allow rule)."""
+        m = self.manifest
+        return {
+            "cert": m.path(m.server_cert),
+            "key": m.path(m.server_key),
+            "ca": m.path(m.ca),
+            "crl": m.path(m.crl),
+            "allow": [m.allow],
+        }
+
+
+@pytest.fixture
+def mtls_badset(tmp_path_factory: pytest.TempPathFactory) -> MtlsBadSet:
+    """Every bad client credential from a throwaway CA; start a server on it with
+    ``mtls_server_factory(**mtls_badset.server_settings())``."""
+    return MtlsBadSet(tmp_path_factory.mktemp("mtls-badset"))
 
 
 @pytest.fixture

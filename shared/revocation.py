@@ -22,7 +22,7 @@ from .config import PKIConfig
 from .errors import CertificateError
 from .pki import CertificateAuthority, atomic_write, signature_hash, utcnow
 
-__all__ = ["RevokedEntry", "build_crl", "load_revoked", "revoke", "write_crl"]
+__all__ = ["RevokedEntry", "build_crl", "load_crls", "load_revoked", "revoke", "write_crl"]
 
 REVOKED_DB: Final = "revoked.json"
 
@@ -50,6 +50,19 @@ def load_revoked(pki: PKIConfig) -> list[RevokedEntry]:
         ]
     except (ValueError, KeyError, TypeError) as exc:
         raise CertificateError(f"{str(path)!r} is not a revocation list this tool wrote: {exc}") from exc
+
+
+def load_crls(path: Path) -> list[x509.CertificateRevocationList]:
+    """Every CRL in a PEM file (a server's CRL file may hold one per issuing CA)."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CertificateError(f"cannot read CRL {str(path)!r}: {exc.strerror}; check the path") from exc
+    blocks = [b for b in data.split(b"-----END X509 CRL-----") if b"-----BEGIN X509 CRL-----" in b]
+    try:
+        return [x509.load_pem_x509_crl(b + b"-----END X509 CRL-----\n") for b in blocks]
+    except ValueError as exc:
+        raise CertificateError(f"{str(path)!r} holds a CRL that does not parse: {exc}") from exc
 
 
 def _save_revoked(pki: PKIConfig, entries: list[RevokedEntry]) -> None:

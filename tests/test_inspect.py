@@ -63,7 +63,7 @@ def test_verify_good_client_passes_every_check(pki: Pki) -> None:
         key=load_private_key(pki.client.key),
         purpose="client",
     )
-    assert [c.name for c in checks] == ["chain", "validity", "purpose", "key", "subjectAltName"]
+    assert [c.name for c in checks] == ["chain", "sent chain", "validity", "purpose", "key", "subjectAltName"]
     assert all(c.ok for c in checks), [c.line() for c in checks]
 
 
@@ -74,7 +74,8 @@ def test_verify_reports_each_failure_with_a_fix(pki: Pki) -> None:
         server_leaf, trust=[pki.ca.root], purpose="client", key=load_private_key(pki.client.key)
     )
     failed = {c.name: c for c in checks if not c.ok}
-    assert set(failed) == {"chain", "purpose", "key"}  # leaf alone lacks the intermediate
+    assert set(failed) == {"chain", "sent chain", "purpose", "key"}  # leaf alone lacks the intermediate
+    assert "NAME-chain.pem" in failed["sent chain"].fix
     assert "lacks clientAuth" in failed["purpose"].detail
     assert "mtls-certs issue client" in failed["purpose"].fix
     assert "include the missing intermediate" in failed["chain"].fix
@@ -107,3 +108,29 @@ def test_show_missing_file(tmp_path: Path, bad: str) -> None:
 
     with pytest.raises(CertificateError, match="check the path"):
         describe_file(tmp_path / bad)
+
+
+def test_verify_offline_explains_the_bad_set(tmp_path: Path) -> None:
+    """Offline checks name the same problems the server refuses: CA leaf, revocation, wrong EKU."""
+    from shared.badset import write_badset
+    from shared.revocation import load_crls
+
+    badset = write_badset(tmp_path / "set")
+    trust = load_certificates(badset.path(badset.ca))
+    crls = load_crls(badset.path(badset.crl))
+
+    def failures(case: str) -> dict[str, str]:
+        spec = badset.case(case)
+        chain = load_certificates(badset.path(spec.cert or ""))
+        return {
+            c.name: c.detail
+            for c in check_certificate(chain, trust=trust, purpose="client", crls=crls)
+            if not c.ok
+        }
+
+    assert failures("good") == {}
+    assert "revoked on" in failures("revoked")["revocation"]
+    assert "a CA certificate (CA:TRUE, pathlen:0), not a leaf" in failures("ca-as-client")["purpose"]
+    assert "lacks clientAuth" in failures("server-eku")["purpose"]
+    assert "not valid before" in failures("not-yet-valid")["validity"]
+    assert "holds the leaf but not its issuer" in failures("missing-intermediate")["sent chain"]

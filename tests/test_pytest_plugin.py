@@ -36,6 +36,13 @@ def test_server_context_for_your_own_server(mtls_ca):
     assert ctx.verify_mode.name == "CERT_REQUIRED"
 
 
+def test_bad_set_is_refused(mtls_server_factory, mtls_badset):
+    server = mtls_server_factory(**mtls_badset.server_settings())
+    for case in ("good", "expired", "untrusted-ca", "revoked", "not-allowed"):
+        verdict = server.check(mtls_badset.client_context(case))
+        assert verdict.accepted is (mtls_badset.expectation(case) == "accepted"), (case, verdict)
+
+
 def test_deliberately_wrong(mtls_server, mtls_ca):
     mtls_server.assert_accepted(mtls_ca.client_context(None))
 """
@@ -45,7 +52,7 @@ def test_plugin_example_suite(pytester: pytest.Pytester) -> None:
     """Fixtures work from an installed package: passing cases pass, the wrong one fails clearly."""
     pytester.makepyfile(test_example=EXAMPLE_SUITE)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", timeout=120)
-    result.assert_outcomes(passed=5, failed=1)
+    result.assert_outcomes(passed=6, failed=1)
     result.stdout.fnmatch_lines(
         [
             "*test_deliberately_wrong*",
