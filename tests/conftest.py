@@ -7,6 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from shared.badset import Manifest, write_badset
+
 from .pkitools import Pki, build_pki
 
 # pytester runs the example suites that exercise our pytest plugin.
@@ -17,6 +19,12 @@ pytest_plugins = ["pytester"]
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     """The session's PKI (read-only for tests: copy before changing anything)."""
     return build_pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture(scope="session")
+def badset(tmp_path_factory: pytest.TempPathFactory) -> Manifest:
+    """The bad-credential set (read-only for tests)."""
+    return write_badset(tmp_path_factory.mktemp("badset"))
 
 
 @pytest.fixture(params=["1.2", "1.3"], ids=["tls12", "tls13"])

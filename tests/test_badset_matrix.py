@@ -7,7 +7,7 @@ import trio
 
 from client.cli import main as client_main
 from client.session import ClientReport, Exit, run_client
-from shared.badset import Manifest, write_badset
+from shared.badset import Manifest
 from shared.config import ClientConfig
 from shared.tls import ALPN_LINE, client_context
 
@@ -79,11 +79,6 @@ EXPECTED: dict[str, tuple[Exit, str | None, str, str]] = {
     ),
 }
 TLS_CASES = list(EXPECTED)
-
-
-@pytest.fixture(scope="session")
-def badset(tmp_path_factory: pytest.TempPathFactory) -> Manifest:
-    return write_badset(tmp_path_factory.mktemp("badset"))
 
 
 def client_for(manifest: Manifest, case: str, port: int, tls: str) -> ClientConfig:

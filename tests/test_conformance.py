@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-import subprocess
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 
 import pytest
 import trio
 
 from client.conformance import main as conformance_main
 from client.conformance import render_table, run_conformance
-from shared.badset import Manifest, write_badset
+from shared.badset import Manifest
 
-from .tlstools import start_server_with
+from .tlstools import openssl_s_server, start_server_with
 
 pytestmark = pytest.mark.interop
-
-
-@pytest.fixture(scope="session")
-def badset(tmp_path_factory: pytest.TempPathFactory) -> Manifest:
-    return write_badset(tmp_path_factory.mktemp("conformance-badset"))
 
 
 async def test_our_server_passes_every_row(badset: Manifest) -> None:
@@ -43,58 +36,25 @@ async def test_our_server_passes_every_row(badset: Manifest) -> None:
     assert "$ openssl s_client -connect 127.0.0.1:" in table
 
 
-@asynccontextmanager
-async def s_server(openssl: str, badset: Manifest, *verify: str) -> AsyncIterator[int]:
-    process = await trio.lowlevel.open_process(
-        [
-            openssl,
-            "s_server",
-            "-accept",
-            "127.0.0.1:0",
-            "-rev",
-            "-cert",
-            str(badset.path(badset.server_cert)),
-            "-cert_chain",
-            str(badset.path(badset.server_cert)),
-            "-key",
-            str(badset.path(badset.server_key)),
-            "-CAfile",
-            str(badset.path(badset.ca)),
-            "-CRL",
-            str(badset.path(badset.crl)),
-            "-crl_check",
-            *verify,
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+def s_server(openssl: str, badset: Manifest, *verify: str) -> AbstractAsyncContextManager[int]:
+    """`openssl s_server -rev` on the bad set's server credential, checking its CRL."""
+    server_cert, key = str(badset.path(badset.server_cert)), str(badset.path(badset.server_key))
+    return openssl_s_server(
+        openssl,
+        "-rev",
+        "-cert",
+        server_cert,
+        "-cert_chain",
+        server_cert,
+        "-key",
+        key,
+        "-CAfile",
+        str(badset.path(badset.ca)),
+        "-CRL",
+        str(badset.path(badset.crl)),
+        "-crl_check",
+        *verify,
     )
-    try:
-        assert process.stdout is not None
-        seen = b""
-        with trio.fail_after(10):
-            while b"ACCEPT " not in seen or b"\n" not in seen.split(b"ACCEPT ", 1)[1]:
-                chunk = await process.stdout.receive_some(4096)
-                if not chunk:
-                    pytest.fail(f"openssl s_server exited: {seen.decode()}")
-                seen += chunk
-
-        async def drain() -> None:  # s_server logs every connection; keep its pipe flowing
-            assert process.stdout is not None
-            while await process.stdout.receive_some(65536):
-                pass
-
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(drain)
-            yield int(seen.split(b"ACCEPT ", 1)[1].split(b"\n")[0].rsplit(b":", 1)[1])
-            nursery.cancel_scope.cancel()
-    finally:
-        process.kill()
-        with trio.move_on_after(5):
-            await process.wait()
-        for pipe in (process.stdin, process.stdout):
-            if pipe is not None:
-                await pipe.aclose()
 
 
 async def test_strict_s_server_passes(badset: Manifest, openssl: str) -> None:

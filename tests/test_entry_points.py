@@ -7,10 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import trio
 
 from .pkitools import Pki
+from .tlstools import read_until
 
 
 def write_config(pki: Pki, tmp_path: Path) -> Path:
@@ -47,13 +47,7 @@ async def test_server_and_client_processes(pki: Pki, tmp_path: Path) -> None:
     )
     assert server.stderr is not None
     try:
-        seen = b""
-        with trio.fail_after(20):
-            while b" listening " not in seen or not seen.split(b" listening ", 1)[1].count(b"\n"):
-                chunk = await server.stderr.receive_some(4096)
-                if not chunk:
-                    pytest.fail(f"server exited early: {seen.decode()}")
-                seen += chunk
+        seen = await read_until(server.stderr, b" listening ", "the server process")
         port = seen.split(b"addresses=127.0.0.1:", 1)[1].split(b" ", 1)[0].decode()
         with trio.fail_after(20):
             client = await trio.run_process(

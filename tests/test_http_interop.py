@@ -11,7 +11,7 @@ import pytest
 import trio
 
 from .pkitools import Pki
-from .tlstools import log_events, start_server
+from .tlstools import log_events, s_client_credentials, start_server
 
 pytestmark = pytest.mark.interop
 
@@ -153,14 +153,7 @@ async def test_s_client_get_without_alpn(pki: Pki, openssl: str) -> None:
             "-connect",
             f"127.0.0.1:{port}",
             "-quiet",
-            "-CAfile",
-            str(pki.ca_cert),
-            "-cert",
-            str(pki.client.cert),
-            "-cert_chain",
-            str(pki.client.chain),
-            "-key",
-            str(pki.client.key),
+            *s_client_credentials(pki),
             stdin=b"GET / HTTP/1.0\r\n\r\n",
         )
         server.shutdown()

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import subprocess
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 
 import pytest
 import trio
@@ -14,7 +12,14 @@ from shared.config import ClientConfig
 from shared.tls import client_context
 
 from .pkitools import Pki
-from .tlstools import client_config, log_events, start_server, with_version
+from .tlstools import (
+    client_config,
+    log_events,
+    openssl_s_server,
+    s_client_credentials,
+    start_server,
+    with_version,
+)
 
 pytestmark = pytest.mark.interop
 
@@ -52,14 +57,7 @@ async def test_s_client_with_our_client_cert(pki: Pki, openssl: str, tls_version
             openssl,
             port,
             tls_version,
-            "-CAfile",
-            str(pki.ca_cert),
-            "-cert",
-            str(pki.client.cert),
-            "-cert_chain",
-            str(pki.client.chain),
-            "-key",
-            str(pki.client.key),
+            *s_client_credentials(pki),
             stdin=b"WHOAMI\nECHO typed by hand\nQUIT\n",
         )
         server.shutdown()
@@ -93,50 +91,23 @@ async def test_s_client_refused_with_the_alert(pki: Pki, openssl: str, tls_versi
     assert log_events(log, "connection")[0]["outcome"] == "rejected"
 
 
-@asynccontextmanager
-async def s_server(openssl: str, pki: Pki) -> AsyncIterator[int]:
-    """`openssl s_server -Verify 1 -verify_return_error -rev` on a free port; yields the port."""
-    process = await trio.lowlevel.open_process(
-        [
-            openssl,
-            "s_server",
-            "-accept",
-            "127.0.0.1:0",
-            "-cert",
-            str(pki.server.cert),
-            "-cert_chain",
-            str(pki.server.chain),
-            "-key",
-            str(pki.server.key),
-            "-CAfile",
-            str(pki.ca_cert),
-            "-Verify",
-            "1",
-            "-verify_return_error",
-            "-rev",
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+def s_server(openssl: str, pki: Pki) -> AbstractAsyncContextManager[int]:
+    """`openssl s_server -Verify 1 -verify_return_error -rev` with the test PKI."""
+    return openssl_s_server(
+        openssl,
+        "-cert",
+        str(pki.server.cert),
+        "-cert_chain",
+        str(pki.server.chain),
+        "-key",
+        str(pki.server.key),
+        "-CAfile",
+        str(pki.ca_cert),
+        "-Verify",
+        "1",
+        "-verify_return_error",
+        "-rev",
     )
-    try:
-        assert process.stdout is not None
-        seen = b""
-        with trio.fail_after(10):
-            while b"ACCEPT " not in seen or not seen.split(b"ACCEPT ", 1)[1].count(b"\n"):
-                chunk = await process.stdout.receive_some(4096)
-                if not chunk:
-                    pytest.fail(f"openssl s_server exited before accepting: {seen.decode()}")
-                seen += chunk
-        port = int(seen.split(b"ACCEPT ", 1)[1].split(b"\n")[0].rsplit(b":", 1)[1])
-        yield port
-    finally:
-        process.kill()
-        with trio.move_on_after(5):
-            await process.wait()
-        for pipe in (process.stdin, process.stdout):
-            if pipe is not None:
-                await pipe.aclose()
 
 
 async def run_raw(config: ClientConfig) -> ClientReport:

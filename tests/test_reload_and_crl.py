@@ -86,8 +86,8 @@ class Files:
             atomic_write(self.crl, crl, force=True)
 
 
-async def attempt(port: int, creds: IssuedFiles, trust: Path) -> tuple[Exit, str | None]:
-    config = ClientConfig(
+def loopback_client(port: int, creds: IssuedFiles, trust: Path) -> ClientConfig:
+    return ClientConfig(
         host="127.0.0.1",
         port=port,
         server_name="localhost",
@@ -96,6 +96,10 @@ async def attempt(port: int, creds: IssuedFiles, trust: Path) -> tuple[Exit, str
         ca=trust,
         timeout=5.0,
     )
+
+
+async def attempt(port: int, creds: IssuedFiles, trust: Path) -> tuple[Exit, str | None]:
+    config = loopback_client(port, creds, trust)
     with trio.fail_after(15):
         report = await run_client(config, client_context(config, alpn=[ALPN_LINE]), messages=["QUIT"])
     return report.result, report.alert
@@ -220,15 +224,7 @@ class _Live:
 
 
 async def _open_live(port: int, creds: IssuedFiles, trust: Path) -> _Live:
-    config = ClientConfig(
-        host="127.0.0.1",
-        port=port,
-        server_name="localhost",
-        cert=creds.chain,
-        key=creds.key,
-        ca=trust,
-        timeout=5.0,
-    )
+    config = loopback_client(port, creds, trust)
     stream = await trio.open_tcp_stream("127.0.0.1", port)
     tls = TLSConnection(
         stream, client_context(config, alpn=[ALPN_LINE]), server_side=False, server_hostname="localhost"
