@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 CERTS  := certs
 
-.PHONY: help venv test lint certs run-server run-client demo bench clean
+.PHONY: help venv test lint certs run-server run-client demo bench bench-quick clean
 
 help:
 	@echo "make demo        start a server, run the client against it, show the handshake"
@@ -44,3 +44,10 @@ clean:
 
 demo: certs
 	$(BIN)/python -m client.demo
+
+# The benchmark is not part of `make test` (it takes minutes and installs nginx); see README "Performance".
+bench: $(STAMP)
+	$(BIN)/python -m tests.bench
+
+bench-quick: $(STAMP)
+	$(BIN)/python -m tests.bench --quick

@@ -248,11 +248,8 @@ async def _session(
             await _line_protocol(tls, reader, messages, report)
         report.summary = report.summary or "the server accepted our certificate and answered"
     finally:
-        with trio.CancelScope(shield=True), trio.move_on_after(1.0):
-            try:
-                await tls.stream.aclose() if report.tls_version else await tcp.aclose()
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                await trio.aclose_forcefully(tcp)
+        with trio.CancelScope(shield=True):
+            await tls.aclose(goodbye_within=1.0)
 
 
 async def _connect(config: ClientConfig, report: ClientReport) -> trio.SocketStream:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import resource
+import socket
 import ssl
 from pathlib import Path
 from typing import Any, Final
@@ -102,9 +104,15 @@ class Server:
             if self.files.changed():
                 self.reload("files changed")
 
-    async def listen(self) -> list[trio.SocketListener]:
-        """Bind the configured address; a busy port is a clear error, not a traceback."""
+    async def listen(self, *, reuse_port: bool = False) -> list[trio.SocketListener]:
+        """Bind the configured address; a busy port is a clear error, not a traceback.
+
+        ``reuse_port``: bind with SO_REUSEPORT so several worker processes share the
+        port and the kernel spreads connections over them.
+        """
         try:
+            if reuse_port:
+                return [await _reuse_port_listener(self.config.host, self.config.port)]
             return await trio.open_tcp_listeners(self.config.port, host=self.config.host)
         except OSError as exc:
             raise ConfigError(
@@ -157,6 +165,9 @@ class Server:
 
     def _log_start(self, addresses: list[Any]) -> None:
         posture = self.posture(addresses)
+        # Each connection is a file descriptor; a low soft limit would turn load into accept errors.
+        posture["fd_limit"] = raise_fd_limit(self.config.max_connections + 64)[1]
+        posture["workers"] = self.config.workers
         if self.log.fmt == "text":
             self.log.raw(_banner(posture))
         self.log.event("listening", **posture)
@@ -195,6 +206,32 @@ class Server:
             self.active -= 1
 
 
+async def _reuse_port_listener(host: str, port: int) -> trio.SocketListener:
+    family, kind, proto, _, address = (await trio.socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))[0]
+    sock = trio.socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        await sock.bind(address)
+        sock.listen(socket.SOMAXCONN)
+    except OSError:
+        sock.close()
+        raise
+    return trio.SocketListener(sock)
+
+
+def raise_fd_limit(wanted: int) -> tuple[int, str]:
+    """Raise the soft file-descriptor limit toward ``wanted`` (each connection needs one)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft >= wanted:
+        return soft, f"{soft} (enough for max_connections)"
+    new = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+    if new < wanted:
+        return new, f"{new}: raised to the hard limit, below max_connections; raise it with ulimit -Hn"
+    return new, f"{new} (raised from {soft})"
+
+
 def _ca_subject(ca: x509.Certificate | None) -> str:
     return ca.subject.rfc4514_string() if ca is not None else "?"
 
@@ -217,6 +254,7 @@ def _banner(posture: dict[str, Any]) -> str:
             f"  client certs     {posture['client_cert']}, verified against {posture['client_ca']}",
             f"                   CA SHA-256 {posture['client_ca_sha256']}",
             f"  revocation (CRL) {posture['crl']}",
+            f"  workers          {posture['workers']}; file descriptors {posture['fd_limit']}",
             f"  allow-list       {rules}",
             f"  ALPN             {', '.join(posture['alpn'])} (no ALPN: HTTP if it sends a request line)",
             "  CA names sent    no: Python's ssl sends no certificate_authorities list in",

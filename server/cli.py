@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -58,15 +60,30 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--handshake-timeout", type=float, metavar="SECONDS")
     parser.add_argument("--idle-timeout", type=float, metavar="SECONDS")
     parser.add_argument("--max-connections", type=int, metavar="N")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="processes sharing the port with SO_REUSEPORT (one per core uses them all)",
+    )
+    parser.add_argument("--worker-child", action="store_true", help=argparse.SUPPRESS)
     return parser
 
 
-async def _watch_signals(server: Server, scope: trio.CancelScope, *, task_status: Any) -> None:
-    """SIGHUP: reload credentials. First Ctrl-C/SIGTERM: drain gracefully. Second: stop at once."""
+async def _watch_signals(
+    server: Server, scope: trio.CancelScope, workers: list[trio.Process], *, task_status: Any
+) -> None:
+    """SIGHUP: reload credentials. First Ctrl-C/SIGTERM: drain gracefully. Second: stop at once.
+
+    Worker processes get the same signal, so one command drives them all.
+    """
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
         task_status.started()
         async for signum in signals:
             server.log.event("signal", signal=signal.Signals(signum).name)
+            for worker in workers:
+                with contextlib.suppress(ProcessLookupError):
+                    worker.send_signal(signum)
             if signum == signal.SIGHUP:
                 server.reload("SIGHUP")
                 continue
@@ -75,12 +92,31 @@ async def _watch_signals(server: Server, scope: trio.CancelScope, *, task_status
             server.shutdown()
 
 
-async def _run(server: Server) -> None:
-    listeners = await server.listen()
-    async with trio.open_nursery() as nursery:
-        await nursery.start(_watch_signals, server, nursery.cancel_scope)
-        await server.serve(listeners)
-        nursery.cancel_scope.cancel()
+async def _run(server: Server, argv: Sequence[str], worker_child: bool) -> None:
+    count = server.config.workers
+    listeners = await server.listen(reuse_port=count > 1 or worker_child)
+    workers: list[trio.Process] = []
+    if count > 1 and not worker_child:
+        port = listeners[0].socket.getsockname()[1]
+        # The same command line, bound to the port this process got, as SO_REUSEPORT workers.
+        child_argv = [sys.executable, "-m", "server", *argv, "--port", str(port), "--worker-child"]
+        workers = [await trio.lowlevel.open_process(child_argv) for _ in range(count - 1)]
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(_watch_signals, server, nursery.cancel_scope, workers)
+            await server.serve(listeners)
+            nursery.cancel_scope.cancel()
+    finally:
+        with trio.CancelScope(shield=True):
+            for worker in workers:
+                with contextlib.suppress(ProcessLookupError):
+                    worker.terminate()
+            with trio.move_on_after(server.config.shutdown_grace + 5):
+                for worker in workers:
+                    await worker.wait()
+            for worker in workers:
+                if worker.returncode is None:
+                    worker.kill()
 
 
 def _body(args: argparse.Namespace) -> int:
@@ -101,16 +137,20 @@ def _body(args: argparse.Namespace) -> int:
             "handshake_timeout": args.handshake_timeout,
             "idle_timeout": args.idle_timeout,
             "max_connections": args.max_connections,
+            "workers": args.workers,
         }
     }
     config = load_config(args.config, overrides=overrides)
-    trio.run(_run, Server(config.server))
+    trio.run(_run, Server(config.server), args.argv, args.worker_child)
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``mtls-server``."""
-    return run_cli(_body, build_parser(), argv)
+    args = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    parser.set_defaults(argv=[a for a in args if a != "--worker-child"])
+    return run_cli(_body, parser, args)
 
 
 if __name__ == "__main__":

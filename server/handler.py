@@ -133,7 +133,7 @@ async def handle_connection(
         raise
     finally:
         with trio.CancelScope(shield=True):
-            await _close(tls, record)
+            await _close(tls)
             if isinstance(recorder, HandshakeRecorder):
                 events = recorder.finish()
                 log.event(
@@ -228,7 +228,7 @@ async def _handshake(
         except trio.BrokenResourceError as exc:
             cause = exc.__cause__
             if isinstance(cause, ssl.SSLError):
-                diagnosis = diagnose_ssl_error(cause, local=Role.SERVER)
+                diagnosis = diagnose_ssl_error(cause, local=Role.SERVER, tls13=recorder.tls13)
                 record.alert = tls.sent_alert or diagnosis.alert
                 reason = diagnosis.summary
                 if isinstance(cause, ssl.SSLCertVerificationError):
@@ -240,7 +240,7 @@ async def _handshake(
                     )
                     reason = f"{reason}: {fact}" if fact else reason
                 _refuse(record, "closed" if diagnosis.category is Category.CLOSED else "rejected", reason)
-            _refuse(record, "closed", "peer closed the connection during the handshake")
+            _refuse(record, "closed", "the peer closed the connection in the middle of the handshake")
     if scope.cancelled_caught:
         _refuse(record, "timeout", f"no complete handshake within {settings.handshake_timeout:g}s")
 
@@ -328,14 +328,6 @@ async def _send(tls: TLSConnection, reply: Reply) -> None:
         await tls.stream.send_all(encode_reply(reply))
 
 
-async def _close(tls: TLSConnection, record: ConnectionRecord) -> None:
+async def _close(tls: TLSConnection) -> None:
     """close_notify after a completed handshake; otherwise just drop the socket."""
-    if record.tls_version is not None:
-        with (
-            trio.move_on_after(CLOSE_TIMEOUT) as scope,
-            contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError),
-        ):
-            await tls.stream.aclose()
-        if not scope.cancelled_caught:
-            return
-    await trio.aclose_forcefully(tls.stream.transport_stream)
+    await tls.aclose(goodbye_within=CLOSE_TIMEOUT)

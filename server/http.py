@@ -1,4 +1,4 @@
-"""HTTP/1.1 on the mTLS port, with h11 (sans-I/O): /whoami, /, /healthz.
+"""HTTP/1.1 on the mTLS port, with h11 (sans-I/O): /whoami, /, /healthz, /bytes/N, POST /sink.
 
 Chosen when the client negotiates ALPN ``http/1.1``, or sends no ALPN and its
 first line is an HTTP request line. Keep-alive, bounded request heads and
@@ -29,6 +29,10 @@ MAX_HEAD_BYTES: Final = 16 * 1024
 # We serve no uploads; a body is read and discarded up to this, then 413.
 MAX_BODY_BYTES: Final = 64 * 1024
 RECEIVE_SIZE: Final = 16384
+# Throughput tests (GET /bytes/N, POST /sink) move at most 1 GiB per request,
+# in 64 KiB pieces (four full TLS records each).
+BULK_MAX_BYTES: Final = 1 << 30
+BULK_CHUNK: Final = 64 * 1024
 HTTP_REQUEST_LINE: Final = re.compile(rb"^[A-Z]{3,10} \S+ HTTP/1\.[01]\r?\n")
 SERVER_HEADER: Final = (b"server", b"mtls-ref")
 
@@ -53,12 +57,22 @@ async def serve_http(
             if not isinstance(event, h11.Request):
                 continue
             requests += 1
-            if not await _drain_body(conn, tls, idle_timeout):
+            path = event.target.split(b"?", 1)[0]
+            sink = info.decision.allowed and event.method == b"POST" and path == b"/sink"
+            received = await _drain_body(
+                conn, tls, idle_timeout, limit=BULK_MAX_BYTES if sink else MAX_BODY_BYTES
+            )
+            if received is None:
                 await _respond(conn, tls, 413, b"text/plain", b"request body too large\n", close=True)
                 return requests, "request body too large"
-            status, ctype, body = _route(event, info)
             close = not info.decision.allowed
-            await _respond(conn, tls, status, ctype, body, head=event.method == b"HEAD", close=close)
+            if sink:
+                await _respond(conn, tls, 200, b"application/json", _json({"received": received}))
+            elif info.decision.allowed and event.method == b"GET" and path.startswith(b"/bytes/"):
+                await _send_bytes(conn, tls, path.removeprefix(b"/bytes/"))
+            else:
+                status, ctype, body = _route(event, info)
+                await _respond(conn, tls, status, ctype, body, head=event.method == b"HEAD", close=close)
             if close or conn.our_state is h11.MUST_CLOSE:
                 return requests, "forbidden" if close else "response ends the connection"
             conn.start_next_cycle()
@@ -87,24 +101,53 @@ async def _next_event(conn: h11.Connection, tls: TLSConnection, idle_timeout: fl
         conn.receive_data(bytes(data))
 
 
-async def _drain_body(conn: h11.Connection, tls: TLSConnection, idle_timeout: float) -> bool:
-    """Read and discard the request body; False when it exceeds MAX_BODY_BYTES."""
+async def _drain_body(
+    conn: h11.Connection, tls: TLSConnection, idle_timeout: float, *, limit: int
+) -> int | None:
+    """Read and discard the request body; its size, or None when it exceeds ``limit``."""
     size = 0
     while True:
         event = await _next_event(conn, tls, idle_timeout)
         if isinstance(event, h11.EndOfMessage):
-            return True
+            return size
         if isinstance(event, h11.Data):
             size += len(event.data)
-            if size > MAX_BODY_BYTES:
-                return False
+            if size > limit:
+                return None
+
+
+async def _send_bytes(conn: h11.Connection, tls: TLSConnection, count_text: bytes) -> None:
+    """``GET /bytes/N``: N zero bytes, streamed, for throughput tests."""
+    if not count_text.isdigit() or int(count_text) > BULK_MAX_BYTES:
+        await _respond(conn, tls, 400, b"text/plain", f"use /bytes/N with N <= {BULK_MAX_BYTES}\n".encode())
+        return
+    remaining = int(count_text)
+    headers = [
+        SERVER_HEADER,
+        (b"content-type", b"application/octet-stream"),
+        (b"content-length", str(remaining).encode()),
+    ]
+    await _send(tls, conn.send(h11.Response(status_code=200, headers=headers, reason=b"OK")) or b"")
+    chunk = bytes(BULK_CHUNK)
+    while remaining:
+        piece = chunk[: min(remaining, BULK_CHUNK)]
+        await _send(tls, conn.send(h11.Data(data=piece)) or b"")
+        remaining -= len(piece)
+    await _send(tls, conn.send(h11.EndOfMessage()) or b"")
+
+
+async def _send(tls: TLSConnection, data: bytes) -> None:
+    try:
+        await tls.stream.send_all(data)
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        raise _Closed("peer closed the connection during the response") from None
 
 
 def _route(request: h11.Request, info: SessionInfo) -> tuple[int, bytes, bytes]:
     if not info.decision.allowed:
         return 403, b"application/json", _json(forbidden_document(info))
     if request.method not in (b"GET", b"HEAD"):
-        return 405, b"text/plain", b"only GET and HEAD are served here\n"
+        return 405, b"text/plain", b"only GET and HEAD are served here (and POST /sink)\n"
     path = request.target.split(b"?", 1)[0]
     if path == b"/whoami":
         return 200, b"application/json", _json(whoami_document(info))
@@ -112,7 +155,7 @@ def _route(request: h11.Request, info: SessionInfo) -> tuple[int, bytes, bytes]:
         return 200, b"text/plain; charset=utf-8", home_page(info).encode()
     if path == b"/healthz":
         return 200, b"text/plain", b"ok\n"
-    return 404, b"text/plain", b"not found: try /, /whoami or /healthz\n"
+    return 404, b"text/plain", b"not found: try /, /whoami, /healthz, /bytes/N or POST /sink\n"
 
 
 def _json(document: object) -> bytes:
@@ -139,7 +182,4 @@ async def _respond(
     if not head:
         data += conn.send(h11.Data(data=body)) or b""
     data += conn.send(h11.EndOfMessage()) or b""
-    try:
-        await tls.stream.send_all(data)
-    except (trio.BrokenResourceError, trio.ClosedResourceError):
-        raise _Closed("peer closed the connection before the response") from None
+    await _send(tls, data)

@@ -101,6 +101,8 @@ class ServerConfig:
     protocol_sniff: float = field(default=0.3, metadata=_range(0, 10))
     max_line: int = field(default=4096, metadata=_range(64, 1 << 20))
     max_connections: int = field(default=1000, metadata=_range(1, 1_000_000))
+    # Processes sharing the port (SO_REUSEPORT): one per core to use them all.
+    workers: int = field(default=1, metadata=_range(1, 256))
     log_format: str = field(default="text", metadata=_choice(*LOG_FORMATS))
     trace: bool = False
     keylog: Path | None = None

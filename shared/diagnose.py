@@ -214,11 +214,14 @@ _LOCAL_REASONS: Final[dict[str, tuple[Category, str, str]]] = {
 _NO_CERT_ALERTS: Final = frozenset({"certificate_required", "handshake_failure", "bad_certificate"})
 
 
-def diagnose_ssl_error(exc: BaseException, *, local: Role, sent_no_certificate: bool = False) -> Diagnosis:
+def diagnose_ssl_error(
+    exc: BaseException, *, local: Role, sent_no_certificate: bool = False, tls13: bool | None = None
+) -> Diagnosis:
     """Explain an ``ssl.SSLError`` raised on the ``local`` side.
 
     ``sent_no_certificate``: the trace shows we answered CertificateRequest with an
     empty Certificate, which explains a generic alert better than the alert does.
+    ``tls13``: the negotiated version when known (it decides some alerts OpenSSL sends).
     """
     peer = local.peer.value
     if isinstance(exc, ssl.SSLCertVerificationError):
@@ -259,7 +262,9 @@ def diagnose_ssl_error(exc: BaseException, *, local: Role, sent_no_certificate: 
         )
     if reason in _LOCAL_REASONS:
         category, summary, fix = _LOCAL_REASONS[reason]
-        sent = "certificate_required" if reason == "PEER_DID_NOT_RETURN_A_CERTIFICATE" else None
+        sent = None
+        if reason == "PEER_DID_NOT_RETURN_A_CERTIFICATE":  # OpenSSL's alert differs by version
+            sent = "handshake_failure" if tls13 is False else "certificate_required"
         return Diagnosis(category=category, summary=summary, fix=fix, alert=sent)
     return Diagnosis(
         category=Category.OTHER,

@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
 from .errors import ConfigError
@@ -44,8 +43,15 @@ class PeerIdentity:
     ips: tuple[str, ...] = ()
     serial: str
     sha256: str
-    key: str
     not_after: str
+    der: bytes = field(default=b"", repr=False)
+
+    @property
+    def key(self) -> str:
+        """``ECDSA P-256``, ``RSA 2048``...: parsed only when asked (whoami), not per connection."""
+        if not self.der:
+            return "unknown"
+        return describe_key(x509.load_der_x509_certificate(self.der).public_key())
 
     @property
     def spiffe_id(self) -> str | None:
@@ -96,9 +102,9 @@ def identity_from_der(der: bytes) -> PeerIdentity:
         uris=tuple(san.get_values_for_type(x509.UniformResourceIdentifier)),
         ips=tuple(str(ip) for ip in san.get_values_for_type(x509.IPAddress)),
         serial=format(cert.serial_number, "X"),
-        sha256=fingerprint(cert.public_bytes(serialization.Encoding.DER)),
-        key=describe_key(cert.public_key()),
+        sha256=fingerprint(der),
         not_after=cert.not_valid_after_utc.isoformat(),
+        der=der,
     )
 
 

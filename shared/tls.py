@@ -39,6 +39,7 @@ from . import trace
 from .config import ClientConfig, ServerConfig
 from .errors import CertificateError, ConfigError
 from .pki import read_passphrase
+from .tls_socket import SocketTLSStream
 
 __all__ = [
     "ALPN_HTTP",
@@ -207,7 +208,13 @@ class _BioCapture:
 
 
 class TLSConnection:
-    """``trio.SSLStream`` plus delivery of the fatal alert when the handshake fails."""
+    """A TLS stream that always tells a rejected peer why, and closes politely.
+
+    Over a real socket (``trio.SocketStream``) it uses :class:`SocketTLSStream`:
+    OpenSSL does the I/O, so alerts leave at once and the handshake costs the
+    least CPU. Over any other stream (tests use memory streams) it uses
+    ``trio.SSLStream`` and flushes the alert that stream would leave behind.
+    """
 
     def __init__(
         self,
@@ -217,26 +224,41 @@ class TLSConnection:
         server_side: bool,
         server_hostname: str | None = None,
     ) -> None:
-        self._capture = _BioCapture(context)
-        self.sent_alert: str | None = None  # the alert we sent, when it went out in plaintext
-        self.stream: trio.SSLStream[trio.abc.Stream] = trio.SSLStream(
-            transport,
-            cast(ssl.SSLContext, self._capture),
-            server_side=server_side,
-            server_hostname=server_hostname,
-        )
+        self.sent_alert: str | None = None  # the alert we sent, when we could see it (plaintext, memory BIO)
+        self.handshake_done = False
+        self._capture: _BioCapture | None = None
+        self.stream: trio.SSLStream[trio.abc.Stream] | SocketTLSStream
+        if isinstance(transport, trio.SocketStream):
+            self.stream = SocketTLSStream.wrap(
+                transport, context, server_side=server_side, server_hostname=server_hostname
+            )
+        else:
+            self._capture = _BioCapture(context)
+            self.stream = trio.SSLStream(
+                transport,
+                cast(ssl.SSLContext, self._capture),
+                server_side=server_side,
+                server_hostname=server_hostname,
+            )
 
     async def handshake(self) -> None:
-        """Run the handshake; on failure send the queued alert, then re-raise."""
+        """Run the handshake; on failure make sure the alert went out, then re-raise."""
         try:
             await self.stream.do_handshake()
         except trio.BrokenResourceError:
             await self.flush_alert()
             raise
+        self.handshake_done = True
 
     async def flush_alert(self) -> None:
-        """Send whatever OpenSSL left in the outgoing BIO (a fatal alert), within a bound."""
-        pending = self._capture.outgoing.read() if self._capture.outgoing is not None else b""
+        """Send whatever OpenSSL left in trio's outgoing memory BIO (a fatal alert), within a bound."""
+        if (
+            self._capture is None
+            or self._capture.outgoing is None
+            or not isinstance(self.stream, trio.SSLStream)
+        ):
+            return  # the socket-backed stream has sent it already
+        pending = self._capture.outgoing.read()
         if not pending:
             return
         self.sent_alert = plaintext_alert(pending)
@@ -246,3 +268,22 @@ class TLSConnection:
             contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError),
         ):
             await self.stream.transport_stream.send_all(pending)
+
+    async def aclose(self, *, goodbye_within: float) -> None:
+        """close_notify after a completed handshake (bounded by ``goodbye_within`` s); otherwise just drop."""
+        if self.handshake_done:
+            with (
+                trio.move_on_after(goodbye_within) as scope,
+                contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError),
+            ):
+                await self.stream.aclose()
+            if not scope.cancelled_caught:
+                return
+        await self.abort()
+
+    async def abort(self) -> None:
+        """Close without a TLS goodbye, lingering briefly so an alert already sent is not lost to a RST."""
+        if isinstance(self.stream, SocketTLSStream):
+            await self.stream.linger_close(ALERT_FLUSH_TIMEOUT)
+        else:
+            await trio.aclose_forcefully(self.stream.transport_stream)

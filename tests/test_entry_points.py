@@ -118,3 +118,52 @@ def test_server_refuses_missing_ca_file(pki: Pki, tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert "server CA file" in done.stderr and "not found" in done.stderr and "Traceback" not in done.stderr
+
+
+async def test_workers_share_the_port(pki: Pki, tmp_path: Path) -> None:
+    """--workers 2 runs two processes on one port (SO_REUSEPORT); SIGTERM stops both."""
+    config = write_config(pki, tmp_path)
+    server = await trio.lowlevel.open_process(
+        [sys.executable, "-m", "server", "--config", str(config), "--workers", "2", "--log-format", "json"],
+        stderr=subprocess.PIPE,
+    )
+    assert server.stderr is not None
+    try:
+        seen = await read_until(server.stderr, b'"event": "listening"', "the server process")
+        port = seen.split(b'"addresses": ["127.0.0.1:', 1)[1].split(b'"', 1)[0].decode()
+        for _ in range(4):
+            with trio.fail_after(20):
+                client = await trio.run_process(
+                    [
+                        sys.executable,
+                        "-m",
+                        "client",
+                        "--config",
+                        str(config),
+                        "--port",
+                        port,
+                        "--trace",
+                        "off",
+                        "--send",
+                        "QUIT",
+                    ],
+                    capture_stdout=True,
+                    capture_stderr=True,
+                    check=False,
+                )
+            assert client.returncode == 0, client.stdout.decode() + client.stderr.decode()
+        server.send_signal(signal.SIGTERM)
+        with trio.fail_after(20):
+            rest = b""
+            while chunk := await server.stderr.receive_some(4096):
+                rest += chunk
+            assert await server.wait() == 0
+        log = (seen + rest).decode()
+        assert log.count('"event": "listening"') == 2  # the first process and its one worker
+        assert log.count('"event": "stopped"') == 2
+        assert '"workers": 2' in log
+    finally:
+        if server.returncode is None:
+            server.kill()
+            await server.wait()
+        await server.stderr.aclose()

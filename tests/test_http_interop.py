@@ -6,6 +6,7 @@ import http.client
 import json
 import shutil
 import ssl
+from pathlib import Path
 
 import pytest
 import trio
@@ -160,3 +161,40 @@ async def test_s_client_get_without_alpn(pki: Pki, openssl: str) -> None:
     assert "HTTP/1.1 200 OK" in out
     assert "Hello, spiffe://mtls-ref.test/alice." in out
     assert "OK hello" not in out
+
+
+async def test_throughput_endpoints(pki: Pki, curl: str, tmp_path: Path) -> None:
+    """GET /bytes/N streams N bytes; POST /sink counts an upload larger than the normal body limit."""
+    upload = tmp_path / "upload.bin"
+    upload.write_bytes(bytes(3 * 1024 * 1024))
+    async with trio.open_nursery() as nursery:
+        server, port, _ = await start_server(nursery, pki)
+        base = [
+            curl,
+            "--silent",
+            "--show-error",
+            "--cacert",
+            str(pki.ca_cert),
+            "--cert",
+            str(pki.client.chain),
+            "--key",
+            str(pki.client.key),
+        ]
+        code, out, err = await run(
+            *base,
+            "--write-out",
+            "%{size_download}",
+            "-o",
+            "/dev/null",
+            f"https://127.0.0.1:{port}/bytes/5000000",
+        )
+        assert code == 0, err
+        assert out == "5000000"
+        code, out, err = await run(*base, "--data-binary", f"@{upload}", f"https://127.0.0.1:{port}/sink")
+        assert code == 0, err
+        assert json.loads(out) == {"received": 3 * 1024 * 1024}
+        _, out, _ = await run(
+            *base, "--write-out", "%{http_code}", "-o", "/dev/null", f"https://127.0.0.1:{port}/bytes/lots"
+        )
+        assert out == "400"
+        server.shutdown()

@@ -73,7 +73,5 @@ def test_wildcard_is_not_a_regex() -> None:
     rule = AllowRule.parse("CN:a.c")
     from shared.identity import PeerIdentity
 
-    ident = PeerIdentity(
-        subject="CN=abc", common_name="abc", issuer="", serial="1", sha256="", key="", not_after=""
-    )
+    ident = PeerIdentity(subject="CN=abc", common_name="abc", issuer="", serial="1", sha256="", not_after="")
     assert not rule.matches(ident)

@@ -98,7 +98,9 @@ def test_message_callback_hook_exists() -> None:
     assert trace.available()
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     trace.install(ctx)
-    assert ctx._msg_callback is not None  # type: ignore[attr-defined]
+    import _ssl
+
+    assert _ssl._SSLContext._msg_callback.__get__(ctx) is trace._dispatch  # type: ignore[attr-defined]
 
 
 async def test_both_sides_record_the_real_sequence(pki: Pki, tls_version: str) -> None:

@@ -1,0 +1,371 @@
+"""`make bench`: the figures of issue "Performance", every one as a ratio to baselines from the same run.
+
+Servers: ours (default config), `openssl s_server -Verify 1 -verify_return_error` (baseline), nginx
+with `ssl_verify_client on`, and a bare trio SSLStream server (the floor). Load: full mTLS handshakes
+without resumption, each followed by one request/reply and a close, from several client processes;
+and `openssl s_time -new` as an independent load generator. Server CPU comes from /proc, so
+"handshakes per server CPU-second" holds up on a shared 2-core machine where the load generator
+competes for the cores. Every loop is bounded in time and count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import multiprocessing
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from shared.config import PKIConfig
+from shared.pki import CertificateAuthority, Profile, parse_san
+
+from . import load, servers
+from .proc import cpu_seconds, rss_bytes
+
+LINE_REQUEST = {
+    "ours": (b"PING\n", 2, ("mtls-ref/1",)),
+    "s_server": (b"ping\n", 1, ()),
+    "trio-floor": (b"ping\n", 1, ()),
+    "nginx": (b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n", 1, ()),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    key_types: tuple[str, ...]
+    versions: tuple[str, ...]
+    seconds: float
+    processes: int
+    s_time_seconds: int
+    bulk_bytes: int
+    idle_counts: tuple[int, ...]
+    nginx: bool
+    workers: bool
+
+
+PLANS = {
+    "full": Plan(("p256", "rsa2048"), ("1.3", "1.2"), 8.0, 4, 5, 100 * 1024 * 1024, (1000, 5000), True, True),
+    "quick": Plan(("p256",), ("1.3", "1.2"), 2.0, 4, 2, 20 * 1024 * 1024, (300,), True, True),
+    "smoke": Plan(("p256",), ("1.3",), 0.5, 2, 1, 1024 * 1024, (20,), False, False),
+}
+
+
+def credentials(work: Path, key_type: str) -> servers.Credentials:
+    pki = PKIConfig(dir=work / key_type, key_type=key_type, ca_common_name=f"bench {key_type} CA")
+    ca = CertificateAuthority.create(pki)
+    server = ca.issue(
+        Profile.SERVER,
+        "server",
+        out_dir=pki.dir,
+        key_type=key_type,
+        sans=[parse_san("DNS:localhost"), parse_san("IP:127.0.0.1")],
+    )
+    client = ca.issue(
+        Profile.CLIENT,
+        "client",
+        out_dir=pki.dir,
+        key_type=key_type,
+        sans=[parse_san("URI:spiffe://bench.test/client")],
+    )
+    return servers.Credentials(
+        key_type=key_type,
+        ca=pki.path(pki.ca_cert),
+        server_cert=server.cert,
+        server_key=server.key,
+        client_cert=client.cert,
+        client_key=client.key,
+    )
+
+
+def target(name: str, creds: servers.Credentials, port: int, tls: str) -> load.Target:
+    request, lines, alpn = LINE_REQUEST[name]
+    return load.Target(
+        port=port,
+        ca=str(creds.ca),
+        cert=str(creds.client_cert),
+        key=str(creds.client_key),
+        tls=tls,
+        request=request,
+        reply_lines=lines,
+        alpn=alpn,
+    )
+
+
+def handshakes(running: servers.Running, tgt: load.Target, plan: Plan) -> dict[str, Any]:
+    """Full handshakes + one exchange from ``plan.processes`` client processes."""
+    cpu_before, start = cpu_seconds(running.pids()), time.perf_counter()
+    with multiprocessing.get_context("fork").Pool(plan.processes) as pool:
+        results = pool.starmap(load.handshake_worker, [(tgt, plan.seconds, 1_000_000)] * plan.processes)
+    wall = time.perf_counter() - start
+    cpu = max(cpu_seconds(running.pids()) - cpu_before, 1e-9)
+    latencies = sorted(x for lat, _ in results for x in lat)
+    count = len(latencies)
+    return {
+        "handshakes": count,
+        "failures": sum(f for _, f in results),
+        "per_s": count / wall,
+        "per_cpu_s": count / cpu,
+        "server_cpu_s": cpu,
+        "p50_ms": 1000 * statistics.median(latencies) if latencies else None,
+        "p99_ms": 1000 * latencies[min(count - 1, int(count * 0.99))] if latencies else None,
+    }
+
+
+def s_time(running: servers.Running, creds: servers.Credentials, tls: str, seconds: int) -> dict[str, Any]:
+    """`openssl s_time -new` as an independent load generator."""
+    cpu_before = cpu_seconds(running.pids())
+    done = subprocess.run(
+        [
+            "openssl",
+            "s_time",
+            "-connect",
+            f"127.0.0.1:{running.port}",
+            "-new",
+            "-cert",
+            str(creds.client_cert),
+            "-key",
+            str(creds.client_key),
+            "-CAfile",
+            str(creds.ca),
+            "-time",
+            str(seconds),
+            "-tls1_3" if tls == "1.3" else "-tls1_2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+        check=False,
+    )
+    cpu = max(cpu_seconds(running.pids()) - cpu_before, 1e-9)
+    match = re.search(r"(\d+) connections in ([\d.]+) real seconds", done.stdout)
+    if not match:
+        return {"error": (done.stdout + done.stderr)[-300:]}
+    count, real = int(match.group(1)), float(match.group(2))
+    return {"handshakes": count, "per_s": count / real, "per_cpu_s": count / cpu}
+
+
+def resumed(running: servers.Running, tgt: load.Target, plan: Plan) -> dict[str, Any]:
+    """TLS 1.3 resumption with tickets from the same client processes."""
+    start = time.perf_counter()
+    with multiprocessing.get_context("fork").Pool(plan.processes) as pool:
+        results = pool.starmap(load.resumed_worker, [(tgt, plan.seconds, 1_000_000)] * plan.processes)
+    wall = time.perf_counter() - start
+    done, reused = sum(d for d, _ in results), sum(r for _, r in results)
+    return {"connections": done, "resumed_fraction": reused / done if done else 0.0, "per_s": done / wall}
+
+
+def idle(running: servers.Running, tgt: load.Target, count: int) -> dict[str, Any]:
+    """Hold ``count`` established idle mTLS connections; server RSS per connection."""
+    ctx = tgt.context()
+    before = rss_bytes(running.pids())
+    held = []
+    deadline = time.monotonic() + 300
+    try:
+        for _ in range(count):
+            if time.monotonic() > deadline:
+                break
+            raw = load.socket.create_connection(("127.0.0.1", running.port), timeout=30)
+            sock = ctx.wrap_socket(raw, server_hostname="localhost")
+            if running.name == "ours":
+                load._read_lines(sock, 1, [])  # the greeting: the server has finished its side
+            held.append(sock)
+        time.sleep(0.5)  # bench only: let the server settle before reading its RSS
+        after = rss_bytes(running.pids())
+    finally:
+        for sock in held:
+            sock.close()
+    return {
+        "held": len(held),
+        "errors": count - len(held),
+        "rss_per_conn_kib": (after - before) / 1024 / max(len(held), 1),
+    }
+
+
+@contextmanager
+def serving(name: str, creds: servers.Credentials, work: Path, **options: Any) -> Iterator[servers.Running]:
+    """Start one server under test, and stop it whatever happens."""
+    running = _START[name](creds, work, **options)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def _start_nginx(creds: servers.Credentials, work: Path) -> servers.Running:
+    nginx = servers.ensure_nginx()
+    if nginx is None:
+        raise RuntimeError("nginx is not installed and could not be installed")
+    return servers.start_nginx(nginx, creds, work, work / "bytes")
+
+
+_START: dict[str, Callable[..., servers.Running]] = {
+    "ours": servers.start_ours,
+    "s_server": servers.start_s_server,
+    "trio-floor": servers.start_floor,
+    "nginx": _start_nginx,
+}
+
+
+def ratio(a: float | None, b: float | None) -> str:
+    return f"{a / b:.2f}x" if a and b else "n/a"
+
+
+def _per_server(plan: Plan, name: str, creds: servers.Credentials, work: Path, out: dict[str, Any]) -> None:
+    with serving(name, creds, work) as running:
+        for tls in plan.versions:
+            row = out["handshakes"].setdefault(f"{creds.key_type}/TLS{tls}", {})
+            row[name] = handshakes(running, target(name, creds, running.port, tls), plan)
+            s_time_row = out["s_time"].setdefault(f"{creds.key_type}/TLS{tls}", {})
+            s_time_row[name] = s_time(running, creds, tls, plan.s_time_seconds)
+            print(
+                f"  {creds.key_type} TLS {tls} {name}: {row[name]['per_cpu_s']:.0f} handshakes/CPU-s",
+                flush=True,
+            )
+        if creds.key_type != plan.key_types[0]:
+            return
+        tgt = target(name, creds, running.port, "1.3")
+        out["resumed"][name] = resumed(running, tgt, plan)
+        if name == "s_server":
+            return  # -rev cannot serve files; a -WWW instance measures it below
+        http = dataclasses.replace(tgt, alpn=("http/1.1",) if name == "ours" else ())
+        out["bulk"][name] = {
+            "download_mb_s": load.download(http, plan.bulk_bytes),
+            "upload_mb_s": load.upload(http, plan.bulk_bytes),
+        }
+        out["idle"][name] = {str(n): idle(running, tgt, n) for n in plan.idle_counts}
+
+
+def run(plan: Plan, work: Path, out: dict[str, Any]) -> None:
+    names = ["ours", "s_server", "trio-floor"] + (["nginx"] if plan.nginx and servers.ensure_nginx() else [])
+    www = work / "bytes"
+    www.mkdir()
+    with (www / str(plan.bulk_bytes)).open("wb") as handle:
+        handle.truncate(plan.bulk_bytes)
+    for key_type in plan.key_types:
+        creds = credentials(work, key_type)
+        for name in names:
+            _per_server(plan, name, creds, work, out)
+        if key_type != plan.key_types[0]:
+            continue
+        with serving("s_server", creds, work, www=True) as running:
+            tgt = target("s_server", creds, running.port, "1.3")
+            out["bulk"]["s_server"] = {
+                "download_mb_s": load.download(tgt, plan.bulk_bytes),
+                "upload_mb_s": None,
+            }
+        if plan.workers:
+            for workers in (1, 2):
+                with serving("ours", creds, work, workers=workers) as running:
+                    tgt = target("ours", creds, running.port, "1.3")
+                    out["workers"][str(workers)] = handshakes(running, tgt, plan)
+
+
+def report(out: dict[str, Any]) -> str:
+    lines = ["", "Full mTLS handshakes (+1 request/reply, no resumption): handshakes per server CPU-second"]
+    lines.append(
+        f"{'scenario':<16}{'ours':>8}{'s_server':>10}{'nginx':>8}{'floor':>8}   ours/nginx  ours/s_server"
+        "  ours/floor   ours p50/p99 ms   hs/s ours/s_server"
+    )
+    for scenario, row in out["handshakes"].items():
+        cpu = {k: v["per_cpu_s"] for k, v in row.items()}
+        ours = row["ours"]
+        lines.append(
+            f"{scenario:<16}{cpu.get('ours', 0):>8.0f}{cpu.get('s_server', 0):>10.0f}"
+            f"{cpu.get('nginx', 0):>8.0f}"
+            f"{cpu.get('trio-floor', 0):>8.0f}   {ratio(cpu.get('ours'), cpu.get('nginx')):>10}"
+            f"  {ratio(cpu.get('ours'), cpu.get('s_server')):>13}"
+            f"  {ratio(cpu.get('ours'), cpu.get('trio-floor')):>10}"
+            f"   {ours['p50_ms']:.1f}/{ours['p99_ms']:.1f}"
+            f"   {ratio(ours['per_s'], row.get('s_server', {}).get('per_s'))}"
+        )
+    lines.append("")
+    lines.append("openssl s_time -new (independent load generator): handshakes per server CPU-second")
+    for scenario, row in out["s_time"].items():
+        cpu = {k: v.get("per_cpu_s") for k, v in row.items()}
+        lines.append(
+            f"{scenario:<16}"
+            + "".join(f"{k}={v:.0f}  " if v else f"{k}=error  " for k, v in cpu.items())
+            + f"ours/s_server={ratio(cpu.get('ours'), cpu.get('s_server'))}"
+            + f"  ours/nginx={ratio(cpu.get('ours'), cpu.get('nginx'))}"
+        )
+    lines.append("")
+    lines.append("Bulk over one connection (MB/s), TLS 1.3")
+    for name, row in out["bulk"].items():
+        up = row.get("upload_mb_s")
+        lines.append(
+            f"  {name:<12} download {row['download_mb_s']:>7.0f}   upload {up:>7.0f}"
+            if up
+            else f"  {name:<12} download {row['download_mb_s']:>7.0f}   upload     n/a"
+        )
+    ours_bulk, base = out["bulk"].get("ours", {}), out["bulk"].get("s_server", {})
+    nginx_up = out["bulk"].get("nginx", {}).get("upload_mb_s")
+    lines.append(
+        f"  ours/s_server download {ratio(ours_bulk.get('download_mb_s'), base.get('download_mb_s'))}"
+        f"   ours/nginx upload {ratio(ours_bulk.get('upload_mb_s'), nginx_up)}"
+    )
+    lines.append("")
+    lines.append("Idle established connections: server RSS per connection (KiB)")
+    for name, row in out["idle"].items():
+        lines.append(
+            f"  {name:<12} "
+            + "  ".join(f"{n}: {v['rss_per_conn_kib']:.1f} KiB ({v['held']} held)" for n, v in row.items())
+        )
+    lines.append("")
+    lines.append("TLS 1.3 resumed handshakes per second (tickets)")
+    lines.append(
+        "  "
+        + "  ".join(
+            f"{k}={v['per_s']:.0f} ({v['resumed_fraction']:.0%} resumed)" for k, v in out["resumed"].items()
+        )
+    )
+    if out["workers"]:
+        one, two = out["workers"].get("1", {}), out["workers"].get("2", {})
+        lines.append("")
+        lines.append(
+            f"--workers: 1 worker {one.get('per_s', 0):.0f} hs/s, 2 workers {two.get('per_s', 0):.0f} hs/s "
+            f"({ratio(two.get('per_s'), one.get('per_s'))})"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="a one-minute run (P-256 only, shorter loads)")
+    parser.add_argument("--smoke", action="store_true", help="seconds, to check the bench works (no nginx)")
+    parser.add_argument(
+        "--json", type=Path, default=Path("bench-results.json"), help="where to write figures"
+    )
+    args = parser.parse_args(argv)
+    plan = PLANS["smoke" if args.smoke else "quick" if args.quick else "full"]
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # the idle test holds thousands of sockets
+    out: dict[str, Any] = {
+        "plan": plan.__repr__(),
+        "python": sys.version.split()[0],
+        "handshakes": {},
+        "s_time": {},
+        "bulk": {},
+        "idle": {},
+        "resumed": {},
+        "workers": {},
+    }
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="mtls-bench-") as tmp:
+        Path(tmp).chmod(0o755)  # nginx workers run as www-data and must read the files served
+        run(plan, Path(tmp), out)
+    out["seconds"] = time.monotonic() - started
+    args.json.write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
+    print(report(out))
+    print(f"\n(run took {out['seconds']:.0f}s; figures in {args.json})")
+    return 0

@@ -1,0 +1,241 @@
+"""The servers under test, each started on a free loopback port with the same certificates."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .proc import children
+
+REPO = Path(__file__).resolve().parents[2]
+STARTUP_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Credentials:
+    """One key type's PKI: a root that signs the leaves directly (s_time cannot send a chain)."""
+
+    key_type: str
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+
+
+@dataclass(slots=True, kw_only=True)
+class Running:
+    name: str
+    port: int
+    process: subprocess.Popen[bytes]
+    log: list[str] = field(default_factory=list)
+
+    def pids(self) -> list[int]:
+        """The server and its worker processes (nginx workers, our --workers)."""
+        return [self.process.pid, *children(self.process.pid)]
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _watch(process: subprocess.Popen[bytes], log: list[str], ready: Callable[[str], int | None]) -> int:
+    """Read the process's output on a thread until ``ready`` finds the port (bounded)."""
+    found: list[int] = []
+    event = threading.Event()
+
+    def pump() -> None:
+        assert process.stdout is not None
+        for raw in process.stdout:
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            if len(log) < 10_000:
+                log.append(line)
+            if not found and (port := ready(line)) is not None:
+                found.append(port)
+                event.set()
+        event.set()
+
+    threading.Thread(target=pump, daemon=True).start()
+    if not event.wait(STARTUP_TIMEOUT) or not found:
+        process.kill()
+        raise RuntimeError("server did not start:\n" + "\n".join(log[-20:]))
+    return found[0]
+
+
+def start_ours(creds: Credentials, work: Path, *, workers: int = 1) -> Running:
+    """Our server with the default config: logging, authorization, greeting on; trace off."""
+    config = work / f"ours-{creds.key_type}.toml"
+    config.write_text(
+        "[server]\n"
+        f"cert = {json.dumps(str(creds.server_cert))}\nkey = {json.dumps(str(creds.server_key))}\n"
+        f"ca = {json.dumps(str(creds.ca))}\n"
+        'allow = ["URI:spiffe://bench.test/*"]\nmax_connections = 20000\nlog_format = "json"\n',
+        encoding="utf-8",
+    )
+    argv = [sys.executable, "-m", "server", "--config", str(config), "--port", "0"]
+    if workers > 1:
+        argv += ["--workers", str(workers)]
+    process = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    running = Running(name="ours", port=0, process=process)
+
+    def ready(line: str) -> int | None:
+        if line.startswith("{") and '"event": "listening"' in line:
+            return int(json.loads(line)["addresses"][0].rsplit(":", 1)[1])
+        return None
+
+    running.port = _watch(process, running.log, ready)
+    return running
+
+
+def _accept_port(line: str) -> int | None:
+    return int(line.rsplit(":", 1)[1]) if line.startswith("ACCEPT ") else None
+
+
+def start_s_server(creds: Credentials, work: Path, *, www: bool = False) -> Running:
+    """`openssl s_server -Verify 1 -verify_return_error`: -rev echoes lines; -WWW serves files."""
+    mode = ["-WWW"] if www else ["-rev"]
+    process = subprocess.Popen(
+        [
+            "openssl",
+            "s_server",
+            "-accept",
+            "127.0.0.1:0",
+            "-cert",
+            str(creds.server_cert),
+            "-key",
+            str(creds.server_key),
+            "-CAfile",
+            str(creds.ca),
+            "-Verify",
+            "1",
+            "-verify_return_error",
+            *mode,
+        ],
+        cwd=work,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    running = Running(name="s_server", port=0, process=process)
+    running.port = _watch(process, running.log, _accept_port)
+    return running
+
+
+def start_floor(creds: Credentials, work: Path) -> Running:
+    """A bare trio SSLStream server: the floor a trio server cannot go below."""
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.bench.floor_server",
+            str(creds.server_cert),
+            str(creds.server_key),
+            str(creds.ca),
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    running = Running(name="trio-floor", port=0, process=process)
+    running.port = _watch(
+        process, running.log, lambda line: int(line.split()[1]) if line.startswith("PORT ") else None
+    )
+    return running
+
+
+def ensure_nginx() -> str | None:
+    """Debian's nginx, installed if missing (root and the package mirror needed); None if impossible."""
+    path = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+    if path is None and shutil.which("apt-get"):
+        print("bench: installing Debian's nginx (apt-get install nginx) ...", flush=True)
+        env = {"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+        subprocess.run(
+            ["apt-get", "install", "-y", "-q", "nginx"],
+            env=env,
+            check=False,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=600,
+        )
+        path = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+    return path
+
+
+def start_nginx(nginx: str, creds: Credentials, work: Path, www: Path) -> Running:
+    """nginx with ssl_verify_client on, one worker, access log on (like our per-connection log)."""
+    port = free_port()
+    root = work / f"nginx-{creds.key_type}"
+    root.mkdir(exist_ok=True)
+    conf = root / "nginx.conf"
+    conf.write_text(
+        f"""
+worker_processes 1;
+daemon off;
+master_process on;
+pid {root}/nginx.pid;
+error_log {root}/error.log warn;
+events {{ worker_connections 20000; }}
+http {{
+    access_log {root}/access.log;
+    client_body_temp_path {root}/body;
+    proxy_temp_path {root}/proxy;
+    fastcgi_temp_path {root}/fastcgi;
+    uwsgi_temp_path {root}/uwsgi;
+    scgi_temp_path {root}/scgi;
+    server {{
+        listen 127.0.0.1:{port} ssl;
+        ssl_certificate {creds.server_cert};
+        ssl_certificate_key {creds.server_key};
+        ssl_client_certificate {creds.ca};
+        ssl_verify_client on;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        location / {{ return 200 "ok\\n"; }}
+        location /sink {{ client_max_body_size 0; return 200 "ok\\n"; }}
+        location /bytes/ {{ alias {www}/; }}
+    }}
+}}
+""",
+        encoding="utf-8",
+    )
+    process = subprocess.Popen(
+        [nginx, "-c", str(conf), "-e", str(root / "error.log")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    running = Running(name="nginx", port=port, process=process)
+    _wait_port(port, process)
+    return running
+
+
+def _wait_port(port: int, process: subprocess.Popen[bytes]) -> None:
+    """nginx prints nothing when ready: wait until its port accepts (bounded)."""
+    import time
+
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"nginx exited with {process.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        except OSError:
+            time.sleep(0.05)  # nginx is starting; poll again (bounded by the deadline)
+        else:
+            return
+    raise RuntimeError("nginx did not start listening")
