@@ -32,7 +32,7 @@ import json
 import ssl
 import time
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, NoReturn
 
 import trio
 
@@ -133,7 +133,7 @@ async def handle_connection(
         raise
     finally:
         with trio.CancelScope(shield=True):
-            await _close(tls)
+            await tls.aclose(goodbye_within=CLOSE_TIMEOUT)
             if isinstance(recorder, HandshakeRecorder):
                 events = recorder.finish()
                 log.event(
@@ -245,7 +245,7 @@ async def _handshake(
         _refuse(record, "timeout", f"no complete handshake within {settings.handshake_timeout:g}s")
 
 
-def _refuse(record: ConnectionRecord, outcome: str, reason: str) -> None:
+def _refuse(record: ConnectionRecord, outcome: str, reason: str) -> NoReturn:
     record.outcome, record.reason = outcome, reason
     raise _Refused
 
@@ -326,8 +326,3 @@ async def _send(tls: TLSConnection, reply: Reply) -> None:
     """Send one reply; a peer that is gone is not an error worth raising here."""
     with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
         await tls.stream.send_all(encode_reply(reply))
-
-
-async def _close(tls: TLSConnection) -> None:
-    """close_notify after a completed handshake; otherwise just drop the socket."""
-    await tls.aclose(goodbye_within=CLOSE_TIMEOUT)
