@@ -108,9 +108,11 @@ async def _run(server: Server, argv: Sequence[str], worker_child: bool) -> None:
             nursery.cancel_scope.cancel()
     finally:
         with trio.CancelScope(shield=True):
-            for worker in workers:
-                with contextlib.suppress(ProcessLookupError):
-                    worker.terminate()
+            if not server.draining:  # stopping for another reason than a signal they also got
+                for worker in workers:
+                    with contextlib.suppress(ProcessLookupError):
+                        worker.terminate()
+            # A second signal would make them stop at once instead of draining: just wait.
             with trio.move_on_after(server.config.shutdown_grace + 5):
                 for worker in workers:
                     await worker.wait()
