@@ -47,7 +47,7 @@ async def test_server_and_client_processes(pki: Pki, tmp_path: Path) -> None:
     )
     assert server.stderr is not None
     try:
-        seen = await read_until(server.stderr, b" listening ", "the server process")
+        seen = await read_until(server.stderr, b" listening addresses=", "the server process")
         port = seen.split(b"addresses=127.0.0.1:", 1)[1].split(b" ", 1)[0].decode()
         with trio.fail_after(20):
             client = await trio.run_process(
