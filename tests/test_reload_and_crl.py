@@ -233,3 +233,32 @@ async def _open_live(port: int, creds: IssuedFiles, trust: Path) -> _Live:
     live = _Live(tls)
     assert (await live._line()).startswith(b"OK hello")
     return live
+
+
+async def test_changed_files_are_picked_up_without_a_signal(tmp_path: Path) -> None:
+    """With reload_interval set, rewriting the CA file is noticed and reloaded by itself."""
+    old = authority(tmp_path, "old", ("alice",))
+    new = authority(tmp_path, "new", ("bob",))
+    files = Files(tmp_path)
+    files.write(server=old.server, ca=old.root)
+    reloaded = trio.Event()
+    log: list[str] = []
+
+    def sink(line: str) -> None:
+        log.append(line)
+        if '"event": "reloaded"' in line:
+            reloaded.set()
+
+    config = dataclasses.replace(files.server_config(crl=False), reload_interval=0.05)
+    server = Server(config, log=EventLog("json", sink))
+    trust = tmp_path / "trust.pem"
+    trust.write_bytes(old.root)
+    async with trio.open_nursery() as nursery:
+        port = (await nursery.start(server.serve))[0][1]
+        assert (await attempt(port, new.clients["bob"], trust))[0] is Exit.CERT_REJECTED
+        files.write(ca=new.root)
+        with trio.fail_after(10):
+            await reloaded.wait()
+        assert (await attempt(port, new.clients["bob"], trust))[0] is Exit.OK
+        server.shutdown()
+    assert log_events(log, "reloaded")[0]["why"] == "files changed"
