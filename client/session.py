@@ -40,7 +40,7 @@ from shared.diagnose import (
 )
 from shared.errors import MTLSError, ProtocolError
 from shared.inspect import describe_certificate
-from shared.pki import load_certificates
+from shared.keys import load_certificates
 from shared.protocol import LineBuffer, Reply, encode_request, parse_reply
 from shared.tls import TLSConnection
 from shared.trace import HandshakeRecorder, Role, TraceEvent, recording

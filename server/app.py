@@ -24,7 +24,7 @@ from shared.config import ServerConfig
 from shared.errors import ConfigError, MTLSError
 from shared.identity import AllowList
 from shared.inspect import fingerprint
-from shared.pki import load_certificates
+from shared.keys import load_certificates
 from shared.tls import ALPN_HTTP, ALPN_LINE, server_context
 
 from .handler import HandlerSettings, handle_connection

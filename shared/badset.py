@@ -21,18 +21,8 @@ from typing import Any, Final
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from .config import PKIConfig
-from .pki import (
-    CertificateAuthority,
-    IssuedFiles,
-    LeafOptions,
-    Profile,
-    atomic_write,
-    issue_self_signed,
-    load_certificates,
-    parse_san,
-    pem,
-    utcnow,
-)
+from .keys import atomic_write, load_certificates, pem, utcnow
+from .pki import CertificateAuthority, IssuedFiles, LeafOptions, Profile, issue_self_signed, parse_san
 from .revocation import revoke
 
 __all__ = ["BadCase", "Manifest", "load_manifest", "write_badset"]

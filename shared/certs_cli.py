@@ -18,20 +18,8 @@ from .cli_support import add_config_argument, run_cli
 from .config import KEY_TYPES, Config, load_config
 from .errors import CertificateError
 from .inspect import check_certificate, describe_certificate, describe_file, format_san, render_report
-from .pki import (
-    CertificateAuthority,
-    IssuedFiles,
-    LeafOptions,
-    Profile,
-    atomic_write,
-    issue_self_signed,
-    load_certificates,
-    load_csr,
-    load_private_key,
-    parse_san,
-    pem,
-    read_passphrase,
-)
+from .keys import atomic_write, load_certificates, load_csr, load_private_key, pem, read_passphrase
+from .pki import CertificateAuthority, IssuedFiles, LeafOptions, Profile, issue_self_signed, parse_san
 from .revocation import load_crls, revoke, write_crl
 
 __all__ = ["main"]

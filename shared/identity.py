@@ -22,7 +22,7 @@ from cryptography.x509.oid import NameOID
 
 from .errors import ConfigError
 from .inspect import fingerprint
-from .pki import describe_key
+from .keys import describe_key
 
 __all__ = ["AllowList", "AllowRule", "Decision", "PeerIdentity", "identity_from_der"]
 

@@ -23,15 +23,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from .errors import CertificateError
-from .pki import (
-    PrivateKey,
-    describe_key,
-    load_certificates,
-    load_csr,
-    load_private_key,
-    utcnow,
-    verify_signed_by,
-)
+from .keys import PrivateKey, describe_key, load_certificates, load_csr, load_private_key, utcnow
+from .pki import verify_signed_by
 
 __all__ = [
     "Check",

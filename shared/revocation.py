@@ -20,7 +20,8 @@ from cryptography.hazmat.primitives import serialization
 
 from .config import PKIConfig
 from .errors import CertificateError
-from .pki import CertificateAuthority, atomic_write, signature_hash, utcnow
+from .keys import atomic_write, signature_hash, utcnow
+from .pki import CertificateAuthority
 
 __all__ = ["RevokedEntry", "build_crl", "load_crls", "load_revoked", "revoke", "write_crl"]
 

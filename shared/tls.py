@@ -38,7 +38,7 @@ import trio
 from . import trace
 from .config import ClientConfig, ServerConfig
 from .errors import CertificateError, ConfigError
-from .pki import read_passphrase
+from .keys import read_passphrase
 from .tls_socket import SocketTLSStream
 
 __all__ = [

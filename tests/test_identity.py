@@ -7,7 +7,7 @@ from cryptography.hazmat.primitives import serialization
 
 from shared.errors import ConfigError
 from shared.identity import AllowList, AllowRule, identity_from_der
-from shared.pki import load_certificates
+from shared.keys import load_certificates
 
 from .pkitools import Pki
 

@@ -10,7 +10,8 @@ import pytest
 
 from shared.config import PKIConfig
 from shared.inspect import check_certificate, describe_file, render_report
-from shared.pki import CertificateAuthority, Profile, load_certificates, load_private_key, parse_san
+from shared.keys import load_certificates, load_private_key
+from shared.pki import CertificateAuthority, Profile, parse_san
 
 from .pkitools import NOW, Pki
 

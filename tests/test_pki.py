@@ -14,19 +14,16 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from shared.config import KEY_TYPES, PKIConfig
 from shared.errors import CertificateError
-from shared.pki import (
-    CertificateAuthority,
-    Profile,
+from shared.keys import (
     atomic_write,
     generate_key,
     load_certificates,
     load_csr,
     load_private_key,
-    make_csr,
-    parse_san,
     read_passphrase,
     write_private_key,
 )
+from shared.pki import CertificateAuthority, Profile, make_csr, parse_san
 
 from .pkitools import NOW, Pki
 

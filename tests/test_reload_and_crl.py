@@ -12,7 +12,8 @@ from server.app import Server
 from server.log import EventLog
 from server.reload import FileWatch
 from shared.config import ClientConfig, PKIConfig, ServerConfig
-from shared.pki import CertificateAuthority, IssuedFiles, Profile, atomic_write, load_certificates, parse_san
+from shared.keys import atomic_write, load_certificates
+from shared.pki import CertificateAuthority, IssuedFiles, Profile, parse_san
 from shared.revocation import revoke, write_crl
 from shared.tls import ALPN_LINE, TLSConnection, client_context
 
