@@ -20,10 +20,14 @@ server" (serverAuth).
 Alert delivery. ``trio.SSLStream`` keeps OpenSSL's output in a memory BIO and,
 when ``do_handshake`` fails, raises before sending what is in it, which is the
 fatal alert OpenSSL just queued ("unknown ca", "certificate required"...). The
-rejected peer then sees a bare EOF. :class:`TLSConnection` hands trio a context
-proxy whose ``wrap_bio`` keeps a reference to that outgoing BIO (the stdlib
-signature, no private trio attribute), and on failure sends what is left in it.
-(A known gap in trio; other TLS stacks had the same bug, e.g. boostorg/asio#189.)
+rejected peer then sees a bare EOF. (A known gap in trio; other TLS stacks had
+the same bug, e.g. boostorg/asio#189.) :class:`TLSConnection` closes it twice:
+over real sockets it uses :class:`~shared.tls_socket.SocketTLSStream`, where
+OpenSSL writes the alert to the socket itself (and is cheaper, see ``make
+bench``), then lingers so a TCP reset cannot overtake the alert; over other
+streams (memory streams in tests) it hands trio a context proxy whose
+``wrap_bio`` keeps the outgoing BIO (the stdlib signature, no private trio
+attribute) and sends what is left in it.
 """
 
 from __future__ import annotations
