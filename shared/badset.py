@@ -64,6 +64,16 @@ class Manifest:
     def path(self, relative: str) -> Path:
         return self.root / relative
 
+    def server_settings(self) -> dict[str, Any]:
+        """``[server]`` settings that make our server enforce the whole set (CA, CRL, allow rule)."""
+        return {
+            "cert": self.path(self.server_cert),
+            "key": self.path(self.server_key),
+            "ca": self.path(self.ca),
+            "crl": self.path(self.crl),
+            "allow": (self.allow,),
+        }
+
     def case(self, name: str) -> BadCase:
         return next(c for c in (*self.cases, *self.server_cases) if c.name == name)
 

@@ -114,6 +114,13 @@ class AllowRule:
 
     kind: str
     pattern: str
+    # Compiled once at start-up: rules are matched on every connection.
+    regex: re.Pattern[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        flags = re.IGNORECASE if self.kind in _CASE_INSENSITIVE else 0
+        body = ".*".join(re.escape(part) for part in self.pattern.split("*"))
+        object.__setattr__(self, "regex", re.compile(f"^{body}$", flags))
 
     def __str__(self) -> str:
         return f"{self.kind}:{self.pattern}"
@@ -130,9 +137,7 @@ class AllowRule:
         return cls(canonical, pattern)
 
     def matches(self, identity: PeerIdentity) -> bool:
-        flags = re.IGNORECASE if self.kind in _CASE_INSENSITIVE else 0
-        regex = re.compile("^" + ".*".join(re.escape(part) for part in self.pattern.split("*")) + "$", flags)
-        return any(regex.match(value) for value in identity.values(self.kind))
+        return any(self.regex.match(value) for value in identity.values(self.kind))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -309,14 +309,7 @@ class MtlsBadSet:
 
     def server_settings(self) -> dict[str, Any]:
         """``[server]`` settings that make our server enforce the whole set (CA, CRL, allow rule)."""
-        m = self.manifest
-        return {
-            "cert": m.path(m.server_cert),
-            "key": m.path(m.server_key),
-            "ca": m.path(m.ca),
-            "crl": m.path(m.crl),
-            "allow": [m.allow],
-        }
+        return self.manifest.server_settings()
 
 
 @pytest.fixture

@@ -66,15 +66,17 @@ def tls_version(name: str) -> ssl.TLSVersion:
     return {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}[name]
 
 
-def _common(ctx: ssl.SSLContext, tls_min: str, tls_max: str, keylog: Path | None, with_trace: bool) -> None:
+def _common(ctx: ssl.SSLContext, tls_min: str, tls_max: str, keylog: Path | None) -> None:
     ctx.minimum_version = tls_version(tls_min)
     ctx.maximum_version = tls_version(tls_max)
     ctx.verify_flags |= ssl.VERIFY_X509_STRICT
     ctx.options |= ssl.OP_NO_RENEGOTIATION  # mid-connection renegotiation only widens attack surface
     if keylog is not None:
         ctx.keylog_filename = str(keylog)
-    if with_trace:
-        trace.install(ctx)
+    # The message hook is always installed: the client draws its handshake diagram from it,
+    # the server names the presented certificate in refusals (trace.PeerCertificateCatcher).
+    # It only records for connections whose task has a recorder set.
+    trace.install(ctx)
 
 
 def _load_chain(ctx: ssl.SSLContext, cert: Path, key: Path, passphrase_file: Path | None, role: str) -> None:
@@ -107,17 +109,23 @@ def _no_prompt() -> bytes:
     )
 
 
-def _load_ca(ctx: ssl.SSLContext, ca: Path, role: str) -> None:
-    if not ca.is_file():
-        raise ConfigError(
-            f"{role} CA file {str(ca)!r} not found; create the demo PKI with 'make certs', or set [{role}] ca"
-        )
+def _load_verify_file(ctx: ssl.SSLContext, path: Path, *, what: str, missing_fix: str) -> None:
+    """Load CA certificates or CRLs (OpenSSL reads both from one PEM file)."""
+    if not path.is_file():
+        raise ConfigError(f"{what} {str(path)!r} not found; {missing_fix}")
     try:
-        ctx.load_verify_locations(cafile=str(ca))
+        ctx.load_verify_locations(cafile=str(path))
     except ssl.SSLError as exc:
-        raise CertificateError(
-            f"CA file {str(ca)!r} holds no usable PEM certificate: {exc.reason or exc}"
-        ) from exc
+        raise CertificateError(f"{what} {str(path)!r} holds no usable PEM data: {exc.reason or exc}") from exc
+
+
+def _load_ca(ctx: ssl.SSLContext, ca: Path, role: str) -> None:
+    _load_verify_file(
+        ctx,
+        ca,
+        what=f"{role} CA file",
+        missing_fix=f"create the demo PKI with 'make certs', or set [{role}] ca",
+    )
 
 
 def server_context(config: ServerConfig) -> ssl.SSLContext:
@@ -128,15 +136,7 @@ def server_context(config: ServerConfig) -> ssl.SSLContext:
             "verified; set ca to the CA that issues your client certificates (e.g. certs/ca.pem)"
         )
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    _common(
-        # The message hook is always installed on servers: it is how a refusal can name the certificate
-        # that was presented (shared/trace.PeerCertificateCatcher); full tracing is per connection.
-        ctx,
-        config.tls_min,
-        config.tls_max,
-        config.keylog,
-        True,
-    )
+    _common(ctx, config.tls_min, config.tls_max, config.keylog)
     ctx.verify_mode = ssl.CERT_REQUIRED
     # A client offering neither gets no ALPN (not an alert) and is sniffed by the handler.
     ctx.set_alpn_protocols([ALPN_HTTP, ALPN_LINE])
@@ -149,27 +149,20 @@ def server_context(config: ServerConfig) -> ssl.SSLContext:
 
 def _load_crl(ctx: ssl.SSLContext, crl: Path) -> None:
     """Check client leaves against a CRL (the leaf issuer's; OpenSSL picks it by issuer name)."""
-    if not crl.is_file():
-        raise ConfigError(
-            f"server CRL file {str(crl)!r} not found; write one with 'mtls-certs crl', or unset [server] crl"
-        )
-    try:
-        ctx.load_verify_locations(cafile=str(crl))
-    except ssl.SSLError as exc:
-        raise CertificateError(f"CRL file {str(crl)!r} is not a PEM CRL: {exc.reason or exc}") from exc
+    _load_verify_file(
+        ctx, crl, what="server CRL file", missing_fix="write one with 'mtls-certs crl', or unset [server] crl"
+    )
     ctx.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
 
 
-def client_context(
-    config: ClientConfig, *, with_trace: bool = True, alpn: list[str] | None = None
-) -> ssl.SSLContext:
+def client_context(config: ClientConfig, *, alpn: list[str] | None = None) -> ssl.SSLContext:
     """A client context: verifies the server against the configured CA and checks its name.
 
     ``alpn``: protocols to offer; none by default, because some servers (nginx)
     answer an ALPN offer they do not know with a fatal no_application_protocol.
     """
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    _common(ctx, config.tls_min, config.tls_max, config.keylog, with_trace)
+    _common(ctx, config.tls_min, config.tls_max, config.keylog)
     if alpn:
         ctx.set_alpn_protocols(alpn)
     _load_ca(ctx, config.ca, "client")

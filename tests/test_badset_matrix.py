@@ -108,14 +108,7 @@ async def test_matrix_row(badset: Manifest, tls_version: str, case: str) -> None
     if alert == "*":
         alert = "certificate_required" if tls_version == "1.3" else "handshake_failure"
     async with trio.open_nursery() as nursery:
-        server, port, log = await start_server_with(
-            nursery,
-            cert=badset.path(badset.server_cert),
-            key=badset.path(badset.server_key),
-            ca=badset.path(badset.ca),
-            crl=badset.path(badset.crl),
-            allow=(badset.allow,),
-        )
+        server, port, log = await start_server_with(nursery, **badset.server_settings())
         report = await connect(client_for(badset, case, port, tls_version))
         server.shutdown()
     assert report.result is exit_code, report.summary

@@ -19,14 +19,7 @@ pytestmark = pytest.mark.interop
 async def test_our_server_passes_every_row(badset: Manifest) -> None:
     """Our server with CRL and allow-list: every row on both TLS versions passes, none skipped."""
     async with trio.open_nursery() as nursery:
-        server, port, _ = await start_server_with(
-            nursery,
-            cert=badset.path(badset.server_cert),
-            key=badset.path(badset.server_key),
-            ca=badset.path(badset.ca),
-            crl=badset.path(badset.crl),
-            allow=(badset.allow,),
-        )
+        server, port, _ = await start_server_with(nursery, **badset.server_settings())
         rows = await run_conformance(badset, host="127.0.0.1", port=port, authz=True)
         server.shutdown()
     assert len(rows) == 2 * len(badset.cases)

@@ -38,6 +38,30 @@ timeout = 5.0
     return path
 
 
+async def run_client_process(config: Path, port: str, *flags: str) -> subprocess.CompletedProcess[bytes]:
+    """`python -m client` against the server process; asserts it succeeded."""
+    with trio.fail_after(20):
+        client = await trio.run_process(
+            [sys.executable, "-m", "client", "--config", str(config), "--port", port, *flags],
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+    assert client.returncode == 0, client.stdout.decode() + client.stderr.decode()
+    return client
+
+
+async def stop_server_process(server: trio.Process, stderr: trio.abc.ReceiveStream) -> bytes:
+    """SIGTERM, then the rest of its log; asserts a clean exit."""
+    server.send_signal(signal.SIGTERM)
+    rest = b""
+    with trio.fail_after(20):
+        while chunk := await stderr.receive_some(4096):
+            rest += chunk
+        assert await server.wait() == 0
+    return rest
+
+
 async def test_server_and_client_processes(pki: Pki, tmp_path: Path) -> None:
     """The server process announces its port, serves the client process, and stops on SIGTERM."""
     config = write_config(pki, tmp_path)
@@ -49,33 +73,11 @@ async def test_server_and_client_processes(pki: Pki, tmp_path: Path) -> None:
     try:
         seen = await read_until(server.stderr, b" listening addresses=", "the server process")
         port = seen.split(b"addresses=127.0.0.1:", 1)[1].split(b" ", 1)[0].decode()
-        with trio.fail_after(20):
-            client = await trio.run_process(
-                [
-                    sys.executable,
-                    "-m",
-                    "client",
-                    "--config",
-                    str(config),
-                    "--port",
-                    port,
-                    "--trace",
-                    "mermaid",
-                ],
-                capture_stdout=True,
-                capture_stderr=True,
-                check=False,
-            )
+        client = await run_client_process(config, port, "--trace", "mermaid")
         out = client.stdout.decode()
-        assert client.returncode == 0, out + client.stderr.decode()
         assert "sequenceDiagram" in out and "Client->>Server: CertificateVerify" in out
         assert "result: OK" in out
-        server.send_signal(signal.SIGTERM)
-        with trio.fail_after(10):
-            rest = b""
-            while chunk := await server.stderr.receive_some(4096):
-                rest += chunk
-            assert await server.wait() == 0
+        rest = await stop_server_process(server, server.stderr)
         assert b" stopped" in rest and b"outcome=accepted" in seen + rest
     finally:
         if server.returncode is None:
@@ -132,32 +134,8 @@ async def test_workers_share_the_port(pki: Pki, tmp_path: Path) -> None:
         seen = await read_until(server.stderr, b'"event": "listening"', "the server process")
         port = seen.split(b'"addresses": ["127.0.0.1:', 1)[1].split(b'"', 1)[0].decode()
         for _ in range(4):
-            with trio.fail_after(20):
-                client = await trio.run_process(
-                    [
-                        sys.executable,
-                        "-m",
-                        "client",
-                        "--config",
-                        str(config),
-                        "--port",
-                        port,
-                        "--trace",
-                        "off",
-                        "--send",
-                        "QUIT",
-                    ],
-                    capture_stdout=True,
-                    capture_stderr=True,
-                    check=False,
-                )
-            assert client.returncode == 0, client.stdout.decode() + client.stderr.decode()
-        server.send_signal(signal.SIGTERM)
-        with trio.fail_after(20):
-            rest = b""
-            while chunk := await server.stderr.receive_some(4096):
-                rest += chunk
-            assert await server.wait() == 0
+            await run_client_process(config, port, "--trace", "off", "--send", "QUIT")
+        rest = await stop_server_process(server, server.stderr)
         log = (seen + rest).decode()
         assert log.count('"event": "listening"') == 2  # the first process and its one worker
         assert log.count('"event": "stopped"') == 2

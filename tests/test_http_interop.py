@@ -25,6 +25,21 @@ def curl() -> str:
     return path
 
 
+def curl_with(curl: str, pki: Pki) -> list[str]:
+    """curl trusting the test CA and presenting alice's chain and key."""
+    return [
+        curl,
+        "--silent",
+        "--show-error",
+        "--cacert",
+        str(pki.ca_cert),
+        "--cert",
+        str(pki.client.chain),
+        "--key",
+        str(pki.client.key),
+    ]
+
+
 async def run(*argv: str, stdin: bytes = b"") -> tuple[int, str, str]:
     with trio.fail_after(20):
         done = await trio.run_process(
@@ -39,18 +54,7 @@ async def test_curl_with_client_certificate(pki: Pki, curl: str, tls_version: st
     extra = [flag] if tls_version == "1.3" else [flag, "1.2"]
     async with trio.open_nursery() as nursery:
         server, port, log = await start_server(nursery, pki)
-        base = [
-            curl,
-            "--silent",
-            "--show-error",
-            "--cacert",
-            str(pki.ca_cert),
-            "--cert",
-            str(pki.client.chain),
-            "--key",
-            str(pki.client.key),
-            *extra,
-        ]
+        base = [*curl_with(curl, pki), *extra]
         code, out, err = await run(*base, f"https://127.0.0.1:{port}/whoami")
         assert code == 0, err
         whoami = json.loads(out)
@@ -97,14 +101,7 @@ async def test_forbidden_is_http_403_with_json(pki: Pki, curl: str) -> None:
     async with trio.open_nursery() as nursery:
         server, port, _ = await start_server(nursery, pki, allow=("CN:bob",))
         _, out, _ = await run(
-            curl,
-            "--silent",
-            "--cacert",
-            str(pki.ca_cert),
-            "--cert",
-            str(pki.client.chain),
-            "--key",
-            str(pki.client.key),
+            *curl_with(curl, pki),
             "--write-out",
             "\n%{http_code}",
             f"https://127.0.0.1:{port}/whoami",
@@ -169,17 +166,7 @@ async def test_throughput_endpoints(pki: Pki, curl: str, tmp_path: Path) -> None
     upload.write_bytes(bytes(3 * 1024 * 1024))
     async with trio.open_nursery() as nursery:
         server, port, _ = await start_server(nursery, pki)
-        base = [
-            curl,
-            "--silent",
-            "--show-error",
-            "--cacert",
-            str(pki.ca_cert),
-            "--cert",
-            str(pki.client.chain),
-            "--key",
-            str(pki.client.key),
-        ]
+        base = curl_with(curl, pki)
         code, out, err = await run(
             *base,
             "--write-out",
