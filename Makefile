@@ -26,8 +26,14 @@ venv: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
+# mypy checks the package as it installs (mtls_ref.server, ...): a link tree under
+# build/ maps the top-level folders to that name, as pyproject's package-dir does.
+TYPECHECK := build/typecheck/mtls_ref
+
 lint: $(STAMP)
 	$(BIN)/ruff check shared server client tests
+	mkdir -p $(TYPECHECK)
+	for part in server client shared; do ln -sfn ../../../$$part $(TYPECHECK)/$$part; done
 	$(BIN)/mypy
 
 certs: $(STAMP)
@@ -40,10 +46,10 @@ run-client: certs
 	$(BIN)/mtls-client
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache *.egg-info
 
 demo: certs
-	$(BIN)/python -m client.demo
+	$(BIN)/python -P -m mtls_ref.client.demo
 
 # The benchmark is not part of `make test` (it takes minutes and installs nginx); see README "Performance".
 bench: $(STAMP)

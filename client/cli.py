@@ -9,10 +9,10 @@ from pathlib import Path
 
 import trio
 
-from shared.cli_support import add_config_argument, run_cli
-from shared.config import TLS_VERSIONS, load_config
-from shared.errors import MTLSError
-from shared.tls import ALPN_HTTP, ALPN_LINE, client_context
+from mtls_ref.shared.core.cli_support import add_config_argument, run_cli
+from mtls_ref.shared.core.config import TLS_VERSIONS, load_config
+from mtls_ref.shared.core.errors import MTLSError
+from mtls_ref.shared.tls.context import ALPN_HTTP, ALPN_LINE, client_context
 
 from . import conformance
 from .report import TRACE_MODES, render_report

@@ -25,10 +25,10 @@ from pathlib import Path
 
 import trio
 
-from shared.badset import BadCase, Manifest, load_manifest
-from shared.config import TLS_VERSIONS, ClientConfig
-from shared.errors import MTLSError
-from shared.tls import ALPN_HTTP, ALPN_LINE, client_context
+from mtls_ref.shared.core.config import TLS_VERSIONS, ClientConfig
+from mtls_ref.shared.core.errors import MTLSError
+from mtls_ref.shared.pki.badset import BadCase, Manifest, load_manifest
+from mtls_ref.shared.tls.context import ALPN_HTTP, ALPN_LINE, client_context
 
 from .session import Exit, run_client
 

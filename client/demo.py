@@ -1,6 +1,6 @@
-"""``python -m client.demo``: start a server process, run the client against it, stop the server.
+"""``python -m mtls_ref.client.demo``: start a server process, run the client against it, stop the server.
 
-The server runs as a separate process (``python -m server``) on a free port, so
+The server runs as a separate process (``python -m mtls_ref.server``) on a free port, so
 the demo shows exactly what two terminals would, in one command. Readiness is
 the server's own ``listening`` log line, never a fixed wait.
 """
@@ -8,7 +8,6 @@ the server's own ``listening`` log line, never a fixed wait.
 from __future__ import annotations
 
 import dataclasses
-import json
 import signal
 import subprocess
 import sys
@@ -17,9 +16,11 @@ from typing import Final
 
 import trio
 
-from shared.config import load_config
-from shared.errors import MTLSError
-from shared.tls import ALPN_LINE, client_context
+from mtls_ref.shared.core.cli_support import SERVER_MODULE, module_command
+from mtls_ref.shared.core.config import load_config
+from mtls_ref.shared.core.errors import MTLSError
+from mtls_ref.shared.core.events import listening_port, parse_event
+from mtls_ref.shared.tls.context import ALPN_LINE, client_context
 
 from .report import render_report
 from .session import Exit, run_client
@@ -38,15 +39,14 @@ async def _read_until_listening(stream: trio.abc.ReceiveStream) -> tuple[int, by
                 raise MTLSError(f"the demo server exited before listening:\n{seen.decode(errors='replace')}")
             seen += chunk
             for line in seen.splitlines():
-                if line.startswith(b"{") and b'"event": "listening"' in line:
-                    address = json.loads(line)["addresses"][0]
-                    return int(address.rsplit(":", 1)[1]), seen
+                if (port := listening_port(line)) is not None:
+                    return port, seen
 
 
 async def _demo(config_path: str | None) -> int:
     config = load_config(config_path)
     context = client_context(config.client, alpn=[ALPN_LINE])
-    args = [sys.executable, "-m", "server", "--port", "0", "--log-format", "json"]
+    args = module_command(SERVER_MODULE, "--port", "0", "--log-format", "json")
     if config_path:
         args += ["--config", config_path]
     server = await trio.lowlevel.open_process(args, stderr=subprocess.PIPE)
@@ -73,8 +73,8 @@ async def _demo(config_path: str | None) -> int:
         await stderr.aclose()
     print("\ndemo: the server's log of this connection:")
     for line in log.splitlines():
-        entry = json.loads(line)
-        if entry.get("event") == "connection":
+        entry = parse_event(line)
+        if entry is not None and entry["event"] == "connection":
             print("  " + ", ".join(f"{k}={v}" for k, v in entry.items() if k not in ("ts", "event")))
     return int(report.result)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Final
 
-from shared.trace import Role
-from shared.trace_render import render_json, render_mermaid, render_terminal
+from mtls_ref.shared.tls.render import render_json, render_mermaid, render_terminal
+from mtls_ref.shared.tls.trace import Role
 
 from .session import ClientReport, Exit
 

@@ -28,8 +28,13 @@ from typing import Any, Final
 import trio
 from cryptography import x509
 
-from shared.config import ClientConfig
-from shared.diagnose import (
+from mtls_ref.shared.core.config import ClientConfig
+from mtls_ref.shared.core.errors import MTLSError, ProtocolError
+from mtls_ref.shared.core.protocol import LineBuffer, Reply, encode_request, parse_reply
+from mtls_ref.shared.pki.inspect import describe_certificate
+from mtls_ref.shared.pki.keys import load_certificates
+from mtls_ref.shared.tls.context import TLSConnection
+from mtls_ref.shared.tls.diagnose import (
     Category,
     Diagnosis,
     certificate_fact,
@@ -38,12 +43,7 @@ from shared.diagnose import (
     load_chain,
     topic_for,
 )
-from shared.errors import MTLSError, ProtocolError
-from shared.inspect import describe_certificate
-from shared.keys import load_certificates
-from shared.protocol import LineBuffer, Reply, encode_request, parse_reply
-from shared.tls import TLSConnection
-from shared.trace import HandshakeRecorder, Role, TraceEvent, recording
+from mtls_ref.shared.tls.trace import HandshakeRecorder, Role, TraceEvent, recording
 
 __all__ = ["ClientReport", "Exit", "run_client"]
 

@@ -20,12 +20,12 @@ import trio
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from shared.config import ServerConfig
-from shared.errors import ConfigError, MTLSError
-from shared.identity import AllowList
-from shared.inspect import fingerprint
-from shared.keys import load_certificates
-from shared.tls import ALPN_HTTP, ALPN_LINE, server_context
+from mtls_ref.shared.core.config import ServerConfig
+from mtls_ref.shared.core.errors import ConfigError, MTLSError
+from mtls_ref.shared.pki.inspect import fingerprint
+from mtls_ref.shared.pki.keys import load_certificates
+from mtls_ref.shared.tls.context import ALPN_HTTP, ALPN_LINE, server_context
+from mtls_ref.shared.tls.identity import AllowList
 
 from .handler import HandlerSettings, handle_connection
 from .log import EventLog

@@ -12,8 +12,8 @@ from typing import Any
 
 import trio
 
-from shared.cli_support import add_config_argument, run_cli
-from shared.config import LOG_FORMATS, TLS_VERSIONS, load_config
+from mtls_ref.shared.core.cli_support import SERVER_MODULE, add_config_argument, module_command, run_cli
+from mtls_ref.shared.core.config import LOG_FORMATS, TLS_VERSIONS, load_config
 
 from .app import Server
 
@@ -99,7 +99,7 @@ async def _run(server: Server, argv: Sequence[str], worker_child: bool) -> None:
     if count > 1 and not worker_child:
         port = listeners[0].socket.getsockname()[1]
         # The same command line, bound to the port this process got, as SO_REUSEPORT workers.
-        child_argv = [sys.executable, "-m", "server", *argv, "--port", str(port), "--worker-child"]
+        child_argv = module_command(SERVER_MODULE, *argv, "--port", str(port), "--worker-child")
         workers = [await trio.lowlevel.open_process(child_argv) for _ in range(count - 1)]
     try:
         async with trio.open_nursery() as nursery:

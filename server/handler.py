@@ -36,13 +36,21 @@ from typing import Any, Final, NoReturn
 
 import trio
 
-from shared.diagnose import Category, certificate_fact, diagnose_ssl_error, load_chain, topic_for
-from shared.errors import ProtocolError
-from shared.identity import AllowList, PeerIdentity, identity_from_der
-from shared.protocol import HELP_TEXT, Command, LineBuffer, LineTooLong, Reply, encode_reply, parse_request
-from shared.tls import ALPN_HTTP, ALPN_LINE, TLSConnection
-from shared.trace import HandshakeRecorder, PeerCertificateCatcher, Role, recording
-from shared.trace_render import render_terminal
+from mtls_ref.shared.core.errors import ProtocolError
+from mtls_ref.shared.core.protocol import (
+    HELP_TEXT,
+    Command,
+    LineBuffer,
+    LineTooLong,
+    Reply,
+    encode_reply,
+    parse_request,
+)
+from mtls_ref.shared.tls.context import ALPN_HTTP, ALPN_LINE, TLSConnection
+from mtls_ref.shared.tls.diagnose import Category, certificate_fact, diagnose_ssl_error, load_chain, topic_for
+from mtls_ref.shared.tls.identity import AllowList, PeerIdentity, identity_from_der
+from mtls_ref.shared.tls.render import render_terminal
+from mtls_ref.shared.tls.trace import HandshakeRecorder, PeerCertificateCatcher, Role, recording
 
 from .http import HTTP_REQUEST_LINE, serve_http
 from .log import EventLog

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from shared.identity import Decision, PeerIdentity
+from mtls_ref.shared.tls.identity import Decision, PeerIdentity
 
 __all__ = ["SessionInfo", "forbidden_document", "home_page", "whoami_document"]
 

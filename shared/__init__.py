@@ -1,17 +1,13 @@
-"""Code both sides share: config, PKI, TLS contexts, identity, protocol, trace, diagnosis."""
+"""Code the server and the client share, in three layers that import only downwards.
 
-from .config import ClientConfig, Config, PKIConfig, ServerConfig, load_config
-from .errors import CertificateError, ConfigError, HandshakeError, MTLSError, ProtocolError
-
-__all__ = [
-    "CertificateError",
-    "ClientConfig",
-    "Config",
-    "ConfigError",
-    "HandshakeError",
-    "MTLSError",
-    "PKIConfig",
-    "ProtocolError",
-    "ServerConfig",
-    "load_config",
-]
+``core``
+    errors, configuration, the sans-I/O line protocol, CLI plumbing.
+``pki``
+    certificate tooling: keys, the CA, revocation, inspection, the bad set, and
+    the ``mtls-certs`` command (imports ``core``).
+``tls``
+    the connection: contexts, the socket-backed stream, the handshake trace and
+    its renderers, diagnosis, peer identity (imports ``core`` and ``pki``).
+``testing``
+    the pytest plugin (imports all of the above; starts the server as a process).
+"""

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from shared.badset import Manifest, write_badset
+from mtls_ref.shared.pki.badset import Manifest, write_badset
 
 from .pkitools import Pki, build_pki
 

@@ -7,8 +7,8 @@ import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared.config import PKIConfig
-from shared.pki import CertificateAuthority, IssuedFiles, Profile, parse_san
+from mtls_ref.shared.core.config import PKIConfig
+from mtls_ref.shared.pki.authority import CertificateAuthority, IssuedFiles, Profile, parse_san
 
 NOW = dt.datetime(2026, 6, 1, 12, 0, 0, tzinfo=dt.UTC)
 SERVER_SANS = ("DNS:localhost", "IP:127.0.0.1", "IP:::1")

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import trio
 
-from client.cli import main as client_main
-from client.session import ClientReport, Exit, run_client
-from shared.badset import Manifest
-from shared.config import ClientConfig
-from shared.tls import ALPN_LINE, client_context
+from mtls_ref.client.cli import main as client_main
+from mtls_ref.client.session import ClientReport, Exit, run_client
+from mtls_ref.shared.core.config import ClientConfig
+from mtls_ref.shared.pki.badset import Manifest
+from mtls_ref.shared.tls.context import ALPN_LINE, client_context
 
 from .tlstools import log_events, start_server_with
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.certs_cli import main
+from mtls_ref.shared.pki.cli import main
 
 pytestmark = pytest.mark.interop
 
@@ -189,6 +189,6 @@ def test_demo_is_idempotent(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
 
 
 def test_entry_point_runs_as_a_process(tmp_path: Path) -> None:
-    """`python -m shared.certs_cli --help` works outside pytest too."""
-    done = run(sys.executable, "-m", "shared.certs_cli", "--help")
+    """`python -m mtls_ref.shared.pki.cli --help` works outside pytest too."""
+    done = run(sys.executable, "-P", "-m", "mtls_ref.shared.pki.cli", "--help")
     assert done.returncode == 0 and "mtls-certs" in done.stdout

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.config import load_config
-from shared.errors import ConfigError
+from mtls_ref.shared.core.config import load_config
+from mtls_ref.shared.core.errors import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -7,9 +7,9 @@ from contextlib import AbstractAsyncContextManager
 import pytest
 import trio
 
-from client.conformance import main as conformance_main
-from client.conformance import render_table, run_conformance
-from shared.badset import Manifest
+from mtls_ref.client.conformance import main as conformance_main
+from mtls_ref.client.conformance import render_table, run_conformance
+from mtls_ref.shared.pki.badset import Manifest
 
 from .tlstools import openssl_s_server, start_server_with
 

@@ -1,16 +1,20 @@
-"""`python -m server` and `python -m client` as real processes, driven by one config file."""
+"""`python -m mtls_ref.server` and `... mtls_ref.client` as real processes, driven by one config file."""
 
 from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import trio
 
+from mtls_ref.shared.core.cli_support import SERVER_MODULE, module_command
+
 from .pkitools import Pki
+from .planted import MARKER, PLANTED, write_tree
 from .tlstools import read_until
+
+CLIENT_MODULE = "mtls_ref.client"
 
 
 def write_config(pki: Pki, tmp_path: Path) -> Path:
@@ -39,10 +43,10 @@ timeout = 5.0
 
 
 async def run_client_process(config: Path, port: str, *flags: str) -> subprocess.CompletedProcess[bytes]:
-    """`python -m client` against the server process; asserts it succeeded."""
+    """`python -m mtls_ref.client` against the server process; asserts it succeeded."""
     with trio.fail_after(20):
         client = await trio.run_process(
-            [sys.executable, "-m", "client", "--config", str(config), "--port", port, *flags],
+            module_command(CLIENT_MODULE, "--config", str(config), "--port", port, *flags),
             capture_stdout=True,
             capture_stderr=True,
             check=False,
@@ -66,7 +70,7 @@ async def test_server_and_client_processes(pki: Pki, tmp_path: Path) -> None:
     """The server process announces its port, serves the client process, and stops on SIGTERM."""
     config = write_config(pki, tmp_path)
     server = await trio.lowlevel.open_process(
-        [sys.executable, "-m", "server", "--config", str(config)],
+        module_command(SERVER_MODULE, "--config", str(config)),
         stderr=subprocess.PIPE,
     )
     assert server.stderr is not None
@@ -91,7 +95,7 @@ def test_client_config_error_is_one_line_exit_2(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text("[client]\nport = 'x'\n")
     done = subprocess.run(
-        [sys.executable, "-m", "client", "--config", str(bad)],
+        module_command(CLIENT_MODULE, "--config", str(bad)),
         capture_output=True,
         text=True,
         timeout=30,
@@ -104,15 +108,9 @@ def test_client_config_error_is_one_line_exit_2(tmp_path: Path) -> None:
 def test_server_refuses_missing_ca_file(pki: Pki, tmp_path: Path) -> None:
     """The server process stops before listening when its CA file is missing."""
     done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "server",
-            "--config",
-            str(write_config(pki, tmp_path)),
-            "--ca",
-            str(tmp_path / "missing-ca.pem"),
-        ],
+        module_command(
+            SERVER_MODULE, "--config", str(write_config(pki, tmp_path)), "--ca", str(tmp_path / "missing.pem")
+        ),
         capture_output=True,
         text=True,
         timeout=30,
@@ -123,11 +121,15 @@ def test_server_refuses_missing_ca_file(pki: Pki, tmp_path: Path) -> None:
 
 
 async def test_workers_share_the_port(pki: Pki, tmp_path: Path) -> None:
-    """--workers 2 runs two processes on one port (SO_REUSEPORT); SIGTERM stops both."""
+    """--workers 2 runs two of our processes on one port (SO_REUSEPORT), even where a server.py
+    and an mtls_ref/ folder lie in the working directory; SIGTERM stops both."""
     config = write_config(pki, tmp_path)
+    cwd = tmp_path / "planted"
+    write_tree(cwd, PLANTED)
     server = await trio.lowlevel.open_process(
-        [sys.executable, "-m", "server", "--config", str(config), "--workers", "2", "--log-format", "json"],
+        module_command(SERVER_MODULE, "--config", str(config), "--workers", "2", "--log-format", "json"),
         stderr=subprocess.PIPE,
+        cwd=cwd,
     )
     assert server.stderr is not None
     try:
@@ -140,6 +142,7 @@ async def test_workers_share_the_port(pki: Pki, tmp_path: Path) -> None:
         assert log.count('"event": "listening"') == 2  # the first process and its one worker
         assert log.count('"event": "stopped"') == 2
         assert '"workers": 2' in log
+        assert not (cwd / MARKER).exists()
     finally:
         if server.returncode is None:
             server.kill()

@@ -13,12 +13,12 @@ import pytest
 import trio
 import trio.testing
 
-from server.handler import ConnectionRecord, HandlerSettings, handle_connection
-from server.log import EventLog
-from shared.config import ClientConfig
-from shared.identity import AllowList
-from shared.protocol import LineBuffer
-from shared.tls import ALPN_HTTP, ALPN_LINE, TLSConnection, client_context, server_context
+from mtls_ref.server.handler import ConnectionRecord, HandlerSettings, handle_connection
+from mtls_ref.server.log import EventLog
+from mtls_ref.shared.core.config import ClientConfig
+from mtls_ref.shared.core.protocol import LineBuffer
+from mtls_ref.shared.tls.context import ALPN_HTTP, ALPN_LINE, TLSConnection, client_context, server_context
+from mtls_ref.shared.tls.identity import AllowList
 
 from .pkitools import Pki
 from .tlstools import client_config, no_cert, server_config, with_version

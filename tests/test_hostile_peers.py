@@ -13,8 +13,8 @@ import trio
 import trio.lowlevel
 import trio.testing
 
-from client.session import ClientReport, Exit, run_client
-from shared.tls import ALPN_LINE, client_context
+from mtls_ref.client.session import ClientReport, Exit, run_client
+from mtls_ref.shared.tls.context import ALPN_LINE, client_context
 
 from .pkitools import Pki
 from .tlstools import client_config, log_events, start_server

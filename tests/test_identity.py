@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from shared.errors import ConfigError
-from shared.identity import AllowList, AllowRule, identity_from_der
-from shared.keys import load_certificates
+from mtls_ref.shared.core.errors import ConfigError
+from mtls_ref.shared.pki.keys import load_certificates
+from mtls_ref.shared.tls.identity import AllowList, AllowRule, identity_from_der
 
 from .pkitools import Pki
 
@@ -71,7 +71,7 @@ def test_bad_rules_are_config_errors(bad: str) -> None:
 def test_wildcard_is_not_a_regex() -> None:
     """Regex metacharacters in patterns are literal; only '*' is special."""
     rule = AllowRule.parse("CN:a.c")
-    from shared.identity import PeerIdentity
+    from mtls_ref.shared.tls.identity import PeerIdentity
 
     ident = PeerIdentity(subject="CN=abc", common_name="abc", issuer="", serial="1", sha256="", not_after="")
     assert not rule.matches(ident)

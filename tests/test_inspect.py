@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from shared.config import PKIConfig
-from shared.inspect import check_certificate, describe_file, render_report
-from shared.keys import load_certificates, load_private_key
-from shared.pki import CertificateAuthority, Profile, parse_san
+from mtls_ref.shared.core.config import PKIConfig
+from mtls_ref.shared.pki.authority import CertificateAuthority, Profile, parse_san
+from mtls_ref.shared.pki.inspect import check_certificate, describe_file, render_report
+from mtls_ref.shared.pki.keys import load_certificates, load_private_key
 
 from .pkitools import NOW, Pki
 
@@ -105,7 +105,7 @@ def test_verify_validity_boundaries(tmp_path: Path) -> None:
 @pytest.mark.parametrize("bad", ["missing.pem"])
 def test_show_missing_file(tmp_path: Path, bad: str) -> None:
     """Showing a file that is not there names it."""
-    from shared.errors import CertificateError
+    from mtls_ref.shared.core.errors import CertificateError
 
     with pytest.raises(CertificateError, match="check the path"):
         describe_file(tmp_path / bad)
@@ -113,8 +113,8 @@ def test_show_missing_file(tmp_path: Path, bad: str) -> None:
 
 def test_verify_offline_explains_the_bad_set(tmp_path: Path) -> None:
     """Offline checks name the same problems the server refuses: CA leaf, revocation, wrong EKU."""
-    from shared.badset import write_badset
-    from shared.revocation import load_crls
+    from mtls_ref.shared.pki.badset import write_badset
+    from mtls_ref.shared.pki.revocation import load_crls
 
     badset = write_badset(tmp_path / "set")
     trust = load_certificates(badset.path(badset.ca))

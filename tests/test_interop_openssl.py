@@ -7,9 +7,9 @@ from contextlib import AbstractAsyncContextManager
 import pytest
 import trio
 
-from client.session import ClientReport, Exit, run_client
-from shared.config import ClientConfig
-from shared.tls import client_context
+from mtls_ref.client.session import ClientReport, Exit, run_client
+from mtls_ref.shared.core.config import ClientConfig
+from mtls_ref.shared.tls.context import client_context
 
 from .pkitools import Pki
 from .tlstools import (

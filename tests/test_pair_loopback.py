@@ -8,11 +8,11 @@ from pathlib import Path
 
 import trio
 
-from client.report import render_report
-from client.session import ClientReport, Exit, run_client
-from shared.config import ClientConfig
-from shared.pki import Profile, parse_san
-from shared.tls import ALPN_LINE, client_context
+from mtls_ref.client.report import render_report
+from mtls_ref.client.session import ClientReport, Exit, run_client
+from mtls_ref.shared.core.config import ClientConfig
+from mtls_ref.shared.pki.authority import Profile, parse_san
+from mtls_ref.shared.tls.context import ALPN_LINE, client_context
 
 from .pkitools import Pki
 from .tlstools import client_config, log_events, no_cert, start_server, with_version

@@ -12,9 +12,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from shared.config import KEY_TYPES, PKIConfig
-from shared.errors import CertificateError
-from shared.keys import (
+from mtls_ref.shared.core.config import KEY_TYPES, PKIConfig
+from mtls_ref.shared.core.errors import CertificateError
+from mtls_ref.shared.pki.authority import CertificateAuthority, Profile, make_csr, parse_san
+from mtls_ref.shared.pki.keys import (
     atomic_write,
     generate_key,
     load_certificates,
@@ -23,7 +24,6 @@ from shared.keys import (
     read_passphrase,
     write_private_key,
 )
-from shared.pki import CertificateAuthority, Profile, make_csr, parse_san
 
 from .pkitools import NOW, Pki
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from shared.errors import ProtocolError
-from shared.protocol import (
+from mtls_ref.shared.core.errors import ProtocolError
+from mtls_ref.shared.core.protocol import (
     Command,
     LineBuffer,
     LineTooLong,

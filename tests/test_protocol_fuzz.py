@@ -5,9 +5,9 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from server.http import HTTP_REQUEST_LINE
-from shared.errors import ProtocolError
-from shared.protocol import LineBuffer, Request, parse_reply, parse_request
+from mtls_ref.server.http import HTTP_REQUEST_LINE
+from mtls_ref.shared.core.errors import ProtocolError
+from mtls_ref.shared.core.protocol import LineBuffer, Request, parse_reply, parse_request
 
 MAX = 64
 

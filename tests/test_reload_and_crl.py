@@ -7,15 +7,15 @@ from pathlib import Path
 
 import trio
 
-from client.session import Exit, run_client
-from server.app import Server
-from server.log import EventLog
-from server.reload import FileWatch
-from shared.config import ClientConfig, PKIConfig, ServerConfig
-from shared.keys import atomic_write, load_certificates
-from shared.pki import CertificateAuthority, IssuedFiles, Profile, parse_san
-from shared.revocation import revoke, write_crl
-from shared.tls import ALPN_LINE, TLSConnection, client_context
+from mtls_ref.client.session import Exit, run_client
+from mtls_ref.server.app import Server
+from mtls_ref.server.log import EventLog
+from mtls_ref.server.reload import FileWatch
+from mtls_ref.shared.core.config import ClientConfig, PKIConfig, ServerConfig
+from mtls_ref.shared.pki.authority import CertificateAuthority, IssuedFiles, Profile, parse_san
+from mtls_ref.shared.pki.keys import atomic_write, load_certificates
+from mtls_ref.shared.pki.revocation import revoke, write_crl
+from mtls_ref.shared.tls.context import ALPN_LINE, TLSConnection, client_context
 
 from .tlstools import log_events
 

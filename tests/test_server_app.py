@@ -9,12 +9,12 @@ import pytest
 import trio
 import trio.testing
 
-from client.session import Exit, run_client
-from server.app import Server
-from server.log import EventLog
-from shared.errors import CertificateError, ConfigError
-from shared.protocol import LineBuffer
-from shared.tls import ALPN_LINE, TLSConnection, client_context
+from mtls_ref.client.session import Exit, run_client
+from mtls_ref.server.app import Server
+from mtls_ref.server.log import EventLog
+from mtls_ref.shared.core.errors import CertificateError, ConfigError
+from mtls_ref.shared.core.protocol import LineBuffer
+from mtls_ref.shared.tls.context import ALPN_LINE, TLSConnection, client_context
 
 from .pkitools import Pki
 from .tlstools import client_config, log_events, server_config, start_server

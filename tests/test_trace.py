@@ -8,9 +8,9 @@ import pytest
 import trio
 import trio.testing
 
-from shared import trace
-from shared.tls import TLSConnection, client_context, server_context
-from shared.trace import HandshakeRecorder, Role, parse_certificate_message, recording
+from mtls_ref.shared.tls import trace
+from mtls_ref.shared.tls.context import TLSConnection, client_context, server_context
+from mtls_ref.shared.tls.trace import HandshakeRecorder, Role, parse_certificate_message, recording
 
 from .pkitools import Pki
 from .tlstools import client_config, no_cert, server_config, with_version

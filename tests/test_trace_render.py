@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from shared.trace import Role, TraceEvent
-from shared.trace_render import TLS13_PENDING_NOTE, render_json, render_mermaid, render_terminal
+from mtls_ref.shared.tls.render import TLS13_PENDING_NOTE, render_json, render_mermaid, render_terminal
+from mtls_ref.shared.tls.trace import Role, TraceEvent
 
 C, S = Role.CLIENT, Role.SERVER
 

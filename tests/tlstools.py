@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 import trio
 
-from server.app import Server
-from server.log import EventLog
-from shared.config import ClientConfig, ServerConfig
-from shared.pki import IssuedFiles
+from mtls_ref.server.app import Server
+from mtls_ref.server.log import EventLog
+from mtls_ref.shared.core.config import ClientConfig, ServerConfig
+from mtls_ref.shared.pki.authority import IssuedFiles
 
 from .pkitools import Pki
 

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from shared.config import PKIConfig
-from shared.pki import CertificateAuthority, Profile, parse_san
+from mtls_ref.shared.core.config import PKIConfig
+from mtls_ref.shared.pki.authority import CertificateAuthority, Profile, parse_san
 
 from . import load, servers
 from .proc import cpu_seconds, rss_bytes

@@ -12,6 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mtls_ref.shared.core.cli_support import SERVER_MODULE, module_command
+from mtls_ref.shared.core.events import listening_port
+
 from .proc import children
 
 REPO = Path(__file__).resolve().parents[2]
@@ -89,18 +92,13 @@ def start_ours(creds: Credentials, work: Path, *, workers: int = 1) -> Running:
         'allow = ["URI:spiffe://bench.test/*"]\nmax_connections = 20000\nlog_format = "json"\n',
         encoding="utf-8",
     )
-    argv = [sys.executable, "-m", "server", "--config", str(config), "--port", "0"]
+    argv = module_command(SERVER_MODULE, "--config", str(config), "--port", "0")
     if workers > 1:
         argv += ["--workers", str(workers)]
     process = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     running = Running(name="ours", port=0, process=process)
 
-    def ready(line: str) -> int | None:
-        if line.startswith("{") and '"event": "listening"' in line:
-            return int(json.loads(line)["addresses"][0].rsplit(":", 1)[1])
-        return None
-
-    running.port = _watch(process, running.log, ready)
+    running.port = _watch(process, running.log, listening_port)
     return running
 
 

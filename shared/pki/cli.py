@@ -13,14 +13,34 @@ from typing import Any
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from .badset import write_badset
-from .cli_support import add_config_argument, run_cli
-from .config import KEY_TYPES, Config, load_config
-from .errors import CertificateError
-from .inspect import check_certificate, describe_certificate, describe_file, format_san, render_report
-from .keys import atomic_write, load_certificates, load_csr, load_private_key, pem, read_passphrase
-from .pki import CertificateAuthority, IssuedFiles, LeafOptions, Profile, issue_self_signed, parse_san
-from .revocation import load_crls, revoke, write_crl
+from mtls_ref.shared.core.cli_support import add_config_argument, run_cli
+from mtls_ref.shared.core.config import KEY_TYPES, Config, load_config
+from mtls_ref.shared.core.errors import CertificateError
+from mtls_ref.shared.pki.authority import (
+    CertificateAuthority,
+    IssuedFiles,
+    LeafOptions,
+    Profile,
+    issue_self_signed,
+    parse_san,
+)
+from mtls_ref.shared.pki.badset import write_badset
+from mtls_ref.shared.pki.inspect import (
+    check_certificate,
+    describe_certificate,
+    describe_file,
+    format_san,
+    render_report,
+)
+from mtls_ref.shared.pki.keys import (
+    atomic_write,
+    load_certificates,
+    load_csr,
+    load_private_key,
+    pem,
+    read_passphrase,
+)
+from mtls_ref.shared.pki.revocation import load_crls, revoke, write_crl
 
 __all__ = ["main"]
 

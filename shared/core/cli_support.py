@@ -1,7 +1,11 @@
-"""What every CLI of the project shares: the ``--config`` flag and error reporting.
+"""What every CLI of the project shares: the ``--config`` flag, error reporting, child processes.
 
 A CLI is ``main(argv) -> int``; expected failures (:class:`MTLSError`) become one
 ``error: ...`` line on stderr and their exit code, never a traceback.
+
+Child processes (server workers, the pytest fixture's server, the demo's server)
+are started by :func:`module_command` only, so that what runs is always the
+installed package, never a file that happens to sit in the working directory.
 """
 
 from __future__ import annotations
@@ -9,10 +13,23 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from typing import Final
 
-from .errors import MTLSError
+from mtls_ref.shared.core.errors import MTLSError
 
-__all__ = ["add_config_argument", "run_cli"]
+__all__ = ["SERVER_MODULE", "add_config_argument", "module_command", "run_cli"]
+
+SERVER_MODULE: Final = "mtls_ref.server"
+
+
+def module_command(module: str, *args: str) -> list[str]:
+    """The argv that runs ``python -m module args...`` with this interpreter, from installed code only.
+
+    ``-P`` (Python 3.11+) keeps the working directory off the child's ``sys.path``:
+    with plain ``-m`` a ``server.py`` or an ``mtls_ref/`` folder where the user
+    stands would be imported instead of ours, and run with our arguments.
+    """
+    return [sys.executable, "-P", "-m", module, *args]
 
 
 def add_config_argument(parser: argparse.ArgumentParser) -> None:

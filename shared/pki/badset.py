@@ -20,10 +20,17 @@ from typing import Any, Final
 
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from .config import PKIConfig
-from .keys import atomic_write, load_certificates, pem, utcnow
-from .pki import CertificateAuthority, IssuedFiles, LeafOptions, Profile, issue_self_signed, parse_san
-from .revocation import revoke
+from mtls_ref.shared.core.config import PKIConfig
+from mtls_ref.shared.pki.authority import (
+    CertificateAuthority,
+    IssuedFiles,
+    LeafOptions,
+    Profile,
+    issue_self_signed,
+    parse_san,
+)
+from mtls_ref.shared.pki.keys import atomic_write, load_certificates, pem, utcnow
+from mtls_ref.shared.pki.revocation import revoke
 
 __all__ = ["BadCase", "Manifest", "load_manifest", "write_badset"]
 

@@ -31,7 +31,6 @@ import signal
 import socket
 import ssl
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -41,11 +40,13 @@ from typing import Any, Final
 
 import pytest
 
-from .badset import Manifest, write_badset
-from .config import PKIConfig
-from .diagnose import diagnose_eof, diagnose_ssl_error
-from .pki import CertificateAuthority, IssuedFiles, Profile, parse_san
-from .trace import Role
+from mtls_ref.shared.core.cli_support import SERVER_MODULE, module_command
+from mtls_ref.shared.core.config import PKIConfig
+from mtls_ref.shared.core.events import listening_port, parse_event
+from mtls_ref.shared.pki.authority import CertificateAuthority, IssuedFiles, Profile, parse_san
+from mtls_ref.shared.pki.badset import Manifest, write_badset
+from mtls_ref.shared.tls.diagnose import diagnose_eof, diagnose_ssl_error
+from mtls_ref.shared.tls.trace import Role
 
 __all__ = ["MtlsBadSet", "MtlsCA", "MtlsLeaf", "MtlsServer", "Verdict"]
 
@@ -162,8 +163,8 @@ class MtlsServer:
 
     def connections(self) -> list[dict[str, Any]]:
         """The server's per-connection log entries so far."""
-        entries = [json.loads(line) for line in list(self.log_lines) if line.startswith("{")]
-        return [e for e in entries if e.get("event") == "connection"]
+        entries = (parse_event(line) for line in list(self.log_lines))
+        return [e for e in entries if e is not None and e["event"] == "connection"]
 
     def check(
         self, ctx: ssl.SSLContext, *, server_hostname: str = "localhost", timeout: float = 5.0
@@ -229,8 +230,9 @@ def _start_server(ca: MtlsCA, directory: Path, options: dict[str, Any]) -> MtlsS
     lines = ["[server]", *(f"{key} = {json.dumps(value)}" for key, value in settings.items())]
     config.write_text("\n".join(lines) + "\n", encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if not k.startswith("MTLS_")}
+    # Started from the installed package (never a server.py where the tests run), in its own folder.
     process = subprocess.Popen(
-        [sys.executable, "-m", "server", "--config", str(config)], stderr=subprocess.PIPE, env=env
+        module_command(SERVER_MODULE, "--config", str(config)), stderr=subprocess.PIPE, env=env, cwd=directory
     )
     server = MtlsServer(host="127.0.0.1", port=0, ca=ca, process=process)
     server.port = _wait_listening(process, server.log_lines)
@@ -256,8 +258,8 @@ def _wait_listening(process: subprocess.Popen[bytes], log: list[str]) -> int:
             for raw in complete:
                 line = raw.decode("utf-8", "replace")
                 log.append(line)
-                if line.startswith("{") and json.loads(line).get("event") == "listening":
-                    return int(json.loads(line)["addresses"][0].rsplit(":", 1)[1])
+                if (port := listening_port(line)) is not None:
+                    return port
     process.kill()
     raise RuntimeError("mtls-server did not start:\n" + "\n".join(log) + buffer.decode("utf-8", "replace"))
 

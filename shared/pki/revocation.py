@@ -18,10 +18,10 @@ from typing import Final
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from .config import PKIConfig
-from .errors import CertificateError
-from .keys import atomic_write, signature_hash, utcnow
-from .pki import CertificateAuthority
+from mtls_ref.shared.core.config import PKIConfig
+from mtls_ref.shared.core.errors import CertificateError
+from mtls_ref.shared.pki.authority import CertificateAuthority
+from mtls_ref.shared.pki.keys import atomic_write, signature_hash, utcnow
 
 __all__ = ["RevokedEntry", "build_crl", "load_crls", "load_revoked", "revoke", "write_crl"]
 

@@ -18,7 +18,7 @@ from typing import Final
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from .trace import Role
+from mtls_ref.shared.tls.trace import Role
 
 __all__ = [
     "Category",

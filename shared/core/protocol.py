@@ -26,7 +26,7 @@ import enum
 from dataclasses import dataclass
 from typing import Final
 
-from .errors import ProtocolError
+from mtls_ref.shared.core.errors import ProtocolError
 
 __all__ = [
     "DEFAULT_MAX_LINE",

@@ -24,8 +24,8 @@ from cryptography.hazmat.primitives.asymmetric.types import (
     CertificatePublicKeyTypes,
 )
 
-from .config import KEY_TYPES
-from .errors import CertificateError
+from mtls_ref.shared.core.config import KEY_TYPES
+from mtls_ref.shared.core.errors import CertificateError
 
 __all__ = [
     "PASSPHRASE_ENV",

@@ -1,6 +1,6 @@
 """Render a recorded handshake: a terminal sequence diagram, Mermaid, or JSON.
 
-Renderers take only recorded :class:`~shared.trace.TraceEvent` values, so they
+Renderers take only recorded :class:`~mtls_ref.shared.tls.trace.TraceEvent` values, so they
 are tested on recorded events without any network; the annotations (where the
 client certificate and CertificateVerify travel, where a TLS 1.3 client thinks
 it is done) are derived from the events, never scripted.
@@ -12,7 +12,7 @@ import json
 from collections.abc import Sequence
 from typing import Final
 
-from .trace import Role, TraceEvent
+from mtls_ref.shared.tls.trace import Role, TraceEvent
 
 __all__ = ["annotation", "render_json", "render_mermaid", "render_terminal"]
 

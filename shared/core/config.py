@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Union
 
-from .errors import ConfigError
+from mtls_ref.shared.core.errors import ConfigError
 
 __all__ = [
     "KEY_TYPES",

@@ -22,7 +22,7 @@ when ``do_handshake`` fails, raises before sending what is in it, which is the
 fatal alert OpenSSL just queued ("unknown ca", "certificate required"...). The
 rejected peer then sees a bare EOF. (A known gap in trio; other TLS stacks had
 the same bug, e.g. boostorg/asio#189.) :class:`TLSConnection` closes it twice:
-over real sockets it uses :class:`~shared.tls_socket.SocketTLSStream`, where
+over real sockets it uses :class:`~mtls_ref.shared.tls.socket_stream.SocketTLSStream`, where
 OpenSSL writes the alert to the socket itself (and is cheaper, see ``make
 bench``), then lingers so a TCP reset cannot overtake the alert; over other
 streams (memory streams in tests) it hands trio a context proxy whose
@@ -39,11 +39,11 @@ from typing import Final, cast
 
 import trio
 
-from . import trace
-from .config import ClientConfig, ServerConfig
-from .errors import CertificateError, ConfigError
-from .keys import read_passphrase
-from .tls_socket import SocketTLSStream
+from mtls_ref.shared.core.config import ClientConfig, ServerConfig
+from mtls_ref.shared.core.errors import CertificateError, ConfigError
+from mtls_ref.shared.pki.keys import read_passphrase
+from mtls_ref.shared.tls import trace
+from mtls_ref.shared.tls.socket_stream import SocketTLSStream
 
 __all__ = [
     "ALPN_HTTP",

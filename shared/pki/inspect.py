@@ -22,9 +22,16 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from .errors import CertificateError
-from .keys import PrivateKey, describe_key, load_certificates, load_csr, load_private_key, utcnow
-from .pki import verify_signed_by
+from mtls_ref.shared.core.errors import CertificateError
+from mtls_ref.shared.pki.authority import verify_signed_by
+from mtls_ref.shared.pki.keys import (
+    PrivateKey,
+    describe_key,
+    load_certificates,
+    load_csr,
+    load_private_key,
+    utcnow,
+)
 
 __all__ = [
     "Check",

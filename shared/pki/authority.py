@@ -1,16 +1,16 @@
 """CSRs and a small certificate authority, the way the OpenSSL docs teach it.
 
 The flow is the docs' one, step by step, each step a standard PEM file:
-``openssl genrsa`` (:func:`shared.keys.generate_key`) -> ``openssl req -new``
+``openssl genrsa`` (:func:`mtls_ref.shared.pki.keys.generate_key`) -> ``openssl req -new``
 (:func:`make_csr`) -> the CA signs (:meth:`CertificateAuthority.sign`) ->
-``openssl x509 -text`` (see :mod:`shared.inspect`).
+``openssl x509 -text`` (see :mod:`mtls_ref.shared.pki.inspect`).
 
 Profiles, not requests, decide extensions: a CSR only contributes its subject,
 its public key and (unless overridden) its requested SANs. Server leaves carry
 EKU serverAuth only and client leaves clientAuth only, because strict verifiers
 reject leaves that claim every purpose.
 
-Files are written with :func:`shared.keys.atomic_write` (keys 0600), and a
+Files are written with :func:`mtls_ref.shared.pki.keys.atomic_write` (keys 0600), and a
 whole set is checked before any is written: nothing existing is replaced
 unless ``force`` is set.
 Time (``now``) and serial numbers are injectable so tests pin boundaries.
@@ -33,9 +33,9 @@ from cryptography.hazmat.primitives.asymmetric.types import (
 )
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from .config import PKIConfig
-from .errors import CertificateError
-from .keys import (
+from mtls_ref.shared.core.config import PKIConfig
+from mtls_ref.shared.core.errors import CertificateError
+from mtls_ref.shared.pki.keys import (
     PrivateKey,
     atomic_write,
     generate_key,

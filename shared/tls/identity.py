@@ -20,9 +20,9 @@ from typing import Any, Final
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from .errors import ConfigError
-from .inspect import fingerprint
-from .keys import describe_key
+from mtls_ref.shared.core.errors import ConfigError
+from mtls_ref.shared.pki.inspect import fingerprint
+from mtls_ref.shared.pki.keys import describe_key
 
 __all__ = ["AllowList", "AllowRule", "Decision", "PeerIdentity", "identity_from_der"]
 
