@@ -33,7 +33,7 @@ from mtls_ref.shared.core.errors import MTLSError, ProtocolError
 from mtls_ref.shared.core.protocol import LineBuffer, Reply, encode_request, parse_reply
 from mtls_ref.shared.pki.inspect import describe_certificate
 from mtls_ref.shared.pki.keys import load_certificates
-from mtls_ref.shared.tls.context import TLSConnection
+from mtls_ref.shared.tls.connection import TLSConnection
 from mtls_ref.shared.tls.diagnose import (
     Category,
     Diagnosis,

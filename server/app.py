@@ -12,7 +12,6 @@ import dataclasses
 import errno
 import resource
 import socket
-import ssl
 from pathlib import Path
 from typing import Any, Final
 
@@ -24,7 +23,9 @@ from mtls_ref.shared.core.config import ServerConfig
 from mtls_ref.shared.core.errors import ConfigError, MTLSError
 from mtls_ref.shared.pki.inspect import fingerprint
 from mtls_ref.shared.pki.keys import load_certificates
-from mtls_ref.shared.tls.context import ALPN_HTTP, ALPN_LINE, server_context
+from mtls_ref.shared.tls.connection import ServerContext
+from mtls_ref.shared.tls.context import ALPN_HTTP, ALPN_LINE
+from mtls_ref.shared.tls.engines import build_server_context, describe_engine
 from mtls_ref.shared.tls.identity import AllowList
 
 from .handler import HandlerSettings, handle_connection
@@ -46,7 +47,7 @@ class Server:
         self.config = config
         self.log = log or EventLog(config.log_format)
         self.allow = AllowList.parse(config.allow)
-        self.context: ssl.SSLContext = server_context(config)
+        self.context: ServerContext = build_server_context(config)
         self.ca_certificate = load_certificates(config.ca)[0] if config.ca else None
         self.files = FileWatch([config.cert, config.key, config.ca, config.crl])
         self.settings = HandlerSettings(
@@ -79,7 +80,7 @@ class Server:
         mismatched file leaves the old context serving, and the log says why.
         """
         try:
-            context = server_context(self.config)
+            context = build_server_context(self.config)
             ca = load_certificates(self.config.ca)[0] if self.config.ca else None
         except MTLSError as exc:
             self.log.event(
@@ -152,14 +153,15 @@ class Server:
         ca = self.ca_certificate
         return {
             "addresses": [f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in addresses],
-            "tls": f"{self.config.tls_min}-{self.config.tls_max}",
+            "tls": _version_range(self.config.tls_min, self.config.tls_max),
+            "tls_engine": describe_engine(self.config.tls_engine),
             "client_cert": "required",
             "client_ca": ca.subject.rfc4514_string() if ca else None,
             "client_ca_sha256": fingerprint(ca.public_bytes(Encoding.DER)) if ca else None,
             "crl": str(self.config.crl) if self.config.crl else "off",
             "allow": list(self.allow.describe()) or "any verified client",
             "alpn": [ALPN_HTTP, ALPN_LINE],
-            "ca_names_advertised": False,
+            "ca_names_advertised": self.config.tls_engine == "openssl",
             "trace": self.config.trace,
         }
 
@@ -243,23 +245,38 @@ def _leaf_fingerprint(path: Path) -> str:
         return "unreadable"
 
 
+def _version_range(low: str, high: str) -> str:
+    """``1.2-1.3 (1.3 preferred)``, or ``1.2 only`` when the range is one version."""
+    return f"{low} only" if low == high else f"{low}-{high} ({high} preferred)"
+
+
 def _banner(posture: dict[str, Any]) -> str:
     allow = posture["allow"]
     rules = ", ".join(allow) if isinstance(allow, list) else allow
+    if posture["ca_names_advertised"]:
+        ca_names = [
+            f"  CA names sent    yes: CertificateRequest lists {posture['client_ca']},",
+            "                   so clients that pick a certificate by issuer (browsers) find it",
+        ]
+    else:
+        ca_names = [
+            "  CA names sent    no: Python's ssl sends no certificate_authorities list in",
+            "                   CertificateRequest, so clients that pick a certificate by CA name",
+            "                   (browsers, some HTTP clients) get no hint; give them one explicitly",
+        ]
     return "\n".join(
         [
             "mtls-server security posture",
             f"  listening        {', '.join(posture['addresses'])}",
-            f"  TLS versions     {posture['tls']} (1.3 preferred)",
+            f"  TLS engine       {posture['tls_engine']}",
+            f"  TLS versions     {posture['tls']}",
             f"  client certs     {posture['client_cert']}, verified against {posture['client_ca']}",
             f"                   CA SHA-256 {posture['client_ca_sha256']}",
             f"  revocation (CRL) {posture['crl']}",
             f"  workers          {posture['workers']}; file descriptors {posture['fd_limit']}",
             f"  allow-list       {rules}",
             f"  ALPN             {', '.join(posture['alpn'])} (no ALPN: HTTP if it sends a request line)",
-            "  CA names sent    no: Python's ssl sends no certificate_authorities list in",
-            "                   CertificateRequest, so clients that pick a certificate by CA name",
-            "                   (browsers, some HTTP clients) get no hint; give them one explicitly",
+            *ca_names,
         ]
     )
 

@@ -13,7 +13,7 @@ from typing import Any
 import trio
 
 from mtls_ref.shared.core.cli_support import SERVER_MODULE, add_config_argument, module_command, run_cli
-from mtls_ref.shared.core.config import LOG_FORMATS, TLS_VERSIONS, load_config
+from mtls_ref.shared.core.config import LOG_FORMATS, TLS_ENGINES, TLS_VERSIONS, load_config
 
 from .app import Server
 
@@ -40,6 +40,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--crl", type=Path, help="CRL (PEM) to check client certificates against")
     parser.add_argument("--tls-min", choices=TLS_VERSIONS, help="lowest TLS version accepted")
     parser.add_argument("--tls-max", choices=TLS_VERSIONS, help="highest TLS version accepted")
+    parser.add_argument(
+        "--tls-engine",
+        choices=TLS_ENGINES,
+        help="openssl: pyOpenSSL on the OpenSSL in the cryptography wheel (default, faster, sends the "
+        "acceptable CA names); stdlib: Python's ssl module on the system OpenSSL",
+    )
     parser.add_argument(
         "--allow",
         action="append",
@@ -132,6 +138,7 @@ def _body(args: argparse.Namespace) -> int:
             "crl": args.crl,
             "tls_min": args.tls_min,
             "tls_max": args.tls_max,
+            "tls_engine": args.tls_engine,
             "allow": args.allow,
             "log_format": args.log_format,
             "trace": args.trace,

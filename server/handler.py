@@ -46,7 +46,8 @@ from mtls_ref.shared.core.protocol import (
     encode_reply,
     parse_request,
 )
-from mtls_ref.shared.tls.context import ALPN_HTTP, ALPN_LINE, TLSConnection
+from mtls_ref.shared.tls.connection import ServerContext, TLSConnection
+from mtls_ref.shared.tls.context import ALPN_HTTP, ALPN_LINE
 from mtls_ref.shared.tls.diagnose import Category, certificate_fact, diagnose_ssl_error, load_chain, topic_for
 from mtls_ref.shared.tls.identity import AllowList, PeerIdentity, identity_from_der
 from mtls_ref.shared.tls.render import render_terminal
@@ -115,7 +116,7 @@ class _Refused(Exception):
 async def handle_connection(
     transport: trio.abc.Stream,
     *,
-    context: ssl.SSLContext,
+    context: ServerContext,
     settings: HandlerSettings,
     log: EventLog,
     peer: str,

@@ -17,7 +17,7 @@ from typing import Final
 import h11
 import trio
 
-from mtls_ref.shared.tls.context import TLSConnection
+from mtls_ref.shared.tls.connection import TLSConnection
 
 from .views import SessionInfo, forbidden_document, home_page, whoami_document
 

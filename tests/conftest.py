@@ -7,8 +7,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from mtls_ref.shared.core.config import TLS_ENGINES
 from mtls_ref.shared.pki.badset import Manifest, write_badset
 
+from . import tlstools
 from .pkitools import Pki, build_pki
 
 # pytester runs the example suites that exercise our pytest plugin.
@@ -30,6 +32,13 @@ def badset(tmp_path_factory: pytest.TempPathFactory) -> Manifest:
 @pytest.fixture(params=["1.2", "1.3"], ids=["tls12", "tls13"])
 def tls_version(request: pytest.FixtureRequest) -> str:
     """Run a test once per TLS version we support."""
+    return str(request.param)
+
+
+@pytest.fixture(params=TLS_ENGINES)
+def tls_engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test once per server TLS engine: the server helpers of tlstools build that engine."""
+    monkeypatch.setattr(tlstools, "SERVER_ENGINE", request.param)
     return str(request.param)
 
 

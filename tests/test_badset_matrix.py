@@ -13,6 +13,9 @@ from mtls_ref.shared.tls.context import ALPN_LINE, client_context
 
 from .tlstools import log_events, start_server_with
 
+# The server side of every test here runs on both TLS engines.
+pytestmark = pytest.mark.usefixtures("tls_engine")
+
 # case -> (exit, alert, what the client says about its certificate, what the server log says)
 EXPECTED: dict[str, tuple[Exit, str | None, str, str]] = {
     "good": (Exit.OK, None, "accepted our certificate", "client said QUIT"),

@@ -13,7 +13,8 @@ from mtls_ref.shared.pki.badset import Manifest
 
 from .tlstools import openssl_s_server, start_server_with
 
-pytestmark = pytest.mark.interop
+# The server side of every test here runs on both TLS engines.
+pytestmark = [pytest.mark.interop, pytest.mark.usefixtures("tls_engine")]
 
 
 async def test_our_server_passes_every_row(badset: Manifest) -> None:

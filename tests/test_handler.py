@@ -17,7 +17,8 @@ from mtls_ref.server.handler import ConnectionRecord, HandlerSettings, handle_co
 from mtls_ref.server.log import EventLog
 from mtls_ref.shared.core.config import ClientConfig
 from mtls_ref.shared.core.protocol import LineBuffer
-from mtls_ref.shared.tls.context import ALPN_HTTP, ALPN_LINE, TLSConnection, client_context, server_context
+from mtls_ref.shared.tls.connection import TLSConnection
+from mtls_ref.shared.tls.context import ALPN_HTTP, ALPN_LINE, client_context, server_context
 from mtls_ref.shared.tls.identity import AllowList
 
 from .pkitools import Pki

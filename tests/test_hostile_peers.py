@@ -9,6 +9,7 @@ import random
 import ssl
 from pathlib import Path
 
+import pytest
 import trio
 import trio.lowlevel
 import trio.testing
@@ -18,6 +19,9 @@ from mtls_ref.shared.tls.context import ALPN_LINE, client_context
 
 from .pkitools import Pki
 from .tlstools import client_config, log_events, start_server
+
+# The server side of every test here runs on both TLS engines.
+pytestmark = pytest.mark.usefixtures("tls_engine")
 
 
 def client_hello(pki: Pki) -> bytes:

@@ -14,7 +14,8 @@ import trio
 from .pkitools import Pki
 from .tlstools import log_events, s_client_credentials, start_server
 
-pytestmark = pytest.mark.interop
+# The server side of every test here runs on both TLS engines.
+pytestmark = [pytest.mark.interop, pytest.mark.usefixtures("tls_engine")]
 
 
 @pytest.fixture

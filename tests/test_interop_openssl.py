@@ -21,7 +21,8 @@ from .tlstools import (
     with_version,
 )
 
-pytestmark = pytest.mark.interop
+# The server side of every test here runs on both TLS engines.
+pytestmark = [pytest.mark.interop, pytest.mark.usefixtures("tls_engine")]
 
 
 async def s_client(openssl: str, port: int, tls_version: str, *args: str, stdin: bytes) -> str:

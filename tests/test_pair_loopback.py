@@ -6,6 +6,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+import pytest
 import trio
 
 from mtls_ref.client.report import render_report
@@ -16,6 +17,9 @@ from mtls_ref.shared.tls.context import ALPN_LINE, client_context
 
 from .pkitools import Pki
 from .tlstools import client_config, log_events, no_cert, start_server, with_version
+
+# The server side of every test here runs on both TLS engines.
+pytestmark = pytest.mark.usefixtures("tls_engine")
 
 
 async def run(config: ClientConfig, **kwargs: object) -> ClientReport:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import pytest
 import trio
 
 from mtls_ref.client.session import Exit, run_client
@@ -15,9 +16,13 @@ from mtls_ref.shared.core.config import ClientConfig, PKIConfig, ServerConfig
 from mtls_ref.shared.pki.authority import CertificateAuthority, IssuedFiles, Profile, parse_san
 from mtls_ref.shared.pki.keys import atomic_write, load_certificates
 from mtls_ref.shared.pki.revocation import revoke, write_crl
-from mtls_ref.shared.tls.context import ALPN_LINE, TLSConnection, client_context
+from mtls_ref.shared.tls.connection import TLSConnection
+from mtls_ref.shared.tls.context import ALPN_LINE, client_context
 
 from .tlstools import log_events
+
+# The server side of every test here runs on both TLS engines.
+pytestmark = pytest.mark.usefixtures("tls_engine")
 
 
 @dataclasses.dataclass

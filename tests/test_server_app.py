@@ -14,10 +14,14 @@ from mtls_ref.server.app import Server
 from mtls_ref.server.log import EventLog
 from mtls_ref.shared.core.errors import CertificateError, ConfigError
 from mtls_ref.shared.core.protocol import LineBuffer
-from mtls_ref.shared.tls.context import ALPN_LINE, TLSConnection, client_context
+from mtls_ref.shared.tls.connection import TLSConnection
+from mtls_ref.shared.tls.context import ALPN_LINE, client_context
 
 from .pkitools import Pki
 from .tlstools import client_config, log_events, server_config, start_server
+
+# The server side of every test here runs on both TLS engines.
+pytestmark = pytest.mark.usefixtures("tls_engine")
 
 
 async def open_session(pki: Pki, port: int) -> tuple[TLSConnection, LineBuffer]:
@@ -143,8 +147,9 @@ async def test_trace_and_keylog(pki: Pki, tmp_path: Path, tls_version: str) -> N
         assert label in path.read_text()
 
 
-async def test_security_posture_banner(pki: Pki) -> None:
-    """Start-up prints the posture: address, versions, CA and fingerprint, CRL, allow-list, ALPN, CA names."""
+async def test_security_posture_banner(pki: Pki, tls_engine: str) -> None:
+    """Start-up prints the posture: engine, address, versions, CA and fingerprint, CRL, allow-list, ALPN,
+    and whether the CA names are sent (yes on the openssl engine, which can)."""
     lines: list[str] = []
     server = Server(server_config(pki, allow=("CN:alice",)), log=EventLog("text", lines.append))
     async with trio.open_nursery() as nursery:
@@ -153,13 +158,17 @@ async def test_security_posture_banner(pki: Pki) -> None:
     banner = lines[0]
     assert banner.startswith("mtls-server security posture")
     for expected in (
-        "TLS versions     1.2-1.3",
+        f"TLS engine       {tls_engine} (",
+        "TLS versions     1.2-1.3 (1.3 preferred)",
         "required, verified against O=mtls-ref,CN=mtls-ref Demo Root CA",
         "CA SHA-256 ",
         "revocation (CRL) off",
         "allow-list       CN:alice",
         "ALPN             http/1.1, mtls-ref/1",
-        "CA names sent    no: Python's ssl sends no",
+        {
+            "openssl": "CA names sent    yes: CertificateRequest lists O=mtls-ref,CN=mtls-ref Demo Root CA",
+            "stdlib": "CA names sent    no: Python's ssl sends no",
+        }[tls_engine],
     ):
         assert expected in banner
     assert " listening addresses=127.0.0.1:" in lines[1]

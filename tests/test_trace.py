@@ -9,7 +9,8 @@ import trio
 import trio.testing
 
 from mtls_ref.shared.tls import trace
-from mtls_ref.shared.tls.context import TLSConnection, client_context, server_context
+from mtls_ref.shared.tls.connection import TLSConnection
+from mtls_ref.shared.tls.context import client_context, server_context
 from mtls_ref.shared.tls.trace import HandshakeRecorder, Role, parse_certificate_message, recording
 
 from .pkitools import Pki

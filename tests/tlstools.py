@@ -19,9 +19,13 @@ from mtls_ref.shared.pki.authority import IssuedFiles
 
 from .pkitools import Pki
 
+# The server engine the helpers below use; the `tls_engine` fixture runs a test once per engine.
+SERVER_ENGINE = "openssl"
+
 
 def server_config(pki: Pki, **changes: object) -> ServerConfig:
     base = ServerConfig(
+        tls_engine=SERVER_ENGINE,
         host="127.0.0.1",
         port=0,
         cert=pki.server.chain,
@@ -74,6 +78,7 @@ async def start_server_with(nursery: trio.Nursery, **settings: Any) -> tuple[Ser
     """Run our server with explicit [server] settings (no test PKI needed)."""
     log: list[str] = []
     config = ServerConfig(
+        tls_engine=SERVER_ENGINE,
         host="127.0.0.1",
         port=0,
         handshake_timeout=5.0,

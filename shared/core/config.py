@@ -30,6 +30,7 @@ from mtls_ref.shared.core.errors import ConfigError
 
 __all__ = [
     "KEY_TYPES",
+    "TLS_ENGINES",
     "TLS_VERSIONS",
     "ClientConfig",
     "Config",
@@ -41,6 +42,9 @@ __all__ = [
 CONFIG_ENV: Final = "MTLS_CONFIG"
 DEFAULT_CONFIG_NAME: Final = "mtls.toml"
 TLS_VERSIONS: Final = ("1.2", "1.3")
+# The server's TLS engine: "openssl" is pyOpenSSL driving the OpenSSL that the
+# cryptography wheel ships; "stdlib" is Python's ssl module (the system OpenSSL).
+TLS_ENGINES: Final = ("openssl", "stdlib")
 KEY_TYPES: Final = ("rsa2048", "rsa3072", "rsa4096", "p256", "p384", "ed25519")
 LOG_FORMATS: Final = ("text", "json")
 
@@ -89,6 +93,7 @@ class ServerConfig:
     key_passphrase_file: Path | None = None
     tls_min: str = field(default="1.2", metadata=_choice(*TLS_VERSIONS))
     tls_max: str = field(default="1.3", metadata=_choice(*TLS_VERSIONS))
+    tls_engine: str = field(default="openssl", metadata=_choice(*TLS_ENGINES))
     # Seconds between checks of cert/key/ca/crl for changes (0: only on SIGHUP).
     reload_interval: float = field(default=5.0, metadata=_range(0))
     # Authorization after authentication: empty means every verified client.

@@ -6,6 +6,7 @@ alert into a cause and a fix; ``identity`` reads who the peer is and applies the
 allow-list.
 """
 
-from mtls_ref.shared.tls.context import ALPN_HTTP, ALPN_LINE, TLSConnection, client_context, server_context
+from mtls_ref.shared.tls.connection import TLSConnection
+from mtls_ref.shared.tls.context import ALPN_HTTP, ALPN_LINE, client_context, server_context
 
 __all__ = ["ALPN_HTTP", "ALPN_LINE", "TLSConnection", "client_context", "server_context"]

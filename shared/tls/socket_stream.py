@@ -77,6 +77,9 @@ class SocketTLSStream(trio.abc.Stream):
     def selected_alpn_protocol(self) -> str | None:
         return self._sock.selected_alpn_protocol()
 
+    def session_reused(self) -> bool:
+        return bool(self._sock.session_reused)
+
     # -- I/O ------------------------------------------------------------------------
 
     async def _retry(self, operation: Any, *args: Any) -> Any:

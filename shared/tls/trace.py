@@ -44,6 +44,7 @@ __all__ = [
     "Role",
     "TraceEvent",
     "TraceUnavailable",
+    "current_recorder",
     "install",
     "recording",
 ]
@@ -145,6 +146,7 @@ class HandshakeRecorder:
     role: Role
     events: list[TraceEvent] = field(default_factory=list)
     tls13: bool | None = None  # known once ServerHello passes
+    handshake_only: bool = field(default=False, init=False)  # wants records and alerts too
     peer_certificates: list[bytes] = field(default_factory=list)  # DER, leaf first
     _start: float = field(default_factory=time.monotonic)
     _held_header: tuple[Role, int] | None = None
@@ -264,6 +266,8 @@ class PeerCertificateCatcher:
     role: Role
     tls13: bool | None = None
     peer_certificates: list[bytes] = field(default_factory=list)
+    # Adapters may skip calling record() for anything but handshake messages.
+    handshake_only: bool = field(default=True, init=False)
 
     def record(self, direction: str, version: int, content_type: int, msg_type: int, data: bytes) -> None:
         if content_type != _HANDSHAKE:
@@ -275,6 +279,8 @@ class PeerCertificateCatcher:
 
 
 class Recorder(Protocol):
+    handshake_only: bool
+
     def record(self, direction: str, version: int, content_type: int, msg_type: int, data: bytes) -> None: ...
 
 
@@ -291,6 +297,11 @@ def _dispatch(  # noqa: PLR0917 - the signature CPython calls
     recorder = _current.get()
     if recorder is not None:
         recorder.record(direction, int(version), int(content_type), int(msg_type), bytes(data))
+
+
+def current_recorder() -> Recorder | None:
+    """The recorder of the running task, for engines that deliver messages themselves."""
+    return _current.get()
 
 
 def available() -> bool:

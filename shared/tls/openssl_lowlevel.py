@@ -1,0 +1,98 @@
+"""The two OpenSSL calls pyOpenSSL does not offer, from cryptography's low-level bindings.
+
+* ``SSL_CTX_set_msg_callback``: OpenSSL's message callback, which reports every
+  handshake message, alert and record header in both directions. The handshake
+  trace (``--trace``) and the naming of the certificate a refused client
+  presented are built on it, exactly as on the stdlib engine (CPython exposes
+  the same callback as ``SSLContext._msg_callback``), so both engines record
+  through :mod:`mtls_ref.shared.tls.trace` and draw the same diagram.
+* ``SSL_session_reused``: whether this connection resumed a session.
+* ``SSL_get_verify_result`` and ``X509_verify_cert_error_string``: why the
+  peer's chain failed (the X509_V_ERR code CPython reports as ``verify_code``).
+
+``cryptography.hazmat.bindings`` is not a stable API. Everything that touches it
+is in this module; :func:`available` says whether it is all there, the server
+refuses to start the openssl engine without it (naming the fix), and
+``tests/test_openssl_engine.py`` fails loudly the day it disappears.
+
+The callback costs one C-to-Python call per message (about 5% of a full
+handshake, measured); when the running task records only the peer's
+certificates, everything but handshake messages returns at the first test.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from OpenSSL import SSL
+
+from mtls_ref.shared.tls import trace
+
+__all__ = ["available", "install_message_callback", "missing", "session_reused", "verify_result"]
+
+try:
+    from cryptography.hazmat.bindings.openssl.binding import Binding
+
+    _ffi: Any = Binding.ffi
+    _lib: Any = Binding.lib
+    _MISSING: list[str] = [
+        name
+        for name in (
+            "SSL_CTX_set_msg_callback",
+            "SSL_session_reused",
+            "SSL_get_verify_result",
+            "X509_verify_cert_error_string",
+        )
+        if not hasattr(_lib, name)
+    ]
+except ImportError:  # pragma: no cover - only when cryptography drops the module
+    _ffi = _lib = None
+    _MISSING = ["cryptography.hazmat.bindings.openssl.binding"]
+
+_HANDSHAKE: Final = 22
+
+
+def available() -> bool:
+    """Whether the bindings still offer what this module needs."""
+    return not _MISSING
+
+
+def missing() -> list[str]:
+    """The names that are gone, for the error message."""
+    return list(_MISSING)
+
+
+def _on_message(  # noqa: PLR0917 - the signature OpenSSL calls
+    write_p: int, version: int, content_type: int, buf: Any, length: int, ssl: Any, arg: Any
+) -> None:
+    recorder = trace.current_recorder()
+    if recorder is None or (recorder.handshake_only and content_type != _HANDSHAKE):
+        return
+    data: bytes = _ffi.buffer(buf, length)[:]
+    recorder.record("write" if write_p else "read", version, content_type, data[0] if data else -1, data)
+
+
+# One C callback for the process, kept alive here for as long as any context may call it.
+_CALLBACK: Final = (
+    _ffi.callback("void(int, int, int, const void *, size_t, SSL *, void *)", _on_message)
+    if available()
+    else None
+)
+
+
+def install_message_callback(context: SSL.Context) -> None:
+    """Route ``context``'s message callback to the recorder of the task driving each connection."""
+    if _CALLBACK is None:
+        raise trace.TraceUnavailable(f"cryptography's OpenSSL bindings lack {', '.join(_MISSING)}")
+    _lib.SSL_CTX_set_msg_callback(context._context, _CALLBACK)
+
+
+def session_reused(connection: SSL.Connection) -> bool:
+    """True when the handshake resumed an earlier session (ticket or session id)."""
+    return bool(_lib.SSL_session_reused(connection._ssl))
+
+
+def verify_result(connection: SSL.Connection) -> tuple[int, str]:
+    """The X509_V_ERR code of the peer's chain (0: it verified) and OpenSSL's words for it."""
+    code = int(_lib.SSL_get_verify_result(connection._ssl))
+    return code, _ffi.string(_lib.X509_verify_cert_error_string(code)).decode()
