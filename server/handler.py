@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, NoReturn
 
 import trio
+from cryptography import x509
 
 from mtls_ref.shared.core.errors import ProtocolError
 from mtls_ref.shared.core.protocol import (
@@ -88,6 +89,8 @@ class ConnectionRecord:
     identity: PeerIdentity | None = None
     requests: int = 0
     protocol: str | None = None
+    resumed: bool = False
+    presented: list[str] | None = None  # subjects of a refused peer's certificates, as sent
     started: float = field(default_factory=time.monotonic)
 
     def fields(self) -> dict[str, Any]:
@@ -104,6 +107,8 @@ class ConnectionRecord:
             "sans": [n for n in ident.names() if not n.startswith("CN:")] if ident else None,
             "serial": ident.serial if ident else None,
             "sha256": ident.sha256 if ident else None,
+            "presented": self.presented,
+            "resumed": self.resumed or None,
             "requests": self.requests,
             "duration_ms": round((time.monotonic() - self.started) * 1000, 1),
         }
@@ -175,12 +180,15 @@ async def _serve(
         _refuse(record, "rejected", "no client certificate after handshake")
     identity = record.identity = identity_from_der(der)
     decision = settings.allow.decide(identity)
+    record.resumed = tls.session_reused()
     info = SessionInfo(
         identity=identity,
         decision=decision,
         tls_version=record.tls_version,
         cipher=record.cipher,
         ca_subject=settings.ca_subject,
+        resumed=record.resumed,
+        verified_chain=lambda: _chain_subjects(tls.verified_chain()),
     )
     record.outcome = "accepted" if decision.allowed else "forbidden"
     record.reason = decision.reason
@@ -241,8 +249,10 @@ async def _handshake(
                 record.alert = tls.sent_alert or diagnosis.alert
                 reason = diagnosis.summary
                 if isinstance(cause, ssl.SSLCertVerificationError):
+                    presented = load_chain(recorder.peer_certificates)
+                    record.presented = [cert.subject.rfc4514_string() for cert in presented] or None
                     fact = certificate_fact(
-                        load_chain(recorder.peer_certificates),
+                        presented,
                         topic_for(verify_code=cause.verify_code),
                         purpose="client",
                         trusted=[settings.ca_subject],
@@ -252,6 +262,10 @@ async def _handshake(
             _refuse(record, "closed", "the peer closed the connection in the middle of the handshake")
     if scope.cancelled_caught:
         _refuse(record, "timeout", f"no complete handshake within {settings.handshake_timeout:g}s")
+
+
+def _chain_subjects(chain: list[x509.Certificate] | None) -> list[str] | None:
+    return [cert.subject.rfc4514_string() for cert in chain] if chain else None
 
 
 def _refuse(record: ConnectionRecord, outcome: str, reason: str) -> NoReturn:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from mtls_ref.shared.tls.identity import Decision, PeerIdentity
@@ -19,11 +20,21 @@ class SessionInfo:
     tls_version: str | None
     cipher: str | None
     ca_subject: str
+    resumed: bool = False
+    # Subjects of the verified chain, leaf to root; asked only by whoami and the home page
+    # (building it costs more than the rest of a connection's bookkeeping). None: unknown.
+    verified_chain: Callable[[], list[str] | None] = field(default=lambda: None, repr=False)
 
 
 def whoami_document(info: SessionInfo) -> dict[str, Any]:
     """The WHOAMI answer: who the server authenticated, and over what."""
-    return {**info.identity.to_dict(), "tls_version": info.tls_version, "cipher": info.cipher}
+    return {
+        **info.identity.to_dict(),
+        "tls_version": info.tls_version,
+        "cipher": info.cipher,
+        "verified_chain": info.verified_chain(),
+        "session_resumed": info.resumed,
+    }
 
 
 def forbidden_document(info: SessionInfo) -> dict[str, Any]:
@@ -50,8 +61,18 @@ def home_page(info: SessionInfo) -> str:
         f"  sha256   {ident.sha256}\n"
         f"  key      {ident.key}, valid until {ident.not_after}\n\n"
         f"How you were verified: OpenSSL built your chain to the trusted CA ({info.ca_subject}),\n"
+        f"{_chain_line(info)}"
         "checked every signature and validity period and that the leaf is for clientAuth, and your\n"
         "CertificateVerify proved you hold the private key. Authorization: "
         f"{info.decision.reason}.\n\n"
         "Try GET /whoami for JSON, or the line protocol (WHOAMI, ECHO, QUIT) without HTTP.\n"
     )
+
+
+def _chain_line(info: SessionInfo) -> str:
+    if info.resumed:
+        return "  (this connection resumed a session: the chain was verified when it was made)\n"
+    chain = info.verified_chain()
+    if not chain:
+        return ""
+    return "  verified chain: " + " <- ".join(chain) + "\n"

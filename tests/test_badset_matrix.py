@@ -13,9 +13,6 @@ from mtls_ref.shared.tls.context import ALPN_LINE, client_context
 
 from .tlstools import log_events, start_server_with
 
-# The server side of every test here runs on both TLS engines.
-pytestmark = pytest.mark.usefixtures("tls_engine")
-
 # case -> (exit, alert, what the client says about its certificate, what the server log says)
 EXPECTED: dict[str, tuple[Exit, str | None, str, str]] = {
     "good": (Exit.OK, None, "accepted our certificate", "client said QUIT"),
@@ -104,6 +101,7 @@ async def connect(config: ClientConfig) -> ClientReport:
         return await run_client(config, client_context(config, alpn=[ALPN_LINE]), messages=["QUIT"])
 
 
+@pytest.mark.usefixtures("tls_engine")
 @pytest.mark.parametrize("case", TLS_CASES)
 async def test_matrix_row(badset: Manifest, tls_version: str, case: str) -> None:
     """The server refuses (or admits, for the control) with the right alert; both sides say why."""
@@ -156,6 +154,7 @@ def test_key_mismatch_is_refused_locally(badset: Manifest, capsys: pytest.Captur
         ("server-expired", "CN=server-expired expired on"),
     ],
 )
+@pytest.mark.usefixtures("tls_engine")
 async def test_bad_server_certificates_are_diagnosed(
     badset: Manifest, tls_version: str, case: str, says: str
 ) -> None:

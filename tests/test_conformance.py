@@ -13,10 +13,10 @@ from mtls_ref.shared.pki.badset import Manifest
 
 from .tlstools import openssl_s_server, start_server_with
 
-# The server side of every test here runs on both TLS engines.
-pytestmark = [pytest.mark.interop, pytest.mark.usefixtures("tls_engine")]
+pytestmark = pytest.mark.interop
 
 
+@pytest.mark.usefixtures("tls_engine")
 async def test_our_server_passes_every_row(badset: Manifest) -> None:
     """Our server with CRL and allow-list: every row on both TLS versions passes, none skipped."""
     async with trio.open_nursery() as nursery:

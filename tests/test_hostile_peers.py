@@ -20,9 +20,6 @@ from mtls_ref.shared.tls.context import ALPN_LINE, client_context
 from .pkitools import Pki
 from .tlstools import client_config, log_events, start_server
 
-# The server side of every test here runs on both TLS engines.
-pytestmark = pytest.mark.usefixtures("tls_engine")
-
 
 def client_hello(pki: Pki) -> bytes:
     """A real ClientHello, as our client would send it."""
@@ -58,6 +55,7 @@ async def send_and_drop(port: int, data: bytes, *, wait_for_close: bool = True) 
     return answer
 
 
+@pytest.mark.usefixtures("tls_engine")
 async def test_garbage_truncation_and_abrupt_closes(pki: Pki) -> None:
     """Non-TLS bytes, garbage and truncated ClientHellos, and hang-ups at each stage are all survived."""
     hello = client_hello(pki)
@@ -84,6 +82,7 @@ async def test_garbage_truncation_and_abrupt_closes(pki: Pki) -> None:
     assert outcomes[-1][0] == "accepted"
 
 
+@pytest.mark.usefixtures("tls_engine")
 async def test_stalled_peers_time_out_without_blocking_others(pki: Pki) -> None:
     """A peer stalled mid-handshake and one idle after it are cut off; a good client is served meanwhile."""
     hello = client_hello(pki)
@@ -112,6 +111,7 @@ def rss_bytes() -> int:
     return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+@pytest.mark.usefixtures("tls_engine")
 async def test_bounded_churn_returns_to_baseline(pki: Pki) -> None:
     """200 hostile connections (10 at a time): a good client still succeeds; fds and memory come back."""
     hello = client_hello(pki)

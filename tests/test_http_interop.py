@@ -14,8 +14,7 @@ import trio
 from .pkitools import Pki
 from .tlstools import log_events, s_client_credentials, start_server
 
-# The server side of every test here runs on both TLS engines.
-pytestmark = [pytest.mark.interop, pytest.mark.usefixtures("tls_engine")]
+pytestmark = pytest.mark.interop
 
 
 @pytest.fixture
@@ -49,6 +48,7 @@ async def run(*argv: str, stdin: bytes = b"") -> tuple[int, str, str]:
     return done.returncode, done.stdout.decode(), done.stderr.decode()
 
 
+@pytest.mark.usefixtures("tls_engine")
 async def test_curl_with_client_certificate(pki: Pki, curl: str, tls_version: str) -> None:
     """curl --cert/--key/--cacert gets /whoami as JSON and / as text, over ALPN http/1.1."""
     flag = "--tlsv1.3" if tls_version == "1.3" else "--tls-max"
@@ -72,6 +72,7 @@ async def test_curl_with_client_certificate(pki: Pki, curl: str, tls_version: st
     assert {e["protocol"] for e in log_events(log, "connection")} == {"http"}
 
 
+@pytest.mark.usefixtures("tls_engine")
 @pytest.mark.parametrize("case", ["no-cert", "foreign-ca"])
 async def test_curl_refused_with_the_alert(pki: Pki, curl: str, case: str) -> None:
     """curl without a certificate, or with a foreign-CA one, fails with the TLS alert."""
@@ -97,6 +98,7 @@ async def test_curl_refused_with_the_alert(pki: Pki, curl: str, case: str) -> No
     assert expected in err, err
 
 
+@pytest.mark.usefixtures("tls_engine")
 async def test_forbidden_is_http_403_with_json(pki: Pki, curl: str) -> None:
     """A verified client outside the allow-list gets 403 naming its identity and the missed rule."""
     async with trio.open_nursery() as nursery:
@@ -116,6 +118,7 @@ async def test_forbidden_is_http_403_with_json(pki: Pki, curl: str) -> None:
     assert "rules: CN:bob" in refusal["reason"]
 
 
+@pytest.mark.usefixtures("tls_engine")
 async def test_python_http_client_keep_alive(pki: Pki) -> None:
     """http.client with an SSLContext carrying the client cert: two requests on one connection."""
     ctx = ssl.create_default_context(cafile=str(pki.ca_cert))
@@ -142,6 +145,7 @@ async def test_python_http_client_keep_alive(pki: Pki) -> None:
     assert same is True  # keep-alive: the same socket served both
 
 
+@pytest.mark.usefixtures("tls_engine")
 async def test_s_client_get_without_alpn(pki: Pki, openssl: str) -> None:
     """`GET / HTTP/1.0` typed into openssl s_client (no ALPN) is answered as HTTP."""
     async with trio.open_nursery() as nursery:
@@ -161,6 +165,7 @@ async def test_s_client_get_without_alpn(pki: Pki, openssl: str) -> None:
     assert "OK hello" not in out
 
 
+@pytest.mark.usefixtures("tls_engine")
 async def test_throughput_endpoints(pki: Pki, curl: str, tmp_path: Path) -> None:
     """GET /bytes/N streams N bytes; POST /sink counts an upload larger than the normal body limit."""
     upload = tmp_path / "upload.bin"

@@ -21,8 +21,7 @@ from .tlstools import (
     with_version,
 )
 
-# The server side of every test here runs on both TLS engines.
-pytestmark = [pytest.mark.interop, pytest.mark.usefixtures("tls_engine")]
+pytestmark = pytest.mark.interop
 
 
 async def s_client(openssl: str, port: int, tls_version: str, *args: str, stdin: bytes) -> str:
@@ -50,6 +49,7 @@ async def s_client(openssl: str, port: int, tls_version: str, *args: str, stdin:
     return done.stdout.decode() + done.stderr.decode()
 
 
+@pytest.mark.usefixtures("tls_engine")
 async def test_s_client_with_our_client_cert(pki: Pki, openssl: str, tls_version: str) -> None:
     """openssl s_client presenting our client chain talks the line protocol by hand."""
     async with trio.open_nursery() as nursery:
@@ -69,6 +69,7 @@ async def test_s_client_with_our_client_cert(pki: Pki, openssl: str, tls_version
     assert log_events(log, "connection")[0]["outcome"] == "accepted"
 
 
+@pytest.mark.usefixtures("tls_engine")
 @pytest.mark.parametrize("case", ["no-cert", "foreign-ca"])
 async def test_s_client_refused_with_the_alert(pki: Pki, openssl: str, tls_version: str, case: str) -> None:
     """openssl s_client without a cert, or with a foreign-CA cert, prints the alert, not just EOF."""

@@ -18,15 +18,13 @@ from mtls_ref.shared.tls.context import ALPN_LINE, client_context
 from .pkitools import Pki
 from .tlstools import client_config, log_events, no_cert, start_server, with_version
 
-# The server side of every test here runs on both TLS engines.
-pytestmark = pytest.mark.usefixtures("tls_engine")
-
 
 async def run(config: ClientConfig, **kwargs: object) -> ClientReport:
     with trio.fail_after(15):
         return await run_client(config, client_context(config, alpn=[ALPN_LINE]), **kwargs)  # type: ignore[arg-type]
 
 
+@pytest.mark.usefixtures("tls_engine")
 async def test_success_prints_diagram_and_replies(pki: Pki, tls_version: str) -> None:
     """The client completes the handshake, exchanges lines, exits 0, and shows the real trace."""
     async with trio.open_nursery() as nursery:
@@ -53,6 +51,7 @@ async def test_success_prints_diagram_and_replies(pki: Pki, tls_version: str) ->
     assert log_events(log, "connection")[0]["outcome"] == "accepted"
 
 
+@pytest.mark.usefixtures("tls_engine")
 async def test_no_certificate_is_diagnosed(pki: Pki, tls_version: str) -> None:
     """Without a certificate: exit 5, the alert named, and the fix; never a false success."""
     async with trio.open_nursery() as nursery:
@@ -66,6 +65,7 @@ async def test_no_certificate_is_diagnosed(pki: Pki, tls_version: str) -> None:
     assert report.greeting is None and not report.exchanges
 
 
+@pytest.mark.usefixtures("tls_engine")
 async def test_foreign_ca_certificate_is_diagnosed(pki: Pki, tls_version: str) -> None:
     """A certificate from another CA: exit 5 with unknown_ca; the server logs why."""
     async with trio.open_nursery() as nursery:
@@ -81,6 +81,7 @@ async def test_foreign_ca_certificate_is_diagnosed(pki: Pki, tls_version: str) -
     assert "not issued by a CA we trust" in entry["reason"]
 
 
+@pytest.mark.usefixtures("tls_engine")
 async def test_tls13_rejection_arrives_on_first_read(pki: Pki) -> None:
     """Under TLS 1.3 the handshake completes for the client; the rejection comes after its Finished."""
     async with trio.open_nursery() as nursery:
@@ -92,6 +93,7 @@ async def test_tls13_rejection_arrives_on_first_read(pki: Pki) -> None:
     assert report.tls_version == "TLSv1.3"  # the handshake did complete on our side
 
 
+@pytest.mark.usefixtures("tls_engine")
 async def test_forbidden_by_allow_list(pki: Pki) -> None:
     """Authenticated but not allowed: exit 6 naming the identity."""
     async with trio.open_nursery() as nursery:
@@ -102,6 +104,7 @@ async def test_forbidden_by_allow_list(pki: Pki) -> None:
     assert "spiffe://mtls-ref.test/alice is not allowed" in report.summary
 
 
+@pytest.mark.usefixtures("tls_engine")
 async def test_untrusted_server_is_diagnosed(pki: Pki) -> None:
     """A client trusting another CA refuses the server: exit 4 with the verification reason."""
     async with trio.open_nursery() as nursery:
@@ -115,6 +118,7 @@ async def test_untrusted_server_is_diagnosed(pki: Pki) -> None:
     assert log_events(log, "connection")[0]["alert"] == "unknown_ca"  # our alert reached the server
 
 
+@pytest.mark.usefixtures("tls_engine")
 async def test_hostname_mismatch_is_diagnosed(pki: Pki) -> None:
     """A server certificate without the expected name is refused (hostname checking is on)."""
     async with trio.open_nursery() as nursery:
@@ -125,6 +129,7 @@ async def test_hostname_mismatch_is_diagnosed(pki: Pki) -> None:
     assert "does not name the host" in report.summary
 
 
+@pytest.mark.usefixtures("tls_engine")
 async def test_server_cert_with_wrong_role_is_refused(pki: Pki, tmp_path: Path) -> None:
     """A server presenting a clientAuth-only certificate fails the client's purpose check."""
     ca = pki.ca

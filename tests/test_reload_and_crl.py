@@ -21,9 +21,6 @@ from mtls_ref.shared.tls.context import ALPN_LINE, client_context
 
 from .tlstools import log_events
 
-# The server side of every test here runs on both TLS engines.
-pytestmark = pytest.mark.usefixtures("tls_engine")
-
 
 @dataclasses.dataclass
 class Authority:
@@ -111,6 +108,7 @@ async def attempt(port: int, creds: IssuedFiles, trust: Path) -> tuple[Exit, str
     return report.result, report.alert
 
 
+@pytest.mark.usefixtures("tls_engine")
 async def test_rotate_ca_and_server_cert_and_revoke_with_a_live_connection(tmp_path: Path) -> None:
     """old -> old+new -> new CA bundle, new server cert, a revoked client; the live connection survives."""
     old = authority(tmp_path, "old", ("alice",))
@@ -162,6 +160,7 @@ async def test_rotate_ca_and_server_cert_and_revoke_with_a_live_connection(tmp_p
     assert live_entry[0]["outcome"] == "accepted"
 
 
+@pytest.mark.usefixtures("tls_engine")
 async def test_broken_files_keep_the_old_context(tmp_path: Path) -> None:
     """A garbage certificate or a mismatched key is refused at reload; the old context keeps serving."""
     auth = authority(tmp_path, "only", ("alice",))
@@ -241,6 +240,7 @@ async def _open_live(port: int, creds: IssuedFiles, trust: Path) -> _Live:
     return live
 
 
+@pytest.mark.usefixtures("tls_engine")
 async def test_changed_files_are_picked_up_without_a_signal(tmp_path: Path) -> None:
     """With reload_interval set, rewriting the CA file is noticed and reloaded by itself."""
     old = authority(tmp_path, "old", ("alice",))

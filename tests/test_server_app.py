@@ -20,9 +20,6 @@ from mtls_ref.shared.tls.context import ALPN_LINE, client_context
 from .pkitools import Pki
 from .tlstools import client_config, log_events, server_config, start_server
 
-# The server side of every test here runs on both TLS engines.
-pytestmark = pytest.mark.usefixtures("tls_engine")
-
 
 async def open_session(pki: Pki, port: int) -> tuple[TLSConnection, LineBuffer]:
     stream = await trio.open_tcp_stream("127.0.0.1", port)
@@ -46,12 +43,14 @@ async def read_line(tls: TLSConnection, lines: LineBuffer, pending: list[str]) -
     return pending.pop(0)
 
 
+@pytest.mark.usefixtures("tls_engine")
 def test_refuses_to_start_without_client_ca(pki: Pki) -> None:
     """No CA means no client verification: the server will not start, and says why."""
     with pytest.raises(ConfigError, match="refusing to start: no \\[server\\] ca"):
         Server(server_config(pki, ca=None))
 
 
+@pytest.mark.usefixtures("tls_engine")
 def test_missing_and_mismatched_files_are_clear(pki: Pki, tmp_path: Path) -> None:
     """Missing cert files point at 'make certs'; a key from another cert is named as such."""
     with pytest.raises(
@@ -64,6 +63,7 @@ def test_missing_and_mismatched_files_are_clear(pki: Pki, tmp_path: Path) -> Non
         Server(server_config(pki, allow=("alice",)))
 
 
+@pytest.mark.usefixtures("tls_engine")
 async def test_busy_port_is_a_clear_error(pki: Pki) -> None:
     """Binding a port in use fails with the address and what to do."""
     listener = (await trio.open_tcp_listeners(0, host="127.0.0.1"))[0]
@@ -73,6 +73,7 @@ async def test_busy_port_is_a_clear_error(pki: Pki) -> None:
     await listener.aclose()
 
 
+@pytest.mark.usefixtures("tls_engine")
 async def test_graceful_shutdown_with_a_live_connection(pki: Pki) -> None:
     """On shutdown the listener closes, a live session may still finish within the grace period."""
     async with trio.open_nursery() as nursery:
@@ -95,6 +96,7 @@ async def test_graceful_shutdown_with_a_live_connection(pki: Pki) -> None:
     assert log_events(log, "stopped")
 
 
+@pytest.mark.usefixtures("tls_engine")
 async def test_shutdown_grace_expiry_says_goodbye(pki: Pki) -> None:
     """A session still open when the grace period ends gets a shutting-down line and close_notify."""
     async with trio.open_nursery() as nursery:
@@ -109,6 +111,7 @@ async def test_shutdown_grace_expiry_says_goodbye(pki: Pki) -> None:
     assert log_events(log, "connection")[0]["reason"] == "server shutting down"
 
 
+@pytest.mark.usefixtures("tls_engine")
 async def test_connection_cap_is_enforced(pki: Pki) -> None:
     """Beyond max_connections new peers are closed at once and logged; others keep working."""
     async with trio.open_nursery() as nursery:
@@ -128,6 +131,7 @@ async def test_connection_cap_is_enforced(pki: Pki) -> None:
     assert "connection cap of 1 reached" in rejected[0]["reason"]
 
 
+@pytest.mark.usefixtures("tls_engine")
 async def test_trace_and_keylog(pki: Pki, tmp_path: Path, tls_version: str) -> None:
     """--trace logs each connection's diagram; --keylog writes NSS key-log lines on both sides."""
     server_keys, client_keys = tmp_path / "server.keylog", tmp_path / "client.keylog"
