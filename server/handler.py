@@ -27,7 +27,6 @@ the server over TCP.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import ssl
 import time
@@ -175,7 +174,7 @@ async def _serve(
     record.tls_version = tls.stream.version()
     cipher = tls.stream.cipher()
     record.cipher = cipher[0] if cipher else None
-    der = tls.stream.getpeercert(binary_form=True)
+    der = tls.peer_certificate_der()
     if der is None:  # cannot happen with CERT_REQUIRED; refuse rather than trust it
         _refuse(record, "rejected", "no client certificate after handshake")
     identity = record.identity = identity_from_der(der)
@@ -245,7 +244,8 @@ async def _handshake(
         except trio.BrokenResourceError as exc:
             cause = exc.__cause__
             if isinstance(cause, ssl.SSLError):
-                diagnosis = diagnose_ssl_error(cause, local=Role.SERVER, tls13=recorder.tls13)
+                tls13 = recorder.tls13 if recorder.tls13 is not None else _tls13(tls.negotiated_version())
+                diagnosis = diagnose_ssl_error(cause, local=Role.SERVER, tls13=tls13)
                 record.alert = tls.sent_alert or diagnosis.alert
                 reason = diagnosis.summary
                 if isinstance(cause, ssl.SSLCertVerificationError):
@@ -262,6 +262,11 @@ async def _handshake(
             _refuse(record, "closed", "the peer closed the connection in the middle of the handshake")
     if scope.cancelled_caught:
         _refuse(record, "timeout", f"no complete handshake within {settings.handshake_timeout:g}s")
+
+
+def _tls13(version: str | None) -> bool | None:
+    """From the engine's version name, where the trace did not see ServerHello (openssl engine)."""
+    return None if version is None else version == "TLSv1.3"
 
 
 def _chain_subjects(chain: list[x509.Certificate] | None) -> list[str] | None:
@@ -347,5 +352,8 @@ async def _answer(tls: TLSConnection, line: str, info: SessionInfo) -> bool:
 
 async def _send(tls: TLSConnection, reply: Reply) -> None:
     """Send one reply; a peer that is gone is not an error worth raising here."""
-    with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+    # Not contextlib.suppress: this runs several times per connection, and a bare try is free.
+    try:  # noqa: SIM105
         await tls.stream.send_all(encode_reply(reply))
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        pass

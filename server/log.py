@@ -24,6 +24,18 @@ def _text_value(value: Any) -> str:
     return text
 
 
+_stamp_cache: tuple[int, str] = (-1, "")
+
+
+def _timestamp() -> str:
+    """Local time to the second; formatted once a second, not once a line (the log is per connection)."""
+    global _stamp_cache  # noqa: PLW0603 - a one-entry cache of a pure function of the second
+    now = int(time.time())
+    if _stamp_cache[0] != now:
+        _stamp_cache = (now, time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(now)))
+    return _stamp_cache[1]
+
+
 class EventLog:
     """Writes ``event`` lines to ``sink`` (stderr by default)."""
 
@@ -36,7 +48,8 @@ class EventLog:
 
     @staticmethod
     def _stderr(line: str) -> None:
-        print(line, file=sys.stderr, flush=True)
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
 
     def raw(self, text: str) -> None:
         """A block for people (the start-up banner), as is."""
@@ -44,7 +57,7 @@ class EventLog:
 
     def event(self, name: str, **fields: Any) -> None:
         fields = {k: v for k, v in fields.items() if v is not None}
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        stamp = _timestamp()
         if self.fmt == "json":
             self._sink(json.dumps({"ts": stamp, "event": name, **fields}, default=str))
         else:

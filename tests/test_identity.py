@@ -73,5 +73,5 @@ def test_wildcard_is_not_a_regex() -> None:
     rule = AllowRule.parse("CN:a.c")
     from mtls_ref.shared.tls.identity import PeerIdentity
 
-    ident = PeerIdentity(subject="CN=abc", common_name="abc", issuer="", serial="1", sha256="", not_after="")
+    ident = PeerIdentity(subject="CN=abc", common_name="abc", serial="1", sha256="")
     assert not rule.matches(ident)

@@ -111,6 +111,11 @@ class TLSConnection:
                 server_hostname=server_hostname,
             )
 
+    def peer_certificate_der(self) -> bytes | None:
+        """The peer's leaf (DER) after the handshake; resumed sessions carry it too."""
+        der: bytes | None = self.stream.getpeercert(binary_form=True)
+        return der
+
     def verified_chain(self) -> list[x509.Certificate] | None:
         """The chain the library verified, leaf to root, where the engine can tell.
 
@@ -120,6 +125,12 @@ class TLSConnection:
         if isinstance(self.stream, OpenSSLSocketStream):
             return self.stream.verified_chain()
         return None
+
+    def negotiated_version(self) -> str | None:
+        """``TLSv1.3``, ``TLSv1.2``, or None, even after a failed handshake (where ServerHello went out)."""
+        if isinstance(self.stream, OpenSSLSocketStream):
+            return self.stream.version()
+        return self.stream.version() if self.handshake_done else None
 
     def session_reused(self) -> bool:
         """Whether the handshake resumed an earlier session."""

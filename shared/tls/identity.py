@@ -12,19 +12,28 @@ case-insensitive for CN, DNS and email, case-sensitive for URI (paths are).
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
 from mtls_ref.shared.core.errors import ConfigError
 from mtls_ref.shared.pki.inspect import fingerprint
 from mtls_ref.shared.pki.keys import describe_key
 
-__all__ = ["AllowList", "AllowRule", "Decision", "PeerIdentity", "identity_from_der"]
+__all__ = [
+    "AllowList",
+    "AllowRule",
+    "Decision",
+    "PeerIdentity",
+    "identity_from_certificate",
+    "identity_from_der",
+]
 
 RULE_KINDS: Final = ("CN", "DNS", "email", "URI", "IP")
 _CASE_INSENSITIVE: Final = frozenset({"CN", "DNS", "email"})
@@ -36,22 +45,34 @@ class PeerIdentity:
 
     subject: str
     common_name: str | None
-    issuer: str
     dns: tuple[str, ...] = ()
     emails: tuple[str, ...] = ()
     uris: tuple[str, ...] = ()
     ips: tuple[str, ...] = ()
     serial: str
     sha256: str
-    not_after: str
     der: bytes = field(default=b"", repr=False)
+
+    # What only whoami and the home page show is read from the DER when asked,
+    # not on every connection (the hot path parses the least it can).
+    def _certificate(self) -> x509.Certificate | None:
+        return x509.load_der_x509_certificate(self.der) if self.der else None
+
+    @property
+    def issuer(self) -> str:
+        cert = self._certificate()
+        return cert.issuer.rfc4514_string() if cert else ""
+
+    @property
+    def not_after(self) -> str:
+        cert = self._certificate()
+        return cert.not_valid_after_utc.isoformat() if cert else ""
 
     @property
     def key(self) -> str:
-        """``ECDSA P-256``, ``RSA 2048``...: parsed only when asked (whoami), not per connection."""
-        if not self.der:
-            return "unknown"
-        return describe_key(x509.load_der_x509_certificate(self.der).public_key())
+        """``ECDSA P-256``, ``RSA 2048``..."""
+        cert = self._certificate()
+        return describe_key(cert.public_key()) if cert else "unknown"
 
     @property
     def spiffe_id(self) -> str | None:
@@ -85,27 +106,44 @@ class PeerIdentity:
         }
 
 
-def identity_from_der(der: bytes) -> PeerIdentity:
-    """Parse the peer's leaf once and keep what authorization and logs need."""
-    cert = x509.load_der_x509_certificate(der)
+def identity_from_certificate(cert: x509.Certificate, der: bytes | None = None) -> PeerIdentity:
+    """Read the peer's leaf once, keeping what authorization and the log line need."""
+    der = cert.public_bytes(Encoding.DER) if der is None else der
+    names: dict[type, list[str]] = {x509.DNSName: [], x509.RFC822Name: [], x509.UniformResourceIdentifier: []}
+    ips: list[str] = []
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
         san = x509.SubjectAlternativeName([])
+    for general_name in san:
+        if isinstance(general_name, x509.IPAddress):
+            ips.append(str(general_name.value))
+        elif type(general_name) in names:
+            names[type(general_name)].append(general_name.value)
     cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     return PeerIdentity(
         subject=cert.subject.rfc4514_string(),
         common_name=str(cns[0].value) if cns else None,
-        issuer=cert.issuer.rfc4514_string(),
-        dns=tuple(san.get_values_for_type(x509.DNSName)),
-        emails=tuple(san.get_values_for_type(x509.RFC822Name)),
-        uris=tuple(san.get_values_for_type(x509.UniformResourceIdentifier)),
-        ips=tuple(str(ip) for ip in san.get_values_for_type(x509.IPAddress)),
+        dns=tuple(names[x509.DNSName]),
+        emails=tuple(names[x509.RFC822Name]),
+        uris=tuple(names[x509.UniformResourceIdentifier]),
+        ips=tuple(ips),
         serial=format(cert.serial_number, "X"),
         sha256=fingerprint(der),
-        not_after=cert.not_valid_after_utc.isoformat(),
         der=der,
     )
+
+
+# A server sees the same few client certificates over and over (every reconnect of every
+# client), and reading one costs more than the rest of a connection's Python work; the
+# identity is a frozen value of the exact DER bytes, so it is shared, never recomputed.
+IDENTITY_CACHE_SIZE: Final = 512
+
+
+@functools.lru_cache(maxsize=IDENTITY_CACHE_SIZE)
+def identity_from_der(der: bytes) -> PeerIdentity:
+    """:func:`identity_from_certificate` for a DER-encoded leaf (remembered per exact DER)."""
+    return identity_from_certificate(x509.load_der_x509_certificate(der), der)
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,9 @@ newer one does a full P-256 mTLS handshake in about half the time (README,
 * ALPN chosen by the server (``http/1.1`` or ``mtls-ref/1``; a client offering
   only other protocols gets none, not an alert, and is sniffed by the handler);
 * the NSS key log through pyOpenSSL's keylog callback, into a 0600 file;
-* OpenSSL's message callback for the trace (:mod:`.openssl_lowlevel`);
+* OpenSSL's message callback for the trace, only with ``trace = true``, and a
+  C-level verify callback that keeps a refused peer's chain
+  (:mod:`.openssl_lowlevel`);
 * ``MODE_RELEASE_BUFFERS``: an idle connection gives its 34 KiB of record
   buffers back, which keeps a server holding thousands of connections small.
 
@@ -91,7 +93,8 @@ def openssl_server_context(config: ServerConfig) -> SSL.Context:
     ctx.set_alpn_select_callback(_select_alpn)
     if config.keylog is not None:
         _log_keys_to(ctx, prepare_keylog(config.keylog))
-    openssl_lowlevel.install_message_callback(ctx)
+    if config.trace:  # every message, for the diagram; costs ~10% of a handshake, so only when asked
+        openssl_lowlevel.install_message_callback(ctx)
     return ctx
 
 
@@ -129,7 +132,7 @@ def _load_trust(ctx: SSL.Context, ca: Path, crl: Path | None) -> None:
             store.add_crl(revocations)
         flags |= crypto.X509StoreFlags.CRL_CHECK
     store.set_flags(flags)
-    ctx.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT)
+    openssl_lowlevel.install_verify_callback(ctx, SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT)
 
 
 # Returns bytes, or pyOpenSSL's NO_OVERLAPPING_PROTOCOLS marker (whose type is private).

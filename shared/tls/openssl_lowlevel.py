@@ -1,11 +1,17 @@
-"""The two OpenSSL calls pyOpenSSL does not offer, from cryptography's low-level bindings.
+"""The OpenSSL calls pyOpenSSL does not offer, from cryptography's low-level bindings.
 
 * ``SSL_CTX_set_msg_callback``: OpenSSL's message callback, which reports every
   handshake message, alert and record header in both directions. The handshake
-  trace (``--trace``) and the naming of the certificate a refused client
-  presented are built on it, exactly as on the stdlib engine (CPython exposes
-  the same callback as ``SSLContext._msg_callback``), so both engines record
-  through :mod:`mtls_ref.shared.tls.trace` and draw the same diagram.
+  trace (``--trace``) is built on it, exactly as on the stdlib engine (CPython
+  exposes the same callback as ``SSLContext._msg_callback``), so both engines
+  record through :mod:`mtls_ref.shared.tls.trace` and draw the same diagram.
+* ``SSL_CTX_set_verify`` with a C-level callback: on the hot path it only says
+  "ok" back; when a peer's chain fails it hands the certificates OpenSSL got
+  (the chain as far as it could build it from what the peer sent, leaf first)
+  to the running task's recorder, which names them in the refusal. It replaces
+  the message callback for that job because the message callback fires about
+  45 times a handshake (every record header too) and cost ~10% of the
+  server's CPU per connection; this one fires once per certificate, in C terms.
 * ``SSL_session_reused``: whether this connection resumed a session.
 * ``SSL_get_verify_result`` and ``X509_verify_cert_error_string``: why the
   peer's chain failed (the X509_V_ERR code CPython reports as ``verify_code``).
@@ -28,7 +34,14 @@ from OpenSSL import SSL
 
 from mtls_ref.shared.tls import trace
 
-__all__ = ["available", "install_message_callback", "missing", "session_reused", "verify_result"]
+__all__ = [
+    "available",
+    "install_message_callback",
+    "install_verify_callback",
+    "missing",
+    "session_reused",
+    "verify_result",
+]
 
 try:
     from cryptography.hazmat.bindings.openssl.binding import Binding
@@ -39,6 +52,10 @@ try:
         name
         for name in (
             "SSL_CTX_set_msg_callback",
+            "SSL_CTX_set_verify",
+            "X509_STORE_CTX_get1_chain",
+            "i2d_X509_bio",
+            "BIO_get_mem_data",
             "SSL_session_reused",
             "SSL_get_verify_result",
             "X509_verify_cert_error_string",
@@ -78,6 +95,49 @@ _CALLBACK: Final = (
     if available()
     else None
 )
+
+
+def _on_verify(ok: int, store: Any) -> int:
+    if ok:
+        return 1
+    recorder = trace.current_recorder()
+    if recorder is not None and not recorder.peer_certificates:
+        recorder.peer_certificates = _chain_der(store)
+    return 0
+
+
+def _chain_der(store: Any) -> list[bytes]:
+    """DER of the chain in an X509_STORE_CTX, leaf first (get1: we own the references)."""
+    chain = _lib.X509_STORE_CTX_get1_chain(store)
+    if chain == _ffi.NULL:
+        return []
+    ders = []
+    try:
+        for index in range(_lib.sk_X509_num(chain)):
+            cert = _lib.sk_X509_value(chain, index)
+            bio = _lib.BIO_new(_lib.BIO_s_mem())
+            try:
+                if _lib.i2d_X509_bio(bio, cert) == 1:
+                    data = _ffi.new("char **")
+                    size = _lib.BIO_get_mem_data(bio, data)
+                    ders.append(_ffi.buffer(data[0], size)[:])
+            finally:
+                _lib.BIO_free(bio)
+            _lib.X509_free(cert)
+    finally:
+        _lib.sk_X509_free(chain)
+    return ders
+
+
+_VERIFY_CALLBACK: Final = _ffi.callback("int(int, X509_STORE_CTX *)", _on_verify) if available() else None
+
+
+def install_verify_callback(context: SSL.Context, mode: int) -> None:
+    """Require and verify the peer's certificate with OpenSSL's own checks (``mode``), keeping the
+    chain of a peer that fails them for the refusal's words."""
+    if _VERIFY_CALLBACK is None:
+        raise trace.TraceUnavailable(f"cryptography's OpenSSL bindings lack {', '.join(_MISSING)}")
+    _lib.SSL_CTX_set_verify(context._context, mode, _VERIFY_CALLBACK)
 
 
 def install_message_callback(context: SSL.Context) -> None:

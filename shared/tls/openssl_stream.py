@@ -31,8 +31,7 @@ from typing import Any, Final, TypeVar
 
 import trio
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
-from OpenSSL import SSL
+from OpenSSL import SSL, crypto
 
 from mtls_ref.shared.tls import openssl_lowlevel
 
@@ -76,7 +75,9 @@ class OpenSSLSocketStream(trio.abc.Stream):
     @classmethod
     def wrap(cls, transport: trio.SocketStream, context: SSL.Context) -> OpenSSLSocketStream:
         """Take over ``transport``'s socket (the transport must not be used afterwards)."""
-        sock = socket.socket(fileno=transport.socket.detach())
+        source = transport.socket
+        # Family, type and protocol given, so Python does not ask the kernel for them again.
+        sock = socket.socket(source.family, source.type, source.proto, fileno=source.detach())
         sock.setblocking(False)
         connection = SSL.Connection(context, sock)
         connection.set_accept_state()
@@ -96,11 +97,12 @@ class OpenSSLSocketStream(trio.abc.Stream):
             return None
         return name, self._conn.get_cipher_version() or "", self._conn.get_cipher_bits() or 0
 
-    def getpeercert(self, binary_form: bool = False) -> Any:
+    def getpeercert(self, binary_form: bool = False) -> bytes | None:
+        """The peer's leaf as DER (as ``SSLObject.getpeercert(True)``); no parsing on the way."""
         if not binary_form:
             raise ValueError("the openssl engine gives the peer certificate in binary form only")
-        cert = self._conn.get_peer_certificate(as_cryptography=True)
-        return cert.public_bytes(Encoding.DER) if cert is not None else None
+        cert = self._conn.get_peer_certificate()
+        return crypto.dump_certificate(crypto.FILETYPE_ASN1, cert) if cert is not None else None
 
     def selected_alpn_protocol(self) -> str | None:
         return self._conn.get_alpn_proto_negotiated().decode("ascii", "replace") or None
@@ -115,28 +117,38 @@ class OpenSSLSocketStream(trio.abc.Stream):
     # -- I/O ----------------------------------------------------------------------
 
     async def _retry(self, operation: Callable[..., _T], *args: Any) -> _T:
+        """Run ``operation`` until OpenSSL stops asking to wait; a checkpoint either way.
+
+        As trio's own sockets do: a cancellation is noticed first; an operation that
+        had to wait has been through the scheduler already, and one that did not is
+        given one shielded yield, so no I/O call ever skips a checkpoint.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        waited = False
         while True:
             if self._closed:
                 raise trio.ClosedResourceError("this TLS stream was closed")
             try:
-                return operation(*args)
+                result = operation(*args)
             except SSL.WantReadError:
                 await trio.lowlevel.wait_readable(self._sock)
             except SSL.WantWriteError:
                 await trio.lowlevel.wait_writable(self._sock)
+            else:
+                if not waited:
+                    await trio.lowlevel.cancel_shielded_checkpoint()
+                return result
+            waited = True
 
     async def do_handshake(self) -> None:
-        await trio.lowlevel.checkpoint_if_cancelled()
         try:
             await self._retry(self._conn.do_handshake)
         except SSL.Error as exc:
             raise trio.BrokenResourceError from _as_ssl_error(exc, self._conn)
         except OSError as exc:
             raise trio.BrokenResourceError from exc
-        await trio.lowlevel.cancel_shielded_checkpoint()
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        await trio.lowlevel.checkpoint_if_cancelled()
         try:
             data = await self._retry(self._conn.recv, max_bytes or RECEIVE_SIZE)
         except SSL.ZeroReturnError:
@@ -150,11 +162,9 @@ class OpenSSLSocketStream(trio.abc.Stream):
             raise trio.BrokenResourceError from _as_ssl_error(exc, self._conn)
         except OSError as exc:
             raise trio.BrokenResourceError from exc
-        await trio.lowlevel.cancel_shielded_checkpoint()
         return data
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await trio.lowlevel.checkpoint_if_cancelled()
         view = memoryview(data)
         try:
             while view:
@@ -164,7 +174,6 @@ class OpenSSLSocketStream(trio.abc.Stream):
             raise trio.BrokenResourceError from _as_ssl_error(exc, self._conn)
         except OSError as exc:
             raise trio.BrokenResourceError from exc
-        await trio.lowlevel.cancel_shielded_checkpoint()
 
     async def wait_send_all_might_not_block(self) -> None:
         await trio.lowlevel.wait_writable(self._sock)

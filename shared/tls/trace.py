@@ -27,14 +27,12 @@ If the hook disappears from CPython, :func:`install` raises
 from __future__ import annotations
 
 import _ssl  # the C module: see install()
-import contextlib
 import contextvars
 import enum
 import ssl
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Any, Final, Protocol, TypeVar
+from typing import Any, Final, Generic, Protocol, TypeVar
 
 from cryptography import x509
 
@@ -280,6 +278,7 @@ class PeerCertificateCatcher:
 
 class Recorder(Protocol):
     handshake_only: bool
+    peer_certificates: list[bytes]
 
     def record(self, direction: str, version: int, content_type: int, msg_type: int, data: bytes) -> None: ...
 
@@ -329,11 +328,23 @@ def install(context: ssl.SSLContext) -> None:
 RecorderT = TypeVar("RecorderT", bound=Recorder)
 
 
-@contextlib.contextmanager
-def recording(recorder: RecorderT) -> Iterator[RecorderT]:
-    """Send the callbacks of TLS work done in this task (and its context) to ``recorder``."""
-    token = _current.set(recorder)
-    try:
-        yield recorder
-    finally:
-        _current.reset(token)
+class recording(Generic[RecorderT]):
+    """``with recording(recorder):`` sends the callbacks of TLS work done in this task to ``recorder``.
+
+    A class rather than ``@contextmanager``: it is entered once per server connection,
+    and the generator machinery cost more than the rest of it.
+    """
+
+    __slots__ = ("_recorder", "_token")
+
+    def __init__(self, recorder: RecorderT) -> None:
+        self._recorder = recorder
+        self._token: contextvars.Token[Recorder | None] | None = None
+
+    def __enter__(self) -> RecorderT:
+        self._token = _current.set(self._recorder)
+        return self._recorder
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._token is not None:
+            _current.reset(self._token)

@@ -1,11 +1,13 @@
-"""`make bench`: the figures of issue "Performance", every one as a ratio to baselines from the same run.
+"""`make bench`: the figures of the engine issue, every one as a ratio to baselines from the same run.
 
-Servers: ours (default config), `openssl s_server -Verify 1 -verify_return_error` (baseline), nginx
-with `ssl_verify_client on`, and a bare trio SSLStream server (the floor). Load: full mTLS handshakes
-without resumption, each followed by one request/reply and a close, from several client processes;
-and `openssl s_time -new` as an independent load generator. Server CPU comes from /proc, so
-"handshakes per server CPU-second" holds up on a shared 2-core machine where the load generator
-competes for the cores. Every loop is bounded in time and count.
+Contestants, all started once per key type with the same certificates and measured in turn, in an
+order that rotates every round: ours on the openssl engine (the default) and on the stdlib engine,
+nginx with `ssl_verify_client on`, `openssl s_server -Verify 1 -verify_return_error`, and two floors
+with nothing of this project in them (a bare trio loop on pyOpenSSL, and one on trio's SSLStream).
+Load: full mTLS handshakes without resumption, each followed by one request/reply and a close, from
+several client processes. The figure is handshakes per server CPU-second (server CPU from /proc), which
+holds up on a shared 2-core machine where the load generator competes for the cores; ratios are taken
+per round and their median reported. Every loop is bounded in time and count.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,10 +37,23 @@ from .proc import cpu_seconds, rss_bytes
 
 LINE_REQUEST = {
     "ours": (b"PING\n", 2, ("mtls-ref/1",)),
+    "ours-stdlib": (b"PING\n", 2, ("mtls-ref/1",)),
     "s_server": (b"ping\n", 1, ()),
     "trio-floor": (b"ping\n", 1, ()),
+    "pyopenssl-floor": (b"ping\n", 1, ()),
     "nginx": (b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n", 1, ()),
 }
+OURS = ("ours", "ours-stdlib")
+# The engine issue's targets: (figure, numerator, denominator, at least).
+TARGETS = (
+    ("p256/TLS1.3", "ours", "nginx", 1.0),
+    ("p256/TLS1.2", "ours", "nginx", 1.0),
+    ("p256/TLS1.3", "ours", "pyopenssl-floor", 0.85),
+    ("p256/TLS1.2", "ours", "pyopenssl-floor", 0.85),
+    ("rsa2048/TLS1.3", "ours", "nginx", 0.9),
+    ("rsa2048/TLS1.2", "ours", "nginx", 0.9),
+)
+IDLE_TARGET_KIB = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +61,7 @@ class Plan:
     key_types: tuple[str, ...]
     versions: tuple[str, ...]
     seconds: float
+    rounds: int
     processes: int
     s_time_seconds: int
     bulk_bytes: int
@@ -55,9 +71,11 @@ class Plan:
 
 
 PLANS = {
-    "full": Plan(("p256", "rsa2048"), ("1.3", "1.2"), 8.0, 4, 5, 100 * 1024 * 1024, (1000, 5000), True, True),
-    "quick": Plan(("p256",), ("1.3", "1.2"), 2.0, 4, 2, 20 * 1024 * 1024, (300,), True, True),
-    "smoke": Plan(("p256",), ("1.3",), 0.5, 2, 1, 1024 * 1024, (20,), False, False),
+    "full": Plan(
+        ("p256", "rsa2048"), ("1.3", "1.2"), 3.0, 3, 4, 3, 100 * 1024 * 1024, (1000, 5000), True, True
+    ),
+    "quick": Plan(("p256",), ("1.3", "1.2"), 1.5, 3, 4, 2, 20 * 1024 * 1024, (300,), True, True),
+    "smoke": Plan(("p256",), ("1.3",), 0.5, 1, 2, 1, 1024 * 1024, (20,), False, False),
 }
 
 
@@ -157,12 +175,18 @@ def s_time(running: servers.Running, creds: servers.Credentials, tls: str, secon
 
 def resumed(running: servers.Running, tgt: load.Target, plan: Plan) -> dict[str, Any]:
     """TLS 1.3 resumption with tickets from the same client processes."""
-    start = time.perf_counter()
+    cpu_before, start = cpu_seconds(running.pids()), time.perf_counter()
     with multiprocessing.get_context("fork").Pool(plan.processes) as pool:
         results = pool.starmap(load.resumed_worker, [(tgt, plan.seconds, 1_000_000)] * plan.processes)
     wall = time.perf_counter() - start
+    cpu = max(cpu_seconds(running.pids()) - cpu_before, 1e-9)
     done, reused = sum(d for d, _ in results), sum(r for _, r in results)
-    return {"connections": done, "resumed_fraction": reused / done if done else 0.0, "per_s": done / wall}
+    return {
+        "connections": done,
+        "resumed_fraction": reused / done if done else 0.0,
+        "per_s": done / wall,
+        "per_cpu_s": done / cpu,
+    }
 
 
 def idle(running: servers.Running, tgt: load.Target, count: int) -> dict[str, Any]:
@@ -177,7 +201,7 @@ def idle(running: servers.Running, tgt: load.Target, count: int) -> dict[str, An
                 break
             raw = load.socket.create_connection(("127.0.0.1", running.port), timeout=30)
             sock = ctx.wrap_socket(raw, server_hostname="localhost")
-            if running.name == "ours":
+            if running.name in OURS:
                 load._read_lines(sock, 1, [])  # the greeting: the server has finished its side
             held.append(sock)
         time.sleep(0.5)  # bench only: let the server settle before reading its RSS
@@ -211,59 +235,73 @@ def _start_nginx(creds: servers.Credentials, work: Path) -> servers.Running:
 
 _START: dict[str, Callable[..., servers.Running]] = {
     "ours": servers.start_ours,
+    "ours-stdlib": lambda creds, work, **options: servers.start_ours(creds, work, engine="stdlib", **options),
     "s_server": servers.start_s_server,
+    "pyopenssl-floor": lambda creds, work: servers.start_floor(creds, work, module="pyopenssl_floor"),
     "trio-floor": servers.start_floor,
     "nginx": _start_nginx,
 }
 
 
-def ratio(a: float | None, b: float | None) -> str:
-    return f"{a / b:.2f}x" if a and b else "n/a"
+def _rounds(
+    plan: Plan, names: list[str], creds: servers.Credentials, work: Path, out: dict[str, Any]
+) -> None:
+    """Every contestant serving at once; each round measures each in turn, in a rotated order."""
+    with ExitStack() as stack:
+        running = {name: stack.enter_context(serving(name, creds, work)) for name in names}
+        for number in range(plan.rounds):
+            order = names[number % len(names) :] + names[: number % len(names)]
+            for tls in plan.versions:
+                row = out["handshakes"].setdefault(f"{creds.key_type}/TLS{tls}", {})
+                for name in order:
+                    result = handshakes(running[name], target(name, creds, running[name].port, tls), plan)
+                    row.setdefault(name, []).append(result)
+                print(
+                    f"  round {number + 1} {creds.key_type} TLS {tls}: "
+                    + "  ".join(f"{name}={row[name][-1]['per_cpu_s']:.0f}" for name in names),
+                    flush=True,
+                )
+        if creds.key_type == plan.key_types[0]:
+            _once(plan, running, creds, out)
 
 
-def _per_server(plan: Plan, name: str, creds: servers.Credentials, work: Path, out: dict[str, Any]) -> None:
-    with serving(name, creds, work) as running:
+def _once(
+    plan: Plan, running: dict[str, servers.Running], creds: servers.Credentials, out: dict[str, Any]
+) -> None:
+    """The figures measured once: s_time, resumption, bulk, idle memory."""
+    for name, server in running.items():
         for tls in plan.versions:
-            row = out["handshakes"].setdefault(f"{creds.key_type}/TLS{tls}", {})
-            row[name] = handshakes(running, target(name, creds, running.port, tls), plan)
-            s_time_row = out["s_time"].setdefault(f"{creds.key_type}/TLS{tls}", {})
-            s_time_row[name] = s_time(running, creds, tls, plan.s_time_seconds)
-            print(
-                f"  {creds.key_type} TLS {tls} {name}: {row[name]['per_cpu_s']:.0f} handshakes/CPU-s",
-                flush=True,
-            )
-        if creds.key_type != plan.key_types[0]:
-            return
-        tgt = target(name, creds, running.port, "1.3")
-        out["resumed"][name] = resumed(running, tgt, plan)
-        if name == "s_server":
-            return  # -rev cannot serve files; a -WWW instance measures it below
-        http = dataclasses.replace(tgt, alpn=("http/1.1",) if name == "ours" else ())
-        out["bulk"][name] = {
-            "download_mb_s": load.download(http, plan.bulk_bytes),
-            "upload_mb_s": load.upload(http, plan.bulk_bytes),
-        }
-        out["idle"][name] = {str(n): idle(running, tgt, n) for n in plan.idle_counts}
+            row = out["s_time"].setdefault(f"{creds.key_type}/TLS{tls}", {})
+            row[name] = s_time(server, creds, tls, plan.s_time_seconds)
+        tgt = target(name, creds, server.port, "1.3")
+        if name != "trio-floor":
+            out["resumed"][name] = resumed(server, tgt, plan)
+        if name != "s_server":  # -rev cannot serve files; a -WWW instance measures it below
+            http = dataclasses.replace(tgt, alpn=("http/1.1",) if name in OURS else ())
+            out["bulk"][name] = {"download_mb_s": load.download(http, plan.bulk_bytes)}
+            if name in (*OURS, "nginx"):
+                out["bulk"][name]["upload_mb_s"] = load.upload(http, plan.bulk_bytes)
+        if name in (*OURS, "nginx"):
+            out["idle"][name] = {str(n): idle(server, tgt, n) for n in plan.idle_counts}
 
 
 def run(plan: Plan, work: Path, out: dict[str, Any]) -> None:
-    names = ["ours", "s_server", "trio-floor"] + (["nginx"] if plan.nginx and servers.ensure_nginx() else [])
+    names = ["ours", "ours-stdlib", "pyopenssl-floor", "trio-floor", "s_server"]
+    if plan.nginx and servers.ensure_nginx():
+        names.append("nginx")
+    out["libraries"] = {name: servers.library_version(name) for name in names}
     www = work / "bytes"
     www.mkdir()
     with (www / str(plan.bulk_bytes)).open("wb") as handle:
         handle.truncate(plan.bulk_bytes)
     for key_type in plan.key_types:
         creds = credentials(work, key_type)
-        for name in names:
-            _per_server(plan, name, creds, work, out)
+        _rounds(plan, names, creds, work, out)
         if key_type != plan.key_types[0]:
             continue
         with serving("s_server", creds, work, www=True) as running:
             tgt = target("s_server", creds, running.port, "1.3")
-            out["bulk"]["s_server"] = {
-                "download_mb_s": load.download(tgt, plan.bulk_bytes),
-                "upload_mb_s": None,
-            }
+            out["bulk"]["s_server"] = {"download_mb_s": load.download(tgt, plan.bulk_bytes)}
         if plan.workers:
             for workers in (1, 2):
                 with serving("ours", creds, work, workers=workers) as running:
@@ -271,64 +309,76 @@ def run(plan: Plan, work: Path, out: dict[str, Any]) -> None:
                     out["workers"][str(workers)] = handshakes(running, tgt, plan)
 
 
+def ratio(a: float | None, b: float | None) -> str:
+    return f"{a / b:.2f}x" if a and b else "n/a"
+
+
+def median_ratio(rounds: dict[str, list[dict[str, Any]]], top: str, bottom: str) -> float | None:
+    """The median over rounds of top/bottom handshakes per server CPU-second, each round on its own."""
+    pairs = zip(rounds.get(top, []), rounds.get(bottom, []), strict=False)
+    ratios = [a["per_cpu_s"] / b["per_cpu_s"] for a, b in pairs if a["per_cpu_s"] and b["per_cpu_s"]]
+    return statistics.median(ratios) if ratios else None
+
+
+def _median(results: list[dict[str, Any]], key: str) -> float:
+    return statistics.median(r[key] for r in results) if results else 0.0
+
+
 def report(out: dict[str, Any]) -> str:
-    lines = ["", "Full mTLS handshakes (+1 request/reply, no resumption): handshakes per server CPU-second"]
-    lines.append(
-        f"{'scenario':<16}{'ours':>8}{'s_server':>10}{'nginx':>8}{'floor':>8}   ours/nginx  ours/s_server"
-        "  ours/floor   ours p50/p99 ms   hs/s ours/s_server"
-    )
-    for scenario, row in out["handshakes"].items():
-        cpu = {k: v["per_cpu_s"] for k, v in row.items()}
-        ours = row["ours"]
+    names = list(out["libraries"])
+    lines = ["", "The contestants and the OpenSSL each runs on"]
+    lines += [f"  {name:<16} {version}" for name, version in out["libraries"].items()]
+    lines += ["", "Full mTLS handshakes (+1 request/reply, no resumption): handshakes per server CPU-second,"]
+    lines.append("median of the rounds; ratios are the median of per-round ratios")
+    lines.append(f"{'scenario':<16}" + "".join(f"{n:>17}" for n in names) + "   ours p50/p99 ms")
+    for scenario, rows in out["handshakes"].items():
+        ours = rows["ours"]
         lines.append(
-            f"{scenario:<16}{cpu.get('ours', 0):>8.0f}{cpu.get('s_server', 0):>10.0f}"
-            f"{cpu.get('nginx', 0):>8.0f}"
-            f"{cpu.get('trio-floor', 0):>8.0f}   {ratio(cpu.get('ours'), cpu.get('nginx')):>10}"
-            f"  {ratio(cpu.get('ours'), cpu.get('s_server')):>13}"
-            f"  {ratio(cpu.get('ours'), cpu.get('trio-floor')):>10}"
-            f"   {ours['p50_ms']:.1f}/{ours['p99_ms']:.1f}"
-            f"   {ratio(ours['per_s'], row.get('s_server', {}).get('per_s'))}"
+            f"{scenario:<16}"
+            + "".join(f"{_median(rows.get(n, []), 'per_cpu_s'):>17.0f}" for n in names)
+            + f"   {_median(ours, 'p50_ms'):.1f}/{_median(ours, 'p99_ms'):.1f}"
         )
-    lines.append("")
-    lines.append("openssl s_time -new (independent load generator): handshakes per server CPU-second")
+    lines += ["", "Ratios (median of per-round ratios)"]
+    for scenario, rows in out["handshakes"].items():
+        cells = [
+            f"{top}/{bottom} {value:.2f}x"
+            for top, bottom in (
+                ("ours", "nginx"),
+                ("ours", "pyopenssl-floor"),
+                ("ours", "s_server"),
+                ("ours-stdlib", "nginx"),
+                ("ours", "ours-stdlib"),
+            )
+            if (value := median_ratio(rows, top, bottom)) is not None
+        ]
+        lines.append(f"  {scenario:<16}" + "   ".join(cells))
+    lines += ["", "openssl s_time -new (independent load generator): handshakes per server CPU-second"]
     for scenario, row in out["s_time"].items():
         cpu = {k: v.get("per_cpu_s") for k, v in row.items()}
         lines.append(
-            f"{scenario:<16}"
+            f"  {scenario:<16}"
             + "".join(f"{k}={v:.0f}  " if v else f"{k}=error  " for k, v in cpu.items())
-            + f"ours/s_server={ratio(cpu.get('ours'), cpu.get('s_server'))}"
-            + f"  ours/nginx={ratio(cpu.get('ours'), cpu.get('nginx'))}"
+            + f"ours/nginx={ratio(cpu.get('ours'), cpu.get('nginx'))}"
         )
-    lines.append("")
-    lines.append("Bulk over one connection (MB/s), TLS 1.3")
+    lines += ["", "Bulk over one connection (MB/s), TLS 1.3"]
     for name, row in out["bulk"].items():
         up = row.get("upload_mb_s")
-        lines.append(
-            f"  {name:<12} download {row['download_mb_s']:>7.0f}   upload {up:>7.0f}"
-            if up
-            else f"  {name:<12} download {row['download_mb_s']:>7.0f}   upload     n/a"
-        )
+        upload = f"{up:7.0f}" if up else "    n/a"
+        lines.append(f"  {name:<16} download {row['download_mb_s']:>7.0f}   upload {upload}")
     ours_bulk, base = out["bulk"].get("ours", {}), out["bulk"].get("s_server", {})
-    nginx_up = out["bulk"].get("nginx", {}).get("upload_mb_s")
-    lines.append(
-        f"  ours/s_server download {ratio(ours_bulk.get('download_mb_s'), base.get('download_mb_s'))}"
-        f"   ours/nginx upload {ratio(ours_bulk.get('upload_mb_s'), nginx_up)}"
-    )
-    lines.append("")
-    lines.append("Idle established connections: server RSS per connection (KiB)")
+    download = ratio(ours_bulk.get("download_mb_s"), base.get("download_mb_s"))
+    lines.append(f"  ours/s_server download {download}")
+    lines += ["", "Idle established connections: server RSS per connection (KiB)"]
     for name, row in out["idle"].items():
         lines.append(
-            f"  {name:<12} "
+            f"  {name:<16} "
             + "  ".join(f"{n}: {v['rss_per_conn_kib']:.1f} KiB ({v['held']} held)" for n, v in row.items())
         )
-    lines.append("")
-    lines.append("TLS 1.3 resumed handshakes per second (tickets)")
-    lines.append(
-        "  "
-        + "  ".join(
-            f"{k}={v['per_s']:.0f} ({v['resumed_fraction']:.0%} resumed)" for k, v in out["resumed"].items()
-        )
-    )
+    lines += ["", "TLS 1.3 resumed handshakes (tickets): per second, and per server CPU-second"]
+    lines += [
+        f"  {k:<16} {v['per_s']:>6.0f}/s  {v['per_cpu_s']:>6.0f}/CPU-s  ({v['resumed_fraction']:.0%} resumed)"
+        for k, v in out["resumed"].items()
+    ]
     if out["workers"]:
         one, two = out["workers"].get("1", {}), out["workers"].get("2", {})
         lines.append("")
@@ -336,7 +386,30 @@ def report(out: dict[str, Any]) -> str:
             f"--workers: 1 worker {one.get('per_s', 0):.0f} hs/s, 2 workers {two.get('per_s', 0):.0f} hs/s "
             f"({ratio(two.get('per_s'), one.get('per_s'))})"
         )
+    lines += ["", *verdicts(out)]
     return "\n".join(lines)
+
+
+def verdicts(out: dict[str, Any]) -> list[str]:
+    """Each target of the engine issue, met or missed, with the figure."""
+    lines = ["Targets"]
+    for scenario, top, bottom, least in TARGETS:
+        value = median_ratio(out["handshakes"].get(scenario, {}), top, bottom)
+        if value is not None:
+            mark = "met   " if value >= least else "MISSED"
+            lines.append(f"  {mark} {scenario} {top}/{bottom} {value:.2f}x (at least {least}x)")
+    ours, base = out["bulk"].get("ours", {}), out["bulk"].get("s_server", {})
+    if ours and base:
+        value = ours["download_mb_s"] / base["download_mb_s"]
+        mark = "met   " if value >= 1.0 else "MISSED"
+        lines.append(f"  {mark} bulk download ours/s_server {value:.2f}x (at least 1.0x)")
+    for count, figure in out["idle"].get("ours", {}).items():
+        kib = figure["rss_per_conn_kib"]
+        mark = "met   " if kib <= IDLE_TARGET_KIB else "MISSED"
+        lines.append(
+            f"  {mark} idle RSS per connection at {count}: {kib:.1f} KiB (at most {IDLE_TARGET_KIB:g})"
+        )
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:

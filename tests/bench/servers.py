@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from OpenSSL import SSL
 
 from mtls_ref.shared.core.cli_support import SERVER_MODULE, module_command
 from mtls_ref.shared.core.events import listening_port
@@ -82,11 +85,12 @@ def _watch(process: subprocess.Popen[bytes], log: list[str], ready: Callable[[st
     return found[0]
 
 
-def start_ours(creds: Credentials, work: Path, *, workers: int = 1) -> Running:
-    """Our server with the default config: logging, authorization, greeting on; trace off."""
-    config = work / f"ours-{creds.key_type}.toml"
+def start_ours(creds: Credentials, work: Path, *, workers: int = 1, engine: str = "openssl") -> Running:
+    """Our server with the default config (logging, authorization, greeting on; trace off) on ``engine``."""
+    config = work / f"ours-{engine}-{creds.key_type}.toml"
     config.write_text(
         "[server]\n"
+        f"tls_engine = {json.dumps(engine)}\n"
         f"cert = {json.dumps(str(creds.server_cert))}\nkey = {json.dumps(str(creds.server_key))}\n"
         f"ca = {json.dumps(str(creds.ca))}\n"
         'allow = ["URI:spiffe://bench.test/*"]\nmax_connections = 20000\nlog_format = "json"\n',
@@ -136,13 +140,13 @@ def start_s_server(creds: Credentials, work: Path, *, www: bool = False) -> Runn
     return running
 
 
-def start_floor(creds: Credentials, work: Path) -> Running:
-    """A bare trio SSLStream server: the floor a trio server cannot go below."""
+def start_floor(creds: Credentials, work: Path, *, module: str = "floor_server") -> Running:
+    """A bare trio server (``floor_server``: SSLStream; ``pyopenssl_floor``: pyOpenSSL on the socket)."""
     process = subprocess.Popen(
         [
             sys.executable,
             "-m",
-            "tests.bench.floor_server",
+            f"tests.bench.{module}",
             str(creds.server_cert),
             str(creds.server_key),
             str(creds.ca),
@@ -151,11 +155,28 @@ def start_floor(creds: Credentials, work: Path) -> Running:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
-    running = Running(name="trio-floor", port=0, process=process)
+    name = "trio-floor" if module == "floor_server" else "pyopenssl-floor"
+    running = Running(name=name, port=0, process=process)
     running.port = _watch(
         process, running.log, lambda line: int(line.split()[1]) if line.startswith("PORT ") else None
     )
     return running
+
+
+def library_version(name: str) -> str:
+    """The OpenSSL each contestant runs on, as it reports it."""
+    if name in ("ours", "pyopenssl-floor"):
+        return SSL.OpenSSL_version(SSL.OPENSSL_VERSION).decode()
+    if name in ("ours-stdlib", "trio-floor"):
+        return ssl.OPENSSL_VERSION
+    if name == "s_server":
+        done = subprocess.run(["openssl", "version"], capture_output=True, text=True, check=False)
+        return done.stdout.strip()
+    nginx = ensure_nginx()
+    if nginx is None:
+        return "?"
+    told = subprocess.run([nginx, "-V"], capture_output=True, text=True, check=False).stderr
+    return next((line.strip() for line in told.splitlines() if "OpenSSL" in line), "?")
 
 
 def ensure_nginx() -> str | None:
