@@ -35,9 +35,21 @@ from OpenSSL import SSL, crypto
 
 from mtls_ref.shared.tls import openssl_lowlevel
 
-__all__ = ["OpenSSLSocketStream"]
+__all__ = ["OpenSSLSocketStream", "restore_send_buffering"]
 
 RECEIVE_SIZE: Final = 65536
+# trio.SocketStream sets TCP_NOTSENT_LOWAT to 16 KiB (latency for its own buffered
+# streams). With OpenSSL writing to the socket itself that only makes a bulk sender
+# wake up for every record: the kernel's default (no limit) gives the throughput back.
+_NOTSENT_LOWAT_DEFAULT: Final = 2**31 - 1  # as good as the default (UINT_MAX), and fits a C int
+
+
+def restore_send_buffering(sock: socket.socket) -> None:
+    """Undo trio's TCP_NOTSENT_LOWAT on a socket that OpenSSL will write to directly."""
+    option = getattr(socket, "TCP_NOTSENT_LOWAT", None)
+    if option is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, option, _NOTSENT_LOWAT_DEFAULT)
 _T = TypeVar("_T")
 
 
@@ -79,6 +91,7 @@ class OpenSSLSocketStream(trio.abc.Stream):
         # Family, type and protocol given, so Python does not ask the kernel for them again.
         sock = socket.socket(source.family, source.type, source.proto, fileno=source.detach())
         sock.setblocking(False)
+        restore_send_buffering(sock)
         connection = SSL.Connection(context, sock)
         connection.set_accept_state()
         return cls(connection, sock)
@@ -165,15 +178,30 @@ class OpenSSLSocketStream(trio.abc.Stream):
         return data
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        # One checkpoint for the whole buffer, not one per record: with partial writes
+        # (pyOpenSSL's default) OpenSSL returns after each 16 KiB record, and a yield to
+        # the scheduler after each would cost bulk transfers a third of their speed.
+        await trio.lowlevel.checkpoint_if_cancelled()
         view = memoryview(data)
+        waited = False
         try:
             while view:
-                sent = await self._retry(self._conn.send, view)
-                view = view[sent:]
+                if self._closed:
+                    raise trio.ClosedResourceError("this TLS stream was closed")
+                try:
+                    view = view[self._conn.send(view) :]
+                except SSL.WantWriteError:
+                    await trio.lowlevel.wait_writable(self._sock)
+                    waited = True
+                except SSL.WantReadError:
+                    await trio.lowlevel.wait_readable(self._sock)
+                    waited = True
         except SSL.Error as exc:
             raise trio.BrokenResourceError from _as_ssl_error(exc, self._conn)
         except OSError as exc:
             raise trio.BrokenResourceError from exc
+        if not waited:
+            await trio.lowlevel.cancel_shielded_checkpoint()
 
     async def wait_send_all_might_not_block(self) -> None:
         await trio.lowlevel.wait_writable(self._sock)

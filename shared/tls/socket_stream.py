@@ -30,6 +30,8 @@ from typing import Any, Final
 
 import trio
 
+from mtls_ref.shared.tls.openssl_stream import restore_send_buffering
+
 __all__ = ["SocketTLSStream"]
 
 RECEIVE_SIZE: Final = 65536
@@ -55,6 +57,7 @@ class SocketTLSStream(trio.abc.Stream):
         fd = transport.socket.detach()
         raw = socket.socket(fileno=fd)
         raw.setblocking(False)
+        restore_send_buffering(raw)
         sock = context.wrap_socket(
             raw, server_side=server_side, server_hostname=server_hostname, do_handshake_on_connect=False
         )
