@@ -9,13 +9,13 @@ from pathlib import Path
 
 import trio
 
-from mtls_ref.shared.core.cli_support import add_config_argument, run_cli
+from mtls_ref.shared.core.cli_support import add_config_argument, quiet_broken_pipe, run_cli
 from mtls_ref.shared.core.config import TLS_VERSIONS, load_config
 from mtls_ref.shared.core.errors import MTLSError
 from mtls_ref.shared.tls.context import ALPN_HTTP, ALPN_LINE, client_context
 
 from . import conformance
-from .report import TRACE_MODES, render_report
+from .report import MACHINE_TRACES, TRACE_MODES, render_report, render_trace
 from .session import DEFAULT_MESSAGES, Exit, run_client
 
 __all__ = ["main"]
@@ -76,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--trace",
         choices=TRACE_MODES,
         default="terminal",
-        help="how to show the handshake (default: terminal diagram)",
+        help="how to show the handshake (default: terminal diagram); with mermaid or json, stdout "
+        "carries the diagram alone (redirect it to a file) and the summary goes to stderr",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON report (includes the trace)")
     parser.add_argument(
@@ -114,7 +115,13 @@ def _body(args: argparse.Namespace) -> int:
     messages = args.send if args.send is not None else list(DEFAULT_MESSAGES)
     mode = "http" if args.http else "raw" if args.raw else "line"
     report = trio.run(lambda: run_client(config, context, messages=messages, mode=mode))
-    print(render_report(report, trace=args.trace, as_json=args.json))
+    if args.trace in MACHINE_TRACES and not args.json:
+        # stdout carries the diagram (or JSON) alone, so `> diagram.mmd` gives a file that
+        # Mermaid (or a JSON reader) takes as it is; people read the rest on stderr.
+        print(render_report(report, trace="off"), file=sys.stderr)
+        print(render_trace(report, args.trace))
+    else:
+        print(render_report(report, trace=args.trace, as_json=args.json))
     return int(report.result)
 
 
@@ -122,7 +129,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``mtls-client`` (and of ``mtls-client conformance ...``)."""
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["conformance"]:
-        return conformance.main(args[1:])
+        try:
+            code = conformance.main(args[1:])
+            sys.stdout.flush()
+        except BrokenPipeError:
+            return quiet_broken_pipe()
+        return code
     return run_cli(_body, build_parser(), args)
 
 

@@ -48,12 +48,17 @@ class Row:
     reproduce: str
 
 
-def _observed(result: Exit, alert: str | None, summary: str) -> str:
+def _observed(result: Exit, alert: str | None, summary: str, http_status: str | None = None) -> str:
+    """What the server did, as seen: the alert, or the HTTP status and reason it answered with."""
     match result:
         case Exit.OK:
             return "accepted"
+        case Exit.CERT_REJECTED if http_status:
+            return f"refused, HTTP {http_status}"
         case Exit.CERT_REJECTED:
             return f"refused, alert {alert}" if alert else "refused (closed, no alert)"
+        case Exit.FORBIDDEN if http_status:
+            return f"forbidden, HTTP {http_status}"
         case Exit.FORBIDDEN:
             return "forbidden (authorization)"
         case _:
@@ -158,7 +163,7 @@ async def _run_row(
         case=case.name,
         tls=tls,
         expected=case.expect,
-        observed=_observed(report.result, report.alert, report.summary),
+        observed=_observed(report.result, report.alert, report.summary, report.http_status),
         verdict=verdict,
         detail=detail or (report.summary if verdict != "pass" else ""),
         reproduce=reproduce,

@@ -10,9 +10,11 @@ from mtls_ref.shared.tls.trace import Role
 
 from .session import ClientReport, Exit
 
-__all__ = ["TRACE_MODES", "render_report", "render_trace"]
+__all__ = ["MACHINE_TRACES", "TRACE_MODES", "render_report", "render_trace"]
 
 TRACE_MODES: Final = ("terminal", "mermaid", "json", "off")
+# Traces for programs (Mermaid's parser, a JSON reader): printed alone on stdout.
+MACHINE_TRACES: Final = ("mermaid", "json")
 
 
 def render_trace(report: ClientReport, mode: str) -> str:

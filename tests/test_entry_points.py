@@ -78,9 +78,12 @@ async def test_server_and_client_processes(pki: Pki, tmp_path: Path) -> None:
         seen = await read_until(server.stderr, b" listening addresses=", "the server process")
         port = seen.split(b"addresses=127.0.0.1:", 1)[1].split(b" ", 1)[0].decode()
         client = await run_client_process(config, port, "--trace", "mermaid")
+        # stdout is the Mermaid diagram alone (so `> diagram.mmd` is a file Mermaid parses);
+        # the summary and the result go to stderr.
         out = client.stdout.decode()
-        assert "sequenceDiagram" in out and "Client->>Server: CertificateVerify" in out
-        assert "result: OK" in out
+        assert out.startswith("sequenceDiagram\n") and "Client->>Server: CertificateVerify" in out
+        assert "result:" not in out and "mtls-client ->" not in out
+        assert "result: OK" in client.stderr.decode()
         rest = await stop_server_process(server, server.stderr)
         assert b" stopped" in rest and b"outcome=accepted" in seen + rest
     finally:

@@ -154,3 +154,38 @@ async def test_bounded_churn_returns_to_baseline(pki: Pki) -> None:
         assert open_fds() == fds
         assert rss_bytes() - rss < 32 * 1024 * 1024
         server.shutdown()
+
+
+def corrupted_hellos(pki: Pki) -> dict[str, bytes]:
+    """ClientHellos broken in the ways a fuzzer finds: each has a reason OpenSSL names."""
+    hello = client_hello(pki)
+    wrong_length = bytearray(hello)
+    wrong_length[5 + 1 : 5 + 4] = (len(hello) - 9 - 10).to_bytes(3, "big")  # the body is cut short
+    return {
+        "plain text": b"hello there\r\n\r\n",
+        "wrong record version": b"\x16\x07\x07\x00\x05hello",
+        "handshake length mismatch": bytes(wrong_length),
+        "not a ClientHello": b"\x16\x03\x01\x00\x04\x0b\x00\x00\x00",
+    }
+
+
+@pytest.mark.usefixtures("tls_engine")
+async def test_every_refusal_has_plain_words_and_an_alert(pki: Pki) -> None:
+    """Each refusal of a broken peer is logged in plain words (no '[SSL] ... (_ssl.c:NNN)') and says
+    which alert was sent, "none" when OpenSSL sends none (bytes that are not TLS)."""
+    cases = corrupted_hellos(pki)
+    async with trio.open_nursery() as nursery:
+        server, port, log = await start_server(nursery, pki)
+        for data in cases.values():
+            await send_and_drop(port, data)
+        server.shutdown()
+    refusals = log_events(log, "connection")
+    assert len(refusals) == len(cases)
+    for name, entry in zip(cases, refusals, strict=True):
+        assert entry["outcome"] in ("rejected", "closed"), (name, entry)
+        assert entry.get("alert"), (name, entry)
+        assert "_ssl.c" not in entry["reason"] and "[SSL" not in entry["reason"], (name, entry)
+    by_case = dict(zip(cases, refusals, strict=True))
+    assert by_case["plain text"]["alert"] == "none"
+    assert by_case["handshake length mismatch"]["alert"] in ("decode_error", "illegal_parameter"), by_case
+    assert by_case["not a ClientHello"]["alert"] == "unexpected_message", by_case

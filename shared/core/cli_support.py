@@ -11,13 +11,15 @@ installed package, never a file that happens to sit in the working directory.
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from typing import Final
 
 from mtls_ref.shared.core.errors import MTLSError
 
-__all__ = ["SERVER_MODULE", "add_config_argument", "module_command", "run_cli"]
+__all__ = ["SERVER_MODULE", "add_config_argument", "module_command", "quiet_broken_pipe", "run_cli"]
 
 SERVER_MODULE: Final = "mtls_ref.server"
 
@@ -46,10 +48,26 @@ def run_cli(
     """Parse ``argv`` and run ``body``, turning our errors into one line and an exit code."""
     args = parser.parse_args(argv)
     try:
-        return body(args)
+        code = body(args)
+        sys.stdout.flush()  # inside the try: a closed pipe must surface here, not at exit
+    except BrokenPipeError:
+        return quiet_broken_pipe()
     except MTLSError as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print(f"{parser.prog}: interrupted", file=sys.stderr)
         return 130
+    return code
+
+
+def quiet_broken_pipe() -> int:
+    """The reader went away (``... | head -1``): stop quietly, as Unix tools do.
+
+    stdout is pointed at /dev/null so the interpreter's final flush does not
+    print a second error (the recipe in Python's signal module documentation).
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 128 + signal.SIGPIPE

@@ -68,7 +68,9 @@ class PKIConfig:
     intermediate_key: str = "intermediate.key"
     crl: str = "crl.pem"  # written by `mtls-certs revoke` / `mtls-certs crl`, signed by the leaf-signing CA
     crl_days: int = field(default=30, metadata=_range(1, 3650))
-    ca_common_name: str = "mtls-ref Demo Root CA"
+    # "{key_id}" becomes 8 hex digits of the new root's key identifier, so two CAs
+    # made with the defaults never share a name.
+    ca_common_name: str = "mtls-ref Demo Root CA {key_id}"
     key_type: str = field(default="p256", metadata=_choice(*KEY_TYPES))
     ca_days: int = field(default=3650, metadata=_range(1, 36500))
     leaf_days: int = field(default=365, metadata=_range(1, 36500))

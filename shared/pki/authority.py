@@ -96,6 +96,21 @@ def parse_san(text: str) -> x509.GeneralName:
     raise CertificateError(f"SAN {text!r}: unknown type {kind!r}; use DNS:, IP:, URI: or email:")
 
 
+def key_identifier(public_key: CertificatePublicKeyTypes) -> str:
+    """The first 4 bytes of the subject key identifier (RFC 5280 §4.2.1.2 method 1), as 8 hex digits."""
+    return x509.SubjectKeyIdentifier.from_public_key(public_key).digest[:4].hex().upper()
+
+
+def ca_common_name(template: str, public_key: CertificatePublicKeyTypes) -> str:
+    """A CA's common name; ``{key_id}`` in the template becomes :func:`key_identifier`.
+
+    The default name carries it, so two CAs made with the defaults never share a
+    name: a peer that trusts one and is shown the other says "different key", not
+    "same CA".
+    """
+    return template.replace("{key_id}", key_identifier(public_key))
+
+
 def name_for(common_name: str, organization: str | None = None) -> x509.Name:
     attrs = [x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
     if organization:
@@ -270,8 +285,11 @@ class CertificateAuthority:
         signer_cert: x509.Certificate,
         signer_key: PrivateKey,
         chain: Sequence[x509.Certificate] = (),
+        root_key: PrivateKey | None = None,
     ) -> None:
         self.root = root
+        # The root's key, when it is at hand: with an intermediate, the root signs a CRL too.
+        self.root_key = root_key if root_key is not None else (signer_key if not chain else None)
         self.signer_cert = signer_cert
         self.signer_key = signer_key
         self.chain = tuple(chain)
@@ -296,7 +314,8 @@ class CertificateAuthority:
             targets += [pki.path(pki.intermediate_key), pki.path(pki.intermediate_cert)]
         _refuse_existing(targets, force)
         root_key = generate_key(pki.key_type)
-        root_name = name_for(pki.ca_common_name, "mtls-ref")
+        common_name = ca_common_name(pki.ca_common_name, root_key.public_key())
+        root_name = name_for(common_name, "mtls-ref")
         root = build_certificate(
             subject=root_name,
             public_key=root_key.public_key(),
@@ -313,7 +332,7 @@ class CertificateAuthority:
             return cls(root=root, signer_cert=root, signer_key=root_key)
         inter_key = generate_key(pki.key_type)
         inter = build_certificate(
-            subject=name_for(f"{pki.ca_common_name} Intermediate", "mtls-ref"),
+            subject=name_for(f"{common_name} Intermediate", "mtls-ref"),
             public_key=inter_key.public_key(),
             issuer=root_name,
             issuer_key=root_key,
@@ -324,7 +343,7 @@ class CertificateAuthority:
         )
         write_private_key(targets[2], inter_key, passphrase=passphrase, force=force)
         atomic_write(targets[3], pem(inter), force=force)
-        return cls(root=root, signer_cert=inter, signer_key=inter_key, chain=[inter])
+        return cls(root=root, signer_cert=inter, signer_key=inter_key, chain=[inter], root_key=root_key)
 
     @classmethod
     def load(cls, pki: PKIConfig, *, passphrase: bytes | None = None) -> CertificateAuthority:
@@ -337,7 +356,9 @@ class CertificateAuthority:
         if inter_path.exists():
             inter = load_certificates(inter_path)[0]
             key = load_private_key(pki.path(pki.intermediate_key), passphrase)
-            return cls(root=root, signer_cert=inter, signer_key=key, chain=[inter])
+            root_key_path = pki.path(pki.ca_key)
+            root_key = load_private_key(root_key_path, passphrase) if root_key_path.exists() else None
+            return cls(root=root, signer_cert=inter, signer_key=key, chain=[inter], root_key=root_key)
         key = load_private_key(pki.path(pki.ca_key), passphrase)
         return cls(root=root, signer_cert=root, signer_key=key)
 

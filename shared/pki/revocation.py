@@ -3,8 +3,11 @@
 ``mtls-certs revoke CERT`` adds the certificate to ``revoked.json`` in the PKI
 folder and rewrites the CRL; ``mtls-certs crl`` rewrites the CRL alone (a CRL
 expires: ``nextUpdate`` is ``crl_days`` ahead, and OpenSSL refuses an expired
-one). The CRL is signed by the CA that signs the leaves (the intermediate when
-there is one), which is whose CRL OpenSSL looks up for ``VERIFY_CRL_CHECK_LEAF``.
+one). The file holds one CRL per CA of the chain: the leaf-signing CA's (the
+intermediate when there is one) lists the revoked leaves, and is the one
+OpenSSL looks up for ``VERIFY_CRL_CHECK_LEAF``; the root's, empty unless an
+intermediate is revoked, is what verifiers that check the whole chain (nginx's
+``ssl_crl``, ``openssl verify -crl_check_all``) need as well.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from cryptography.hazmat.primitives import serialization
 from mtls_ref.shared.core.config import PKIConfig
 from mtls_ref.shared.core.errors import CertificateError
 from mtls_ref.shared.pki.authority import CertificateAuthority
-from mtls_ref.shared.pki.keys import atomic_write, signature_hash, utcnow
+from mtls_ref.shared.pki.keys import PrivateKey, atomic_write, signature_hash, utcnow
 
 __all__ = ["RevokedEntry", "build_crl", "load_crls", "load_revoked", "revoke", "write_crl"]
 
@@ -75,16 +78,22 @@ def _save_revoked(pki: PKIConfig, entries: list[RevokedEntry]) -> None:
 
 
 def build_crl(
-    ca: CertificateAuthority, entries: list[RevokedEntry], *, now: dt.datetime, days: int
+    issuer: x509.Certificate,
+    issuer_key: PrivateKey,
+    entries: list[RevokedEntry],
+    *,
+    now: dt.datetime,
+    days: int,
 ) -> x509.CertificateRevocationList:
+    """A CRL signed by ``issuer`` listing ``entries``, valid ``days`` from ``now``."""
     builder = (
         x509.CertificateRevocationListBuilder()
-        .issuer_name(ca.signer_cert.subject)
+        .issuer_name(issuer.subject)
         .last_update(now)
         .next_update(now + dt.timedelta(days=days))
         .add_extension(x509.CRLNumber(int(now.timestamp())), critical=False)
         .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.signer_key.public_key()), critical=False
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False
         )
     )
     for entry in entries:
@@ -94,14 +103,22 @@ def build_crl(
             .revocation_date(entry.revoked_at)
             .build()
         )
-    return builder.sign(ca.signer_key, signature_hash(ca.signer_key))
+    return builder.sign(issuer_key, signature_hash(issuer_key))
 
 
 def write_crl(pki: PKIConfig, ca: CertificateAuthority, *, now: dt.datetime | None = None) -> Path:
-    """(Re)write the CRL from the revocation record; returns its path."""
-    crl = build_crl(ca, load_revoked(pki), now=now or utcnow(), days=pki.crl_days)
+    """(Re)write the CRL file from the revocation record, one CRL per CA; returns its path."""
+    now = now or utcnow()
+    crls = [build_crl(ca.signer_cert, ca.signer_key, load_revoked(pki), now=now, days=pki.crl_days)]
+    if ca.chain:
+        if ca.root_key is None:
+            raise CertificateError(
+                f"the root key {str(pki.path(pki.ca_key))!r} is needed to sign the root's CRL "
+                "(verifiers that check the whole chain, such as nginx, require one); put it back"
+            )
+        crls.append(build_crl(ca.root, ca.root_key, [], now=now, days=pki.crl_days))
     path = pki.path(pki.crl)
-    atomic_write(path, crl.public_bytes(serialization.Encoding.PEM), force=True)
+    atomic_write(path, b"".join(c.public_bytes(serialization.Encoding.PEM) for c in crls), force=True)
     return path
 
 

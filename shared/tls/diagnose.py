@@ -16,11 +16,13 @@ from dataclasses import dataclass
 from typing import Final
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from mtls_ref.shared.tls.trace import Role
 
 __all__ = [
+    "SENT_ALERTS",
     "Category",
     "Diagnosis",
     "alert_from_reason",
@@ -206,6 +208,91 @@ _LOCAL_REASONS: Final[dict[str, tuple[Category, str, str]]] = {
         "the peer closed the connection in the middle of the handshake",
         "check the peer's log: it may have refused us without sending an alert",
     ),
+    "ASN1_LIB": (
+        Category.NEGOTIATION,
+        "the peer sent a certificate (or another encoded structure) that does not parse",
+        "check the peer's certificate with 'openssl x509 -in FILE -text -noout'",
+    ),
+    "BAD_PACKET_LENGTH": (
+        Category.NEGOTIATION,
+        "the peer sent a TLS record whose length is impossible (garbage or a broken client)",
+        "check the peer: it sent a corrupted record",
+    ),
+    "BAD_LENGTH": (
+        Category.NEGOTIATION,
+        "the peer sent a malformed TLS message (a length field is wrong)",
+        "check the peer: it sent a truncated or corrupted handshake",
+    ),
+    "BAD_EXTENSION": (
+        Category.NEGOTIATION,
+        "the peer sent a malformed or forbidden TLS extension",
+        "check the peer: its ClientHello extensions are broken",
+    ),
+    "PARSE_TLSEXT": (
+        Category.NEGOTIATION,
+        "the peer sent TLS extensions that do not parse",
+        "check the peer: its ClientHello extensions are broken",
+    ),
+    "RECORD_LAYER_FAILURE": (
+        Category.NEGOTIATION,
+        "the TLS record layer failed on what the peer sent",
+        "check the peer: it sent records that do not decode",
+    ),
+    "DECRYPTION_FAILED_OR_BAD_RECORD_MAC": (
+        Category.NEGOTIATION,
+        "a record from the peer failed its integrity check (tampered, or a broken implementation)",
+        "check the network path and the peer",
+    ),
+    "PACKET_LENGTH_TOO_LONG": (
+        Category.NEGOTIATION,
+        "the peer sent a TLS record longer than TLS allows",
+        "check the peer: it is not speaking TLS correctly",
+    ),
+    "ENCRYPTED_LENGTH_TOO_LONG": (
+        Category.NEGOTIATION,
+        "the peer sent an encrypted record longer than TLS allows",
+        "check the peer: it is not speaking TLS correctly",
+    ),
+    "BAD_SIGNATURE": (
+        Category.NEGOTIATION,
+        "a signature in the handshake did not verify (CertificateVerify does not match the certificate)",
+        "make sure the peer's private key belongs to the certificate it sends",
+    ),
+    "NO_SHARED_GROUPS": (
+        Category.NEGOTIATION,
+        "no key-exchange group (curve) in common with the peer",
+        "enable X25519 or P-256 on the peer",
+    ),
+    "MISSING_EXTENSION": (
+        Category.NEGOTIATION,
+        "the peer left out a TLS extension this version requires",
+        "check the peer: its ClientHello is incomplete",
+    ),
+}
+
+# The alert OpenSSL sends itself for each local failure (its SSLfatal() calls); None: no alert
+# at all (bytes that are not TLS get none). Used where the engine does not report the alert
+# it sent (the openssl engine without --trace); the stdlib engine records the real one.
+SENT_ALERTS: Final[dict[str, str | None]] = {
+    "WRONG_VERSION_NUMBER": None,
+    "HTTP_REQUEST": None,
+    "UNEXPECTED_EOF_WHILE_READING": None,
+    "UNSUPPORTED_PROTOCOL": "protocol_version",
+    "NO_SHARED_CIPHER": "handshake_failure",
+    "NO_SHARED_GROUPS": "handshake_failure",
+    "UNEXPECTED_MESSAGE": "unexpected_message",
+    "UNEXPECTED_RECORD": "unexpected_message",
+    "LENGTH_MISMATCH": "decode_error",
+    "BAD_LENGTH": "decode_error",
+    "BAD_PACKET_LENGTH": "decode_error",
+    "ASN1_LIB": "decode_error",
+    "BAD_EXTENSION": "illegal_parameter",
+    "PARSE_TLSEXT": "decode_error",
+    "DECRYPTION_FAILED_OR_BAD_RECORD_MAC": "bad_record_mac",
+    "PACKET_LENGTH_TOO_LONG": "record_overflow",
+    "ENCRYPTED_LENGTH_TOO_LONG": "record_overflow",
+    "BAD_SIGNATURE": "decrypt_error",
+    "MISSING_EXTENSION": "missing_extension",
 }
 
 
@@ -260,17 +347,25 @@ def diagnose_ssl_error(
             fix=fix.format(peer=peer),
             alert=alert,
         )
+    reason = reason or _reason_from_text(str(exc))
     if reason in _LOCAL_REASONS:
         category, summary, fix = _LOCAL_REASONS[reason]
-        sent = None
+        sent = SENT_ALERTS.get(reason)
         if reason == "PEER_DID_NOT_RETURN_A_CERTIFICATE":  # OpenSSL's alert differs by version
             sent = "handshake_failure" if tls13 is False else "certificate_required"
         return Diagnosis(category=category, summary=summary, fix=fix, alert=sent)
+    words = (reason or "").replace("_", " ").lower() or "no reason given"
     return Diagnosis(
         category=Category.OTHER,
-        summary=f"TLS error: {reason or exc}",
+        summary=f"OpenSSL ended the handshake ({words})",
         fix="run with --trace to see where the handshake stopped",
     )
+
+
+def _reason_from_text(message: str) -> str | None:
+    """``[SSL] ASN1 lib (_ssl.c:1006)``: CPython found no reason code; read the words it printed."""
+    words = message.split("]", 1)[-1].split("(", 1)[0].strip()
+    return words.upper().replace(" ", "_") if words else None
 
 
 def _alert_for_verify(code: int) -> str:
@@ -345,7 +440,7 @@ def certificate_fact(
     topic: str | None,
     *,
     purpose: str,
-    trusted: Sequence[str] = (),
+    trusted: Sequence[x509.Certificate] = (),
     now: dt.datetime | None = None,
 ) -> str | None:
     """One sentence about ``chain[0]`` that explains ``topic``, with the values shown."""
@@ -354,14 +449,7 @@ def certificate_fact(
     leaf, now = chain[0], now or dt.datetime.now(dt.UTC)
     subject = leaf.subject.rfc4514_string()
     if topic == "issuer":
-        if leaf.issuer == leaf.subject:
-            return f"{subject} is self-signed"
-        sentence = f"{subject} was issued by {leaf.issuer.rfc4514_string()}"
-        if trusted:
-            sentence += f", but the trusted CA is {' / '.join(trusted)}"
-        if len(chain) == 1:
-            sentence += "; no intermediate was sent with it"
-        return sentence
+        return _issuer_fact(chain, subject, trusted)
     if topic == "validity":
         if now > leaf.not_valid_after_utc:
             days = (now - leaf.not_valid_after_utc).days
@@ -375,6 +463,51 @@ def certificate_fact(
     if topic == "revoked":
         return f"{subject} (serial {leaf.serial_number:X}) is on its CA's revocation list"
     return None
+
+
+def _issuer_fact(
+    chain: Sequence[x509.Certificate], subject: str, trusted: Sequence[x509.Certificate]
+) -> str:
+    """Why the chain does not reach a trusted CA: self-signed, a different key behind the same
+    CA name, a missing intermediate, or simply another CA."""
+    leaf, top = chain[0], chain[-1]
+    if leaf.issuer == leaf.subject:
+        return f"{subject} is self-signed"
+    issuer = top.issuer.rfc4514_string()
+    namesakes = [ca for ca in trusted if ca.subject == top.issuer]
+    if namesakes and not any(_signed_by(top, ca) for ca in namesakes):
+        return (
+            f"{subject} chains to a CA named {issuer}, the same name as the trusted CA, but signed "
+            f"with a different key (key id {_key_id(top)} vs {_key_id(namesakes[0], own=True)}): "
+            "a different CA that shares the name, e.g. one made again with 'mtls-certs init'"
+        )
+    sentence = f"{subject} was issued by {leaf.issuer.rfc4514_string()}"
+    if trusted:
+        sentence += f", but the trusted CA is {' / '.join(ca.subject.rfc4514_string() for ca in trusted)}"
+    if len(chain) == 1 and not namesakes:
+        sentence += "; no intermediate was sent with it"
+    return sentence
+
+
+def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+def _key_id(cert: x509.Certificate, *, own: bool = False) -> str:
+    """8 hex digits of the issuer's key id that ``cert`` names (its own with ``own``), or '?'."""
+    try:
+        if own:
+            digest = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+        else:
+            aki = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+            digest = aki.key_identifier or b""
+    except x509.ExtensionNotFound:
+        return "?"
+    return digest[:4].hex().upper() or "?"
 
 
 def _purpose_fact(leaf: x509.Certificate, subject: str, purpose: str) -> str | None:

@@ -45,6 +45,7 @@ __all__ = [
     "current_recorder",
     "install",
     "recording",
+    "server_hello_is_tls13",
 ]
 
 # OpenSSL content types (RFC 8446 §5.1) and the two pseudo types of the callback.
@@ -56,6 +57,7 @@ _HEADER: Final = 256  # SSL3_RT_HEADER: the 5-byte record header
 _INNER_CONTENT_TYPE: Final = 257  # SSL3_RT_INNER_CONTENT_TYPE: TLS 1.3 real type
 _TLS13: Final = 0x0304
 _SERVER_HELLO: Final = 2
+_SUPPORTED_VERSIONS: Final = 43  # extension type, RFC 8446 §4.2
 _CERTIFICATE: Final = 11
 
 # Handshake message names as RFC 5246 / RFC 8446 spell them.
@@ -144,6 +146,7 @@ class HandshakeRecorder:
     role: Role
     events: list[TraceEvent] = field(default_factory=list)
     tls13: bool | None = None  # known once ServerHello passes
+    sent_alert: str | None = None  # the alert this side sent, e.g. "unknown_ca"
     handshake_only: bool = field(default=False, init=False)  # wants records and alerts too
     peer_certificates: list[bytes] = field(default_factory=list)  # DER, leaf first
     _start: float = field(default_factory=time.monotonic)
@@ -173,12 +176,14 @@ class HandshakeRecorder:
             self._on_handshake(sender, version, msg_type, data)
         elif content_type == _ALERT and len(data) >= 2:
             level = {1: "warning", 2: "fatal"}.get(data[0], str(data[0]))
+            if direction == "write" and data[0] == 2:
+                self.sent_alert = ALERT_NAMES.get(data[1], str(data[1]))
             self._add(sender, "alert", "Alert", len(data), f"{level} {ALERT_NAMES.get(data[1], data[1])}")
 
     def _on_handshake(self, sender: Role, version: int, msg_type: int, data: bytes) -> None:
         name = _MESSAGE_NAMES.get(msg_type, f"Handshake({msg_type})")
         if name == "ServerHello":
-            self.tls13 = version == _TLS13
+            self.tls13 = server_hello_is_tls13(data)
         detail = ""
         if name == "Certificate":
             certs = parse_certificate_message(data, tls13=bool(self.tls13))
@@ -211,6 +216,32 @@ class HandshakeRecorder:
     @property
     def version_label(self) -> str:
         return {True: "TLS 1.3", False: "TLS 1.2", None: "TLS (version not negotiated)"}[self.tls13]
+
+
+def server_hello_is_tls13(data: bytes) -> bool:
+    """Whether a ServerHello (header included) chose TLS 1.3.
+
+    Read from the message, not from the callback's version argument: a client
+    reports the version it *offered* (1.3) while it reads ServerHello, so a
+    server that picked TLS 1.2 would be drawn as 1.3. TLS 1.3 is chosen by the
+    supported_versions extension (RFC 8446 §4.2.1); legacy_version says 1.2 in
+    both cases. A malformed message counts as not 1.3.
+    """
+    pos = 4 + 2 + 32  # header, legacy_version, random
+    if len(data) < pos + 1:
+        return False
+    pos += 1 + data[pos] + 2 + 1  # session id, cipher suite, compression method
+    if len(data) < pos + 2:
+        return False
+    end = min(len(data), pos + 2 + int.from_bytes(data[pos : pos + 2], "big"))
+    pos += 2
+    while pos + 4 <= end:
+        kind = int.from_bytes(data[pos : pos + 2], "big")
+        size = int.from_bytes(data[pos + 2 : pos + 4], "big")
+        if kind == _SUPPORTED_VERSIONS:
+            return data[pos + 4 : pos + 4 + size] == _TLS13.to_bytes(2, "big")
+        pos += 4 + size
+    return False
 
 
 def parse_certificate_message(data: bytes, *, tls13: bool) -> list[bytes]:
@@ -264,14 +295,18 @@ class PeerCertificateCatcher:
     role: Role
     tls13: bool | None = None
     peer_certificates: list[bytes] = field(default_factory=list)
+    sent_alert: str | None = None  # the alert this side sent, e.g. "decode_error"
     # Adapters may skip calling record() for anything but handshake messages.
     handshake_only: bool = field(default=True, init=False)
 
     def record(self, direction: str, version: int, content_type: int, msg_type: int, data: bytes) -> None:
+        if content_type == _ALERT and direction == "write" and len(data) >= 2:
+            self.sent_alert = ALERT_NAMES.get(data[1], str(data[1]))
+            return
         if content_type != _HANDSHAKE:
             return
         if msg_type == _SERVER_HELLO:
-            self.tls13 = version == _TLS13
+            self.tls13 = server_hello_is_tls13(data)
         elif msg_type == _CERTIFICATE and direction == "read":  # what the peer sent us
             self.peer_certificates = parse_certificate_message(data, tls13=bool(self.tls13))
 
@@ -279,6 +314,7 @@ class PeerCertificateCatcher:
 class Recorder(Protocol):
     handshake_only: bool
     peer_certificates: list[bytes]
+    sent_alert: str | None
 
     def record(self, direction: str, version: int, content_type: int, msg_type: int, data: bytes) -> None: ...
 

@@ -179,22 +179,25 @@ def library_version(name: str) -> str:
     return next((line.strip() for line in told.splitlines() if "OpenSSL" in line), "?")
 
 
+def _find_nginx() -> str | None:
+    return shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+
+
 def ensure_nginx() -> str | None:
-    """Debian's nginx, installed if missing (root and the package mirror needed); None if impossible."""
-    path = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
-    if path is None and shutil.which("apt-get"):
-        print("bench: installing Debian's nginx (apt-get install nginx) ...", flush=True)
+    """Debian's nginx, installed if missing (root and the package mirror needed); None if impossible.
+
+    On a machine whose package lists were never fetched the first install finds
+    nothing, so the lists are updated and the install tried once more.
+    """
+    if _find_nginx() is None and shutil.which("apt-get"):
+        print("installing Debian's nginx (apt-get install nginx) ...", flush=True)
         env = {"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
-        subprocess.run(
-            ["apt-get", "install", "-y", "-q", "nginx"],
-            env=env,
-            check=False,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            timeout=600,
-        )
-        path = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
-    return path
+        install = ["apt-get", "install", "-y", "-q", "nginx"]
+        for argv in (install, ["apt-get", "update", "-q"], install):
+            subprocess.run(argv, env=env, check=False, capture_output=True, timeout=600)
+            if _find_nginx() is not None:
+                break
+    return _find_nginx()
 
 
 def start_nginx(nginx: str, creds: Credentials, work: Path, www: Path) -> Running:
