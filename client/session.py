@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import re
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -96,6 +97,8 @@ class ClientReport:
     events: list[TraceEvent] = field(default_factory=list)
     tls13: bool | None = None
     version_label: str = ""
+    # --http: the status line and, when the body names one (nginx's <title>), the reason.
+    http_status: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -113,6 +116,7 @@ class ClientReport:
             "client_cert_sent": self.client_cert_sent,
             "greeting": self.greeting,
             "exchanges": [{"request": q, "reply": a} for q, a in self.exchanges],
+            "http_status": self.http_status,
             "trace": [e.to_dict() for e in self.events],
         }
 
@@ -188,12 +192,11 @@ def _certificate_fact(
     """The server's certificate when we refused it; our own when the server refused us."""
     try:
         if isinstance(cause, ssl.SSLCertVerificationError):
-            trusted = [c.subject.rfc4514_string() for c in load_certificates(config.ca)]
             return certificate_fact(
                 load_chain(recorder.peer_certificates),
                 topic_for(verify_code=cause.verify_code),
                 purpose="server",
-                trusted=trusted,
+                trusted=load_certificates(config.ca),
             )
         if diagnosis.category is Category.REJECTED_BY_PEER and config.cert is not None:
             own = load_certificates(config.cert)
@@ -352,6 +355,26 @@ class _Reader:
                 ) from exc
         return self._ready.pop(0)
 
+    async def optional_line(self) -> str | None:
+        """The next line, or None at the end of the stream, on a TLS error or at the deadline.
+
+        For reading what is left of a reply after the verdict: the report is not touched.
+        """
+        while not self._ready:
+            data = b""
+            with trio.move_on_after(self._timeout):
+                try:
+                    data = bytes(await self._tls.stream.receive_some(RECEIVE_SIZE))
+                except trio.BrokenResourceError:
+                    return None
+            if not data:
+                return None
+            try:
+                self._ready.extend(self._lines.feed(data))
+            except ProtocolError:
+                return None
+        return self._ready.pop(0)
+
     def _broken(self, exc: trio.BrokenResourceError) -> _Stop:
         diagnosis = _diagnose(exc, self._tls, self._recorder, self.config)
         return _fail(self._report, _CATEGORY_EXIT[diagnosis.category], diagnosis)
@@ -411,36 +434,79 @@ async def _http_exchange(
     status = await reader.line("an HTTP status line")
     report.exchanges.append(("GET / HTTP/1.1", status))
     code = status.split(" ", 2)[1] if status.startswith("HTTP/") and status.count(" ") >= 1 else ""
-    if code == "403":
-        raise _fail(
-            report,
-            Exit.FORBIDDEN,
-            summary=f"authenticated, but the server answered {status}",
-            fix="ask for this identity to be allowed",
-        )
-    if code in ("400", "495", "496"):
-        raise _fail(
-            report,
-            Exit.CERT_REJECTED,
-            summary=f"the server refused our certificate in HTTP: {status}",
-            fix="present a valid client certificate from the CA the server trusts",
-        )
-    if not code:
+    if not code.isdigit():
         raise _fail(
             report,
             Exit.PROTOCOL,
             summary=f"not an HTTP reply: {status[:80]!r}",
             fix="is this an HTTPS server? for line servers use --raw",
         )
+    reason = await _http_body_reason(reader)
+    report.http_status = " ".join(status.split(" ")[1:]) + (f": {reason}" if reason else "")
+    said = f"HTTP {report.http_status}"
+    if code in ("400", "495", "496"):
+        # nginx answers a missing, unverifiable or expired certificate this way (495/496 are its own)
+        raise _fail(
+            report,
+            Exit.CERT_REJECTED,
+            summary=f"the server refused our certificate in HTTP: {said}",
+            fix="present a valid client certificate from the CA the server trusts",
+        )
+    if code in ("401", "403"):
+        raise _fail(
+            report,
+            Exit.FORBIDDEN,
+            summary=f"the TLS handshake passed, but the server denied the request: {said}",
+            fix="ask for this identity to be allowed (or check what else the server requires)",
+        )
+    if not code.startswith(("2", "3")):
+        raise _fail(
+            report,
+            Exit.PROTOCOL,
+            summary=f"the TLS handshake passed, but the server answered {said}",
+            fix="see the server's log; GET / may not be served there",
+        )
+
+
+# The reason nginx (and many servers) put in an error page: <title>400 No required SSL ...</title>.
+_HTML_TITLE: Final = re.compile(r"<title>\s*(?:\d{3}\s+)?(.*?)\s*</title>", re.IGNORECASE)
+_BODY_LINES_READ: Final = 40  # an error page's title comes in its first lines
+
+
+async def _http_body_reason(reader: _Reader) -> str | None:
+    """The reason an HTML error page gives in its <title>, read from the rest of the reply (bounded)."""
+    for _ in range(_BODY_LINES_READ):
+        line = await reader.optional_line()
+        if line is None:
+            return None
+        if match := _HTML_TITLE.search(line):
+            return match.group(1) or None
+    return None
 
 
 async def _raw_exchange(
     tls: TLSConnection, reader: _Reader, messages: Sequence[str], report: ClientReport
 ) -> None:
-    """Any server: send each message as a line and read one line back (proving acceptance)."""
+    """Any server: send each message as a line and read one line back (proving acceptance).
+
+    A reply in the line protocol's refusal form (``ERR forbidden ...``, as our server
+    and servers written after it answer) is a refusal, not an answer.
+    """
     for message in messages:
         await _send(tls, message, report, reader)
-        report.exchanges.append((message, await reader.line(f"a reply to {message!r}")))
+        reply = await reader.line(f"a reply to {message!r}")
+        report.exchanges.append((message, reply))
+        if reply.startswith("ERR forbidden"):
+            raise _fail(
+                report,
+                Exit.FORBIDDEN,
+                summary=f"authenticated, but the server refused: {reply}",
+                fix="ask for this identity to be put on the server's allow-list",
+            )
+        if reply.startswith("ERR "):
+            raise _fail(
+                report, Exit.PROTOCOL, summary=f"the server answered an error: {reply}", fix="see its log"
+            )
 
 
 async def _send(tls: TLSConnection, message: str, report: ClientReport, reader: _Reader) -> None:

@@ -48,11 +48,12 @@ class Server:
         self.log = log or EventLog(config.log_format)
         self.allow = AllowList.parse(config.allow)
         self.context: ServerContext = build_server_context(config)
-        self.ca_certificate = load_certificates(config.ca)[0] if config.ca else None
+        self.trust_anchors = _trust_anchors(config)
         self.files = FileWatch([config.cert, config.key, config.ca, config.crl])
         self.settings = HandlerSettings(
             protocol_sniff=config.protocol_sniff,
             ca_subject=_ca_subject(self.ca_certificate),
+            trusted=self.trust_anchors,
             handshake_timeout=config.handshake_timeout,
             idle_timeout=config.idle_timeout,
             max_line=config.max_line,
@@ -64,6 +65,11 @@ class Server:
 
     def __repr__(self) -> str:
         return f"<Server {self.config.host}:{self.config.port} active={self.active}>"
+
+    @property
+    def ca_certificate(self) -> x509.Certificate | None:
+        """The first certificate of the CA file: the CA the banner names."""
+        return self.trust_anchors[0] if self.trust_anchors else None
 
     @property
     def draining(self) -> bool:
@@ -81,18 +87,21 @@ class Server:
         """
         try:
             context = build_server_context(self.config)
-            ca = load_certificates(self.config.ca)[0] if self.config.ca else None
+            anchors = _trust_anchors(self.config)
         except MTLSError as exc:
             self.log.event(
                 "reload-failed", why=why, error=str(exc), action="still serving the previous context"
             )
             return False
-        self.context, self.ca_certificate = context, ca
-        self.settings = dataclasses.replace(self.settings, ca_subject=_ca_subject(ca))
+        self.context, self.trust_anchors = context, anchors
+        self.settings = dataclasses.replace(
+            self.settings, ca_subject=_ca_subject(self.ca_certificate), trusted=anchors
+        )
         self.log.event(
             "reloaded",
             why=why,
             client_ca=self.settings.ca_subject,
+            trust_anchors=_describe_anchors(anchors),
             server_cert=_leaf_fingerprint(self.config.cert),
             crl=str(self.config.crl or "off"),
         )
@@ -232,6 +241,17 @@ def raise_fd_limit(wanted: int) -> tuple[int, str]:
     if new < wanted:
         return new, f"{new}: raised to the hard limit, below max_connections; raise it with ulimit -Hn"
     return new, f"{new} (raised from {soft})"
+
+
+def _trust_anchors(config: ServerConfig) -> tuple[x509.Certificate, ...]:
+    """Every certificate in the CA file: exactly what the TLS context trusts (the CRL file adds none)."""
+    return tuple(load_certificates(config.ca)) if config.ca else ()
+
+
+def _describe_anchors(anchors: tuple[x509.Certificate, ...]) -> list[str]:
+    return [
+        f"{ca.subject.rfc4514_string()} sha256={fingerprint(ca.public_bytes(Encoding.DER))}" for ca in anchors
+    ]
 
 
 def _ca_subject(ca: x509.Certificate | None) -> str:

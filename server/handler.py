@@ -48,7 +48,14 @@ from mtls_ref.shared.core.protocol import (
 )
 from mtls_ref.shared.tls.connection import ServerContext, TLSConnection
 from mtls_ref.shared.tls.context import ALPN_HTTP, ALPN_LINE
-from mtls_ref.shared.tls.diagnose import Category, certificate_fact, diagnose_ssl_error, load_chain, topic_for
+from mtls_ref.shared.tls.diagnose import (
+    SENT_ALERTS,
+    Category,
+    certificate_fact,
+    diagnose_ssl_error,
+    load_chain,
+    topic_for,
+)
 from mtls_ref.shared.tls.identity import AllowList, PeerIdentity, identity_from_der
 from mtls_ref.shared.tls.render import render_terminal
 from mtls_ref.shared.tls.trace import HandshakeRecorder, PeerCertificateCatcher, Role, recording
@@ -73,6 +80,7 @@ class HandlerSettings:
     trace: bool = False
     protocol_sniff: float = 0.3
     ca_subject: str = "the configured CA"
+    trusted: tuple[x509.Certificate, ...] = ()  # the CA file's certificates, to explain refusals
 
 
 @dataclass(slots=True, kw_only=True)
@@ -198,7 +206,7 @@ async def _serve(
             record.reason = ended
         return
     if not decision.allowed:
-        await _send(tls, Reply(False, "forbidden", f"{identity.label} is not allowed: {decision.reason}"))
+        await _send(tls, Reply(False, "forbidden", f"{identity.label} is not allowed: {decision.told}"))
         return
     await _send(tls, Reply(True, "hello", f"{identity.label}; commands: {HELP_TEXT}"))
     await _request_loop(tls, settings, record, info, initial)
@@ -246,7 +254,9 @@ async def _handshake(
             if isinstance(cause, ssl.SSLError):
                 tls13 = recorder.tls13 if recorder.tls13 is not None else _tls13(tls.negotiated_version())
                 diagnosis = diagnose_ssl_error(cause, local=Role.SERVER, tls13=tls13)
-                record.alert = tls.sent_alert or diagnosis.alert
+                # The alert as recorded on the wire when the engine reports it, else the one
+                # OpenSSL sends for this failure ("none" for bytes that are not TLS).
+                record.alert = tls.sent_alert or recorder.sent_alert or diagnosis.alert or _no_alert(cause)
                 reason = diagnosis.summary
                 if isinstance(cause, ssl.SSLCertVerificationError):
                     presented = load_chain(recorder.peer_certificates)
@@ -255,13 +265,18 @@ async def _handshake(
                         presented,
                         topic_for(verify_code=cause.verify_code),
                         purpose="client",
-                        trusted=[settings.ca_subject],
+                        trusted=settings.trusted,
                     )
                     reason = f"{reason}: {fact}" if fact else reason
                 _refuse(record, "closed" if diagnosis.category is Category.CLOSED else "rejected", reason)
             _refuse(record, "closed", "the peer closed the connection in the middle of the handshake")
     if scope.cancelled_caught:
         _refuse(record, "timeout", f"no complete handshake within {settings.handshake_timeout:g}s")
+
+
+def _no_alert(cause: ssl.SSLError) -> str:
+    reason = getattr(cause, "reason", None)
+    return "none" if reason in SENT_ALERTS and SENT_ALERTS[reason] is None else "unknown"
 
 
 def _tls13(version: str | None) -> bool | None:

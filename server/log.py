@@ -7,19 +7,27 @@ here ever holds key material (identities come from public certificates).
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 __all__ = ["EventLog"]
 
 
+# Characters that would let a value split a line or forge a field: whitespace and
+# every control character (a SAN can hold a newline: one certificate must not be
+# able to write a second log line).
+_NEEDS_QUOTING: Final = re.compile(r'[\s"=\\\x00-\x1f\x7f-\x9f]')
+
+
 def _text_value(value: Any) -> str:
+    """A value as one token: quoted and escaped (JSON string rules) when it has to be."""
     if isinstance(value, list | tuple):
         value = ",".join(str(v) for v in value)
     text = str(value)
-    if text == "" or any(c in text for c in ' "=\\'):
+    if text == "" or _NEEDS_QUOTING.search(text):
         return json.dumps(text)
     return text
 

@@ -43,7 +43,7 @@ def forbidden_document(info: SessionInfo) -> dict[str, Any]:
         "error": "forbidden",
         "identity": info.identity.label,
         "names": info.identity.names(),
-        "reason": info.decision.reason,
+        "reason": info.decision.told,
     }
 
 

@@ -36,7 +36,8 @@ def test_identity_fields(pki: Pki) -> None:
     [
         ([], True),
         (["CN:alice"], True),
-        (["cn:ALICE"], True),  # CN is case-insensitive
+        (["cn:alice"], True),  # the kind is case-insensitive
+        (["CN:ALICE"], False),  # a CN compares exactly
         (["CN:bob"], False),
         (["CN:ali*"], True),
         (["URI:spiffe://mtls-ref.test/*"], True),
@@ -73,5 +74,5 @@ def test_wildcard_is_not_a_regex() -> None:
     rule = AllowRule.parse("CN:a.c")
     from mtls_ref.shared.tls.identity import PeerIdentity
 
-    ident = PeerIdentity(subject="CN=abc", common_name="abc", serial="1", sha256="")
+    ident = PeerIdentity(subject="CN=abc", common_names=("abc",), serial="1", sha256="")
     assert not rule.matches(ident)

@@ -11,7 +11,8 @@ policy for the server's openssl engine, from the same file checks):
   verifiers elsewhere would; an optional NSS key log, created 0600.
 * server: ``CERT_REQUIRED`` always. A server config that cannot enforce client
   authentication (no CA) is refused before any socket is opened.
-* client: ``PROTOCOL_TLS_CLIENT`` (``CERT_REQUIRED`` plus hostname/IP checking),
+* client: ``PROTOCOL_TLS_CLIENT`` (``CERT_REQUIRED`` plus hostname/IP checking
+  against subjectAltName only, never the common name),
   trusting only the configured CA, not the system store: a test tool must not
   pass because some public CA happens to vouch for the server.
 
@@ -233,6 +234,9 @@ def client_context(config: ClientConfig, *, alpn: list[str] | None = None) -> ss
     """
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     _common(ctx, config.tls_min, config.tls_max, config.keylog)
+    # The name must be in subjectAltName (RFC 6125 §6.4.4, and what browsers and Go do):
+    # a certificate with only CN=localhost does not pass for localhost.
+    ctx.hostname_checks_common_name = False
     if alpn:
         ctx.set_alpn_protocols(alpn)
     _load_ca(ctx, config.ca, "client")

@@ -5,9 +5,21 @@ identity the certificate carries (subject, DNS/email/URI/IP SANs, SPIFFE ID,
 serial, fingerprint) and apply the optional allow-list.
 
 Allow-list rules are ``KIND:PATTERN`` with KIND one of ``CN``, ``DNS``,
-``email``, ``URI``, ``IP``; ``*`` in a pattern matches any run of characters
-(``*`` alone matches anything); matching is exact otherwise, and
-case-insensitive for CN, DNS and email, case-sensitive for URI (paths are).
+``email``, ``URI``, ``IP``. How a pattern matches, per kind (README, "Allow-list
+rules"):
+
+* always the whole value, never a prefix, never up to a trailing newline;
+* a value holding a control character (C0, DEL, C1; NUL and newline among
+  them) matches no rule at all;
+* case: ``DNS`` names and the domain of an ``email`` compare with ASCII case
+  folded (``A``-``Z`` only: the Kelvin sign is not ``K``); ``CN``, ``URI``
+  (SPIFFE IDs included) and the local part of an ``email`` compare exactly;
+* ``*`` matches a run of characters that does not cross the kind's separators:
+  ``.`` in a ``DNS`` name (one label, as TLS wildcards), ``/`` in a ``URI``
+  (one path segment), ``@`` and ``.`` in an ``email`` domain, ``@`` in its
+  local part, ``.`` and ``:`` in an ``IP``; a ``CN`` has no separators;
+* ``CN`` rules need exactly one CN: a subject with several (``CN=bob,CN=admin``)
+  is matched by no CN rule, and the refusal says why.
 """
 
 from __future__ import annotations
@@ -36,7 +48,10 @@ __all__ = [
 ]
 
 RULE_KINDS: Final = ("CN", "DNS", "email", "URI", "IP")
-_CASE_INSENSITIVE: Final = frozenset({"CN", "DNS", "email"})
+# What '*' may not cross, per kind.
+_SEPARATORS: Final = {"CN": "", "DNS": ".", "URI": "/", "IP": ".:"}
+# C0 controls, DEL and C1 controls: no legitimate name holds one.
+_CONTROL: Final = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -44,7 +59,7 @@ class PeerIdentity:
     """What a verified peer certificate says about its holder."""
 
     subject: str
-    common_name: str | None
+    common_names: tuple[str, ...] = ()
     dns: tuple[str, ...] = ()
     emails: tuple[str, ...] = ()
     uris: tuple[str, ...] = ()
@@ -75,6 +90,11 @@ class PeerIdentity:
         return describe_key(cert.public_key()) if cert else "unknown"
 
     @property
+    def common_name(self) -> str | None:
+        """The CN, when the subject has exactly one (with several, none is *the* CN)."""
+        return self.common_names[0] if len(self.common_names) == 1 else None
+
+    @property
     def spiffe_id(self) -> str | None:
         return next((u for u in self.uris if u.startswith("spiffe://")), None)
 
@@ -86,7 +106,7 @@ class PeerIdentity:
     def values(self, kind: str) -> tuple[str, ...]:
         """The identity's values of one rule kind."""
         if kind == "CN":
-            return (self.common_name,) if self.common_name else ()
+            return self.common_names
         return {"DNS": self.dns, "email": self.emails, "URI": self.uris, "IP": self.ips}[kind]
 
     def names(self) -> list[str]:
@@ -123,7 +143,7 @@ def identity_from_certificate(cert: x509.Certificate, der: bytes | None = None) 
     cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     return PeerIdentity(
         subject=cert.subject.rfc4514_string(),
-        common_name=str(cns[0].value) if cns else None,
+        common_names=tuple(str(cn.value) for cn in cns),
         dns=tuple(names[x509.DNSName]),
         emails=tuple(names[x509.RFC822Name]),
         uris=tuple(names[x509.UniformResourceIdentifier]),
@@ -153,12 +173,22 @@ class AllowRule:
     kind: str
     pattern: str
     # Compiled once at start-up: rules are matched on every connection.
-    regex: re.Pattern[str] = field(init=False, repr=False, compare=False)
+    regexes: tuple[re.Pattern[str], ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        flags = re.IGNORECASE if self.kind in _CASE_INSENSITIVE else 0
-        body = ".*".join(re.escape(part) for part in self.pattern.split("*"))
-        object.__setattr__(self, "regex", re.compile(f"^{body}$", flags))
+        if _CONTROL.search(self.pattern):
+            raise ConfigError(f"allow rule {str(self)!r} holds a control character; write the name as text")
+        parts: tuple[re.Pattern[str], ...]
+        if self.kind == "email":
+            local, at, domain = self.pattern.rpartition("@")
+            if not at:
+                raise ConfigError(
+                    f"allow rule {str(self)!r}: an email rule needs an '@' (e.g. email:*@example.org)"
+                )
+            parts = (_compile(local, "@", fold=False), _compile(domain, "@.", fold=True))
+        else:
+            parts = (_compile(self.pattern, _SEPARATORS[self.kind], fold=self.kind == "DNS"),)
+        object.__setattr__(self, "regexes", parts)
 
     def __str__(self) -> str:
         return f"{self.kind}:{self.pattern}"
@@ -175,16 +205,38 @@ class AllowRule:
         return cls(canonical, pattern)
 
     def matches(self, identity: PeerIdentity) -> bool:
-        return any(self.regex.match(value) for value in identity.values(self.kind))
+        if self.kind == "CN" and len(identity.common_names) != 1:
+            return False
+        return any(self.matches_value(value) for value in identity.values(self.kind))
+
+    def matches_value(self, value: str) -> bool:
+        """Whether one name of this rule's kind matches (the rules in the module docstring)."""
+        if _CONTROL.search(value):
+            return False
+        if self.kind == "email":
+            local, at, domain = value.rpartition("@")
+            return bool(at) and all(
+                regex.fullmatch(part) for regex, part in zip(self.regexes, (local, domain), strict=True)
+            )
+        return self.regexes[0].fullmatch(value) is not None
+
+
+def _compile(pattern: str, separators: str, *, fold: bool) -> re.Pattern[str]:
+    """``*`` as a run of characters other than ``separators``; everything else literal."""
+    star = f"[^{re.escape(separators)}]*" if separators else ".*"
+    body = star.join(re.escape(part) for part in pattern.split("*"))
+    # re.ASCII: IGNORECASE then folds A-Z only, never Unicode look-alikes (U+212A KELVIN SIGN).
+    return re.compile(body, (re.IGNORECASE | re.ASCII) if fold else re.ASCII | re.DOTALL)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Decision:
-    """The allow-list's verdict and the reason, for the refusal and the log."""
+    """The allow-list's verdict: ``reason`` for the log, ``told`` for the client it refuses."""
 
     allowed: bool
     rule: AllowRule | None
     reason: str
+    told: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,10 +256,14 @@ class AllowList:
             if rule.matches(identity):
                 return Decision(allowed=True, rule=rule, reason=f"matched rule {rule}")
         names = ", ".join(identity.names()) or identity.subject
+        why = f"no allow rule matched identity [{names}]"
+        if len(identity.common_names) > 1 and any(r.kind == "CN" for r in self.rules):
+            why += f" (its subject has {len(identity.common_names)} CNs; CN rules need exactly one)"
+        kinds = sorted({rule.kind for rule in self.rules}, key=RULE_KINDS.index)
+        # The client learns which kinds of name would count, not the rules themselves.
+        told = f"{why}; this server admits by {', '.join(kinds)} name"
         tried = ", ".join(str(r) for r in self.rules)
-        return Decision(
-            allowed=False, rule=None, reason=f"no allow rule matched identity [{names}]; rules: {tried}"
-        )
+        return Decision(allowed=False, rule=None, reason=f"{why}; rules: {tried}", told=told)
 
     def describe(self) -> Sequence[str]:
         return [str(r) for r in self.rules]

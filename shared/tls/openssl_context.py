@@ -17,8 +17,9 @@ newer one does a full P-256 mTLS handshake in about half the time (README,
 * the acceptable CA names (``certificate_authorities``, RFC 8446 §4.2.4) sent in
   CertificateRequest, from the CA file: browsers and clients that pick a
   certificate by issuer get their hint, which Python's ``ssl`` cannot give;
-* a session id context, so TLS 1.3 tickets and TLS 1.2 session ids resume
-  (OpenSSL refuses to resume a client-authenticated session without one);
+* a session id context, so TLS 1.3 and TLS 1.2 session tickets resume
+  (OpenSSL refuses to resume a client-authenticated session without one); no
+  server-side session cache;
 * ALPN chosen by the server (``http/1.1`` or ``mtls-ref/1``; a client offering
   only other protocols gets none, not an alert, and is sniffed by the handler);
 * the NSS key log through pyOpenSSL's keylog callback, into a 0600 file;
@@ -88,6 +89,10 @@ def openssl_server_context(config: ServerConfig) -> SSL.Context:
     ctx.set_options(SSL.OP_NO_COMPRESSION | SSL.OP_NO_RENEGOTIATION | SSL.OP_CIPHER_SERVER_PREFERENCE)
     ctx.set_mode(SSL.MODE_RELEASE_BUFFERS)
     ctx.set_session_id(SESSION_ID_CONTEXT)
+    # Resumption by tickets only (TLS 1.3 and 1.2; the ticket holds the session, encrypted
+    # to this context), as nginx does by default: no server-side cache to fill, lock and
+    # keep ~ a session's peer chain in memory for every client seen.
+    ctx.set_session_cache_mode(SSL.SESS_CACHE_OFF)
     _load_chain(ctx, config)
     _load_trust(ctx, ca, config.crl)
     ctx.set_alpn_select_callback(_select_alpn)
