@@ -112,6 +112,12 @@ def _body(args: argparse.Namespace) -> int:
     except MTLSError as exc:
         print(f"mtls-client: error: {exc}", file=sys.stderr)
         return Exit.USAGE
+    if config.keylog is not None:
+        print(
+            f"mtls-client: warning: writing TLS session secrets to {config.keylog} (0600): anyone holding "
+            "that file can decrypt captured traffic; for debugging only",
+            file=sys.stderr,
+        )
     messages = args.send if args.send is not None else list(DEFAULT_MESSAGES)
     mode = "http" if args.http else "raw" if args.raw else "line"
     report = trio.run(lambda: run_client(config, context, messages=messages, mode=mode))

@@ -28,6 +28,7 @@ from mtls_ref.shared.tls.context import ALPN_HTTP, ALPN_LINE
 from mtls_ref.shared.tls.engines import build_server_context, describe_engine
 from mtls_ref.shared.tls.identity import AllowList
 
+from .admission import HandshakeBudget, HandshakeSlot
 from .handler import HandlerSettings, handle_connection
 from .log import EventLog
 from .reload import FileWatch
@@ -56,11 +57,18 @@ class Server:
             trusted=self.trust_anchors,
             handshake_timeout=config.handshake_timeout,
             idle_timeout=config.idle_timeout,
+            request_timeout=config.request_timeout,
             max_line=config.max_line,
             allow=self.allow,
             trace=config.trace,
         )
         self.active = 0
+        self.budget = HandshakeBudget(
+            total=config.max_handshakes,
+            per_source=config.max_handshakes_per_source,
+            max_established=config.max_connections,
+            handshake_timeout=config.handshake_timeout,
+        )
         self._accepting = trio.CancelScope()
 
     def __repr__(self) -> str:
@@ -172,6 +180,13 @@ class Server:
             "alpn": [ALPN_HTTP, ALPN_LINE],
             "ca_names_advertised": self.config.tls_engine == "openssl",
             "trace": self.config.trace,
+            # A warning, not a setting: session secrets on disk decrypt every captured connection.
+            "keylog_warning": (
+                f"writing TLS session secrets to {self.config.keylog} (0600): anyone holding that file "
+                "can decrypt captured traffic; for debugging only"
+                if self.config.keylog is not None
+                else None
+            ),
         }
 
     def _log_start(self, addresses: list[Any]) -> None:
@@ -193,23 +208,25 @@ class Server:
                 self.log.event("accept-error", error=exc.strerror, action=f"retrying in {_ACCEPT_BACKOFF}s")
                 await trio.sleep(_ACCEPT_BACKOFF)
                 continue
-            peer = _peer_name(stream)
-            if self.active >= self.config.max_connections:
+            source, peer = _peer_name(stream)
+            slot = self.budget.admit(source)
+            if slot is None:
                 self.log.event(
                     "connection",
                     peer=peer,
                     outcome="rejected",
-                    reason=f"connection cap of {self.config.max_connections} reached",
+                    reason=f"{source} already has {self.config.max_handshakes_per_source} connections in "
+                    "their handshake (max_handshakes_per_source)",
                 )
                 await trio.aclose_forcefully(stream)
                 continue
             self.active += 1
-            handlers.start_soon(self._handle, stream, peer)
+            handlers.start_soon(self._handle, stream, peer, slot)
 
-    async def _handle(self, stream: trio.SocketStream, peer: str) -> None:
+    async def _handle(self, stream: trio.SocketStream, peer: str, slot: HandshakeSlot) -> None:
         try:
             await handle_connection(
-                stream, context=self.context, settings=self.settings, log=self.log, peer=peer
+                stream, context=self.context, settings=self.settings, log=self.log, peer=peer, slot=slot
             )
         except Exception as exc:  # noqa: BLE001 - one connection's bug must not stop the server
             self.log.event("connection-error", peer=peer, error=f"{type(exc).__name__}: {exc}")
@@ -297,13 +314,15 @@ def _banner(posture: dict[str, Any]) -> str:
             f"  allow-list       {rules}",
             f"  ALPN             {', '.join(posture['alpn'])} (no ALPN: HTTP if it sends a request line)",
             *ca_names,
+            *([f"  WARNING          {posture['keylog_warning']}"] if posture.get("keylog_warning") else []),
         ]
     )
 
 
-def _peer_name(stream: trio.SocketStream) -> str:
+def _peer_name(stream: trio.SocketStream) -> tuple[str, str]:
+    """(source address, printable peer ``host:port``)."""
     try:
         host, port = stream.socket.getpeername()[:2]
     except OSError:
-        return "unknown"
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        return "unknown", "unknown"
+    return host, f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -27,6 +27,7 @@ the server over TCP.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import ssl
 import time
@@ -60,6 +61,7 @@ from mtls_ref.shared.tls.identity import AllowList, PeerIdentity, identity_from_
 from mtls_ref.shared.tls.render import render_terminal
 from mtls_ref.shared.tls.trace import HandshakeRecorder, PeerCertificateCatcher, Role, recording
 
+from .admission import HandshakeSlot
 from .http import HTTP_REQUEST_LINE, serve_http
 from .log import EventLog
 from .views import SessionInfo, whoami_document
@@ -74,7 +76,8 @@ RECEIVE_SIZE: Final = 16384  # one maximal TLS record
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HandlerSettings:
     handshake_timeout: float = 10.0
-    idle_timeout: float = 60.0
+    idle_timeout: float = 60.0  # also: a reply the peer does not read within this drops it
+    request_timeout: float = 10.0  # a whole request line (or HTTP head) once it has started
     max_line: int = 4096
     allow: AllowList = field(default_factory=AllowList)
     trace: bool = False
@@ -125,6 +128,10 @@ class _Refused(Exception):
     """Internal: the connection ends here, with ``outcome`` and ``reason`` set."""
 
 
+class _PeerNotReading(Exception):
+    """Internal: a reply could not be written within the deadline; the peer is dropped."""
+
+
 async def handle_connection(
     transport: trio.abc.Stream,
     *,
@@ -132,27 +139,47 @@ async def handle_connection(
     settings: HandlerSettings,
     log: EventLog,
     peer: str,
+    slot: HandshakeSlot | None = None,
 ) -> ConnectionRecord:
-    """Serve one connection to completion; never raises for anything the peer does."""
+    """Serve one connection to completion; never raises for anything the peer does.
+
+    ``slot``: the connection's place in the server's handshake budget (its deadline,
+    and whether it was dropped for a newer one); without one the handler keeps its own.
+    """
     record = ConnectionRecord(peer=peer)
     tls = TLSConnection(transport, context, server_side=True)
     recorder: HandshakeRecorder | PeerCertificateCatcher = (
         HandshakeRecorder(Role.SERVER) if settings.trace else PeerCertificateCatcher(Role.SERVER)
     )
+    established = False
     try:
         with recording(recorder):
-            await _serve(tls, settings, record, recorder)
+            await _handshake(tls, settings, record, recorder, slot)
+            if slot is not None:
+                established = slot.established()
+                if not established:
+                    cap = slot.budget.max_established
+                    _refuse(record, "rejected", f"connection cap of {cap} reached (max_connections)")
+            await _serve(tls, settings, record)
     except _Refused:
         pass
+    except _PeerNotReading as stalled:
+        record.reason = str(stalled)
+        await tls.abort()
     except trio.Cancelled:
         record.reason = "server shutting down"
         if record.outcome == "open":
             record.outcome = "closed"
         if record.tls_version is not None:  # only a finished handshake can carry a goodbye line
-            with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_TIMEOUT):
-                await _send(tls, Reply(False, "shutting-down", "server is shutting down; reconnect later"))
+            with trio.CancelScope(shield=True), contextlib.suppress(_PeerNotReading):
+                goodbye = Reply(False, "shutting-down", "server is shutting down; reconnect later")
+                await _send(tls, goodbye, within=CLOSE_TIMEOUT)
         raise
     finally:
+        if slot is not None:
+            slot.release()
+            if established:
+                slot.close_established()
         with trio.CancelScope(shield=True):
             await tls.aclose(goodbye_within=CLOSE_TIMEOUT)
             if isinstance(recorder, HandshakeRecorder):
@@ -172,13 +199,7 @@ async def handle_connection(
     return record
 
 
-async def _serve(
-    tls: TLSConnection,
-    settings: HandlerSettings,
-    record: ConnectionRecord,
-    recorder: HandshakeRecorder | PeerCertificateCatcher,
-) -> None:
-    await _handshake(tls, settings, record, recorder)
+async def _serve(tls: TLSConnection, settings: HandlerSettings, record: ConnectionRecord) -> None:
     record.tls_version = tls.stream.version()
     cipher = tls.stream.cipher()
     record.cipher = cipher[0] if cipher else None
@@ -201,14 +222,19 @@ async def _serve(
     record.reason = decision.reason
     record.protocol, initial = await _choose_protocol(tls, settings)
     if record.protocol == "http":
-        record.requests, ended = await serve_http(tls, initial, info, idle_timeout=settings.idle_timeout)
+        record.requests, ended = await serve_http(
+            tls, initial, info, idle_timeout=settings.idle_timeout, request_timeout=settings.request_timeout
+        )
         if decision.allowed:
             record.reason = ended
         return
+    within = settings.idle_timeout
     if not decision.allowed:
-        await _send(tls, Reply(False, "forbidden", f"{identity.label} is not allowed: {decision.told}"))
+        await _send(
+            tls, Reply(False, "forbidden", f"{identity.label} is not allowed: {decision.told}"), within
+        )
         return
-    await _send(tls, Reply(True, "hello", f"{identity.label}; commands: {HELP_TEXT}"))
+    await _send(tls, Reply(True, "hello", f"{identity.label}; commands: {HELP_TEXT}"), within)
     await _request_loop(tls, settings, record, info, initial)
 
 
@@ -245,8 +271,10 @@ async def _handshake(
     settings: HandlerSettings,
     record: ConnectionRecord,
     recorder: HandshakeRecorder | PeerCertificateCatcher,
+    slot: HandshakeSlot | None,
 ) -> None:
-    with trio.move_on_after(settings.handshake_timeout) as scope:
+    scope = slot.scope if slot is not None else trio.move_on_after(settings.handshake_timeout)
+    with scope:
         try:
             await tls.handshake()
         except trio.BrokenResourceError as exc:
@@ -271,6 +299,13 @@ async def _handshake(
                 _refuse(record, "closed" if diagnosis.category is Category.CLOSED else "rejected", reason)
             _refuse(record, "closed", "the peer closed the connection in the middle of the handshake")
     if scope.cancelled_caught:
+        if slot is not None and slot.evicted:
+            _refuse(
+                record,
+                "dropped",
+                "the handshake budget was full and this connection had waited longest without finishing "
+                "its handshake (max_handshakes)",
+            )
         _refuse(record, "timeout", f"no complete handshake within {settings.handshake_timeout:g}s")
 
 
@@ -298,44 +333,65 @@ async def _request_loop(
 ) -> None:
     lines = LineBuffer(settings.max_line)
     data: bytes | None = initial
+    line_started: float | None = None  # when the first byte of an unfinished line arrived
+    within = settings.idle_timeout
     while True:
         if not data:
-            data = await _receive_request_bytes(tls, settings, record)
+            data = await _receive_request_bytes(tls, settings, record, line_started)
             if data is None:
                 return
         try:
             received = lines.feed(data)
         except LineTooLong as exc:
             record.reason = str(exc)
-            await _send(tls, Reply(False, "line-too-long", f"{exc}; closing"))
+            await _send(tls, Reply(False, "line-too-long", f"{exc}; closing"), within)
             return
         except ProtocolError as exc:
             record.reason = str(exc)
-            await _send(tls, Reply(False, "bad-encoding", f"{exc}; closing"))
+            await _send(tls, Reply(False, "bad-encoding", f"{exc}; closing"), within)
             return
         data = None
+        if not lines.pending:
+            line_started = None
+        elif line_started is None or received:
+            line_started = trio.current_time()
         for line in received:
             if not line.strip():
                 continue
             record.requests += 1
-            if not await _answer(tls, line, info):
+            if not await _answer(tls, line, info, within):
                 record.reason = "client said QUIT"
                 return
 
 
 async def _receive_request_bytes(
-    tls: TLSConnection, settings: HandlerSettings, record: ConnectionRecord
+    tls: TLSConnection, settings: HandlerSettings, record: ConnectionRecord, line_started: float | None
 ) -> bytes | None:
-    """The next bytes from the client, or None (with the reason recorded) when the session ends."""
-    with trio.move_on_after(settings.idle_timeout) as scope:
+    """The next bytes from the client, or None (with the reason recorded) when the session ends.
+
+    Between requests the client may be idle for ``idle_timeout``; once a line has
+    started, the whole of it must arrive within ``request_timeout`` (a byte every
+    few seconds does not keep a connection forever).
+    """
+    deadline = trio.current_time() + settings.idle_timeout
+    if line_started is not None:
+        deadline = min(deadline, line_started + settings.request_timeout)
+    with trio.CancelScope(deadline=deadline) as scope:
         try:
             data = bytes(await tls.stream.receive_some(RECEIVE_SIZE))
         except trio.BrokenResourceError:
             record.reason = "peer closed the connection abruptly"
             return None
     if scope.cancelled_caught:
-        record.reason = f"idle for {settings.idle_timeout:g}s"
-        await _send(tls, Reply(False, "idle-timeout", f"no request for {settings.idle_timeout:g}s; bye"))
+        if line_started is not None:
+            record.reason = f"request line not finished within {settings.request_timeout:g}s"
+            reply = Reply(
+                False, "request-timeout", f"a request line takes at most {settings.request_timeout:g}s"
+            )
+        else:
+            record.reason = f"idle for {settings.idle_timeout:g}s"
+            reply = Reply(False, "idle-timeout", f"no request for {settings.idle_timeout:g}s; bye")
+        await _send(tls, reply, settings.idle_timeout)
         return None
     if not data:
         record.reason = "peer closed the connection"
@@ -343,32 +399,39 @@ async def _receive_request_bytes(
     return data
 
 
-async def _answer(tls: TLSConnection, line: str, info: SessionInfo) -> bool:
+async def _answer(tls: TLSConnection, line: str, info: SessionInfo, within: float) -> bool:
     """Answer one request line; False when the client asked to quit."""
     try:
         request = parse_request(line)
     except ProtocolError as exc:
-        await _send(tls, Reply(False, "unknown-command", str(exc)))
+        await _send(tls, Reply(False, "unknown-command", str(exc)), within)
         return True
     match request.command:
         case Command.WHOAMI:
-            await _send(tls, Reply(True, "whoami", json.dumps(whoami_document(info), separators=(",", ":"))))
+            document = json.dumps(whoami_document(info), separators=(",", ":"))
+            await _send(tls, Reply(True, "whoami", document), within)
         case Command.ECHO:
-            await _send(tls, Reply(True, "echo", request.argument))
+            await _send(tls, Reply(True, "echo", request.argument), within)
         case Command.PING:
-            await _send(tls, Reply(True, "pong"))
+            await _send(tls, Reply(True, "pong"), within)
         case Command.HELP:
-            await _send(tls, Reply(True, "help", HELP_TEXT))
+            await _send(tls, Reply(True, "help", HELP_TEXT), within)
         case Command.QUIT:
-            await _send(tls, Reply(True, "bye"))
+            await _send(tls, Reply(True, "bye"), within)
             return False
     return True
 
 
-async def _send(tls: TLSConnection, reply: Reply) -> None:
-    """Send one reply; a peer that is gone is not an error worth raising here."""
-    # Not contextlib.suppress: this runs several times per connection, and a bare try is free.
-    try:  # noqa: SIM105
-        await tls.stream.send_all(encode_reply(reply))
-    except (trio.BrokenResourceError, trio.ClosedResourceError):
-        pass
+async def _send(tls: TLSConnection, reply: Reply, within: float) -> None:
+    """Send one reply within ``within`` seconds, else drop the peer (it does not read).
+
+    A peer that is gone is not an error worth raising here.
+    """
+    with trio.move_on_after(within) as scope:
+        # Not contextlib.suppress: this runs several times per connection, and a bare try is free.
+        try:  # noqa: SIM105
+            await tls.stream.send_all(encode_reply(reply))
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+    if scope.cancelled_caught:
+        raise _PeerNotReading(f"the peer did not read a reply within {within:g}s; dropped")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Final
 
@@ -41,17 +42,24 @@ class _Closed(Exception):
     """Internal: the peer is gone or idle; stop serving."""
 
 
+@dataclass(frozen=True, slots=True)
+class _Limits:
+    idle: float  # between requests, and for every write (a peer that does not read is dropped)
+    request: float  # a whole request head, from its first byte
+
+
 async def serve_http(
-    tls: TLSConnection, initial: bytes, info: SessionInfo, *, idle_timeout: float
+    tls: TLSConnection, initial: bytes, info: SessionInfo, *, idle_timeout: float, request_timeout: float
 ) -> tuple[int, str]:
     """Serve requests until the client closes or idles; returns (requests, how it ended)."""
     conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
+    limits = _Limits(idle_timeout, request_timeout)
     if initial:
         conn.receive_data(initial)
     requests = 0
     try:
         while True:
-            event = await _next_event(conn, tls, idle_timeout)
+            event = await _next_head(conn, tls, limits)
             if isinstance(event, h11.ConnectionClosed):
                 return requests, "peer closed the connection"
             if not isinstance(event, h11.Request):
@@ -63,7 +71,7 @@ async def serve_http(
                 conn, tls, idle_timeout, limit=BULK_MAX_BYTES if sink else MAX_BODY_BYTES
             )
             if received is None:
-                await _respond(conn, tls, 413, b"text/plain", b"request body too large\n", close=True)
+                await _respond(conn, tls, 413, b"text/plain", b"request body too large\n", limits, close=True)
                 return requests, "request body too large"
             # RFC 9112 §6.3: a request framed by both Transfer-Encoding and Content-Length
             # may be a smuggling attempt; answer it, then close.
@@ -71,12 +79,14 @@ async def serve_http(
             close = not info.decision.allowed or ambiguous
             if sink:
                 body = _json({"received": received})
-                await _respond(conn, tls, 200, b"application/json", body, close=close)
+                await _respond(conn, tls, 200, b"application/json", body, limits, close=close)
             elif info.decision.allowed and event.method == b"GET" and path.startswith(b"/bytes/"):
-                await _send_bytes(conn, tls, path.removeprefix(b"/bytes/"))
+                await _send_bytes(conn, tls, path.removeprefix(b"/bytes/"), limits)
             else:
                 status, ctype, body = _route(event, info)
-                await _respond(conn, tls, status, ctype, body, head=event.method == b"HEAD", close=close)
+                await _respond(
+                    conn, tls, status, ctype, body, limits, head=event.method == b"HEAD", close=close
+                )
             if close or conn.our_state is h11.MUST_CLOSE:
                 if ambiguous:
                     return requests, "request had both Transfer-Encoding and Content-Length; closed"
@@ -86,10 +96,44 @@ async def serve_http(
         if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
             status = exc.error_status_hint
             with contextlib.suppress(h11.LocalProtocolError, _Closed):
-                await _respond(conn, tls, status, b"text/plain", f"{exc}\n".encode(), close=True)
+                await _respond(conn, tls, status, b"text/plain", f"{exc}\n".encode(), limits, close=True)
         return requests, f"bad HTTP request: {exc}"
     except _Closed as closed:
         return requests, str(closed)
+
+
+async def _next_head(conn: h11.Connection, tls: TLSConnection, limits: _Limits) -> object:
+    """The next request head: idle up to ``limits.idle`` before it, then all of it within
+    ``limits.request``, and at most MAX_HEAD_BYTES of it (h11 alone lets about two reads in)."""
+    started: float | None = None
+    received = len(conn.trailing_data[0])  # bytes of this head already here (pipelined)
+    while True:
+        event = conn.next_event()
+        if isinstance(event, h11.Request) and received - len(conn.trailing_data[0]) > MAX_HEAD_BYTES:
+            raise h11.RemoteProtocolError("request head too large", error_status_hint=431)
+        if event is not h11.NEED_DATA:
+            return event
+        pending = len(conn.trailing_data[0])
+        if pending > MAX_HEAD_BYTES:
+            raise h11.RemoteProtocolError("request head too large", error_status_hint=431)
+        if pending and started is None:
+            started = trio.current_time()
+        deadline = trio.current_time() + limits.idle
+        if started is not None:
+            deadline = min(deadline, started + limits.request)
+        with trio.CancelScope(deadline=deadline) as scope:
+            try:
+                data = await tls.stream.receive_some(RECEIVE_SIZE)
+            except trio.BrokenResourceError:
+                raise _Closed("peer closed the connection abruptly") from None
+        if scope.cancelled_caught:
+            if started is None:
+                raise _Closed(f"idle for {limits.idle:g}s")
+            raise h11.RemoteProtocolError(
+                f"request head not complete within {limits.request:g}s", error_status_hint=408
+            )
+        conn.receive_data(bytes(data))
+        received += len(data)
 
 
 async def _next_event(conn: h11.Connection, tls: TLSConnection, idle_timeout: float) -> object:
@@ -122,12 +166,13 @@ async def _drain_body(
                 return None
 
 
-async def _send_bytes(conn: h11.Connection, tls: TLSConnection, count_text: bytes) -> None:
+async def _send_bytes(conn: h11.Connection, tls: TLSConnection, count_text: bytes, limits: _Limits) -> None:
     """``GET /bytes/N``: N zero bytes, streamed, for throughput tests."""
     # The length first: int() of thousands of digits raises (Python's integer-string limit).
     too_long = len(count_text) > len(str(BULK_MAX_BYTES))
     if not count_text.isdigit() or too_long or int(count_text) > BULK_MAX_BYTES:
-        await _respond(conn, tls, 400, b"text/plain", f"use /bytes/N with N <= {BULK_MAX_BYTES}\n".encode())
+        usage = f"use /bytes/N with N <= {BULK_MAX_BYTES}\n".encode()
+        await _respond(conn, tls, 400, b"text/plain", usage, limits)
         return
     remaining = int(count_text)
     headers = [
@@ -135,20 +180,27 @@ async def _send_bytes(conn: h11.Connection, tls: TLSConnection, count_text: byte
         (b"content-type", b"application/octet-stream"),
         (b"content-length", str(remaining).encode()),
     ]
-    await _send(tls, conn.send(h11.Response(status_code=200, headers=headers, reason=b"OK")) or b"")
+    await _send(
+        tls, conn.send(h11.Response(status_code=200, headers=headers, reason=b"OK")) or b"", limits.idle
+    )
     chunk = bytes(BULK_CHUNK)
     while remaining:
         piece = chunk[: min(remaining, BULK_CHUNK)]
-        await _send(tls, conn.send(h11.Data(data=piece)) or b"")
+        await _send(tls, conn.send(h11.Data(data=piece)) or b"", limits.idle)
         remaining -= len(piece)
-    await _send(tls, conn.send(h11.EndOfMessage()) or b"")
+    await _send(tls, conn.send(h11.EndOfMessage()) or b"", limits.idle)
 
 
-async def _send(tls: TLSConnection, data: bytes) -> None:
-    try:
-        await tls.stream.send_all(data)
-    except (trio.BrokenResourceError, trio.ClosedResourceError):
-        raise _Closed("peer closed the connection during the response") from None
+async def _send(tls: TLSConnection, data: bytes, within: float) -> None:
+    """Write within ``within`` seconds, else drop the peer: one that does not read holds nothing."""
+    with trio.move_on_after(within) as scope:
+        try:
+            await tls.stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            raise _Closed("peer closed the connection during the response") from None
+    if scope.cancelled_caught:
+        await tls.abort()  # a cancelled write leaves the stream unusable
+        raise _Closed(f"the peer did not read the response within {within:g}s; dropped")
 
 
 def _header(request: h11.Request, name: bytes) -> bool:
@@ -174,12 +226,13 @@ def _json(document: object) -> bytes:
     return json.dumps(document, indent=2).encode() + b"\n"
 
 
-async def _respond(
+async def _respond(  # noqa: PLR0917 - status, type and body read best in that order
     conn: h11.Connection,
     tls: TLSConnection,
     status: int,
     content_type: bytes,
     body: bytes,
+    limits: _Limits,
     *,
     head: bool = False,
     close: bool = False,
@@ -194,4 +247,4 @@ async def _respond(
     if not head:
         data += conn.send(h11.Data(data=body)) or b""
     data += conn.send(h11.EndOfMessage()) or b""
-    await _send(tls, data)
+    await _send(tls, data, limits.idle)

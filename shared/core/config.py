@@ -107,7 +107,15 @@ class ServerConfig:
     # switches to HTTP/1.1); after that the line protocol greets.
     protocol_sniff: float = field(default=0.3, metadata=_range(0, 10))
     max_line: int = field(default=4096, metadata=_range(64, 1 << 20))
+    # Authenticated connections at once (per worker); a client past it is told the server is busy.
     max_connections: int = field(default=1000, metadata=_range(1, 1_000_000))
+    # Connections still in their handshake (not yet anybody): a budget of their own, so idle or
+    # dribbling sockets never lock authenticated clients out. Full: the longest-waiting is dropped.
+    max_handshakes: int = field(default=128, metadata=_range(1, 1_000_000))
+    # ... of which one source address may hold at most this many.
+    max_handshakes_per_source: int = field(default=32, metadata=_range(1, 1_000_000))
+    # Seconds a client has to send a whole request line or HTTP request head once it started.
+    request_timeout: float = field(default=10.0, metadata=_range(0.001))
     # Processes sharing the port (SO_REUSEPORT): one per core to use them all.
     workers: int = field(default=1, metadata=_range(1, 256))
     log_format: str = field(default="text", metadata=_choice(*LOG_FORMATS))

@@ -367,13 +367,20 @@ class CertificateAuthority:
         csr: x509.CertificateSigningRequest,
         profile: Profile,
         *,
-        sans: Sequence[x509.GeneralName] | None = None,
+        sans: Sequence[x509.GeneralName] = (),
+        sans_from_csr: bool = False,
         days: int = 365,
         now: dt.datetime | None = None,
         serial: int | None = None,
         options: LeafOptions | None = None,
     ) -> x509.Certificate:
-        """Sign a CSR under ``profile``; ``sans`` replaces the CSR's requested SANs."""
+        """Sign a CSR under ``profile``: the profile, not the request, decides what is certified.
+
+        The subject is reduced to the CSR's one common name (a leaf's subject in our
+        profiles); the SANs are ``sans``, and the CSR's requested SANs only with
+        ``sans_from_csr`` (a CSR must not choose names such as a SPIFFE ID or a
+        wildcard for itself).
+        """
         if profile.is_ca:
             raise CertificateError("this CA signs leaves only: use --profile server or client")
         if not csr.is_signature_valid:
@@ -385,13 +392,19 @@ class CertificateAuthority:
             public_key = csr.public_key()
         except (ValueError, UnsupportedAlgorithm) as exc:
             raise CertificateError(f"CSR public key is not usable: {exc}") from exc
+        common_names = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        if len(common_names) != 1:
+            raise CertificateError(
+                f"the CSR's subject {csr.subject.rfc4514_string() or '(empty)'} has {len(common_names)} "
+                "common names; a leaf needs exactly one: make the CSR with -subj '/CN=NAME'"
+            )
         return build_certificate(
-            subject=csr.subject,
+            subject=name_for(str(common_names[0].value)),
             public_key=public_key,
             issuer=self.signer_cert.subject,
             issuer_key=self.signer_key,
             profile=profile,
-            sans=requested_sans(csr) if sans is None else sans,
+            sans=[*sans, *(requested_sans(csr) if sans_from_csr else ())],
             now=now or utcnow(),
             days=days,
             serial=serial,
@@ -417,7 +430,7 @@ class CertificateAuthority:
         _refuse_existing(files.all(), force)
         key = generate_key(key_type)
         csr = make_csr(key, name, sans)
-        cert = self.sign(csr, profile, days=days, now=now, options=options)
+        cert = self.sign(csr, profile, sans=sans, days=days, now=now, options=options)
         write_leaf_files(files, key, csr, cert, self.chain, passphrase=passphrase, force=force)
         return files
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
-from cryptography.x509.oid import ExtendedKeyUsageOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from mtls_ref.shared.core.cli_support import add_config_argument, run_cli
 from mtls_ref.shared.core.config import KEY_TYPES, Config, load_config
@@ -23,6 +23,7 @@ from mtls_ref.shared.pki.authority import (
     Profile,
     issue_self_signed,
     parse_san,
+    requested_sans,
 )
 from mtls_ref.shared.pki.badset import write_badset
 from mtls_ref.shared.pki.inspect import (
@@ -97,14 +98,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--profile",
         required=True,
         choices=["server", "client"],
-        help="decides the extensions; the CSR's own requests are ignored except SANs",
+        help="decides the extensions and the subject (its CN only); the CSR's requests are ignored",
     )
     sign.add_argument(
         "--san",
         action="append",
-        default=None,
+        default=[],
         metavar="TYPE:VALUE",
-        help="replace the CSR's requested SANs (repeatable)",
+        help="a name to certify (repeatable); only these, unless --san-from-csr",
+    )
+    sign.add_argument(
+        "--san-from-csr",
+        action="store_true",
+        help="also certify the SANs the CSR requests (they are printed for review)",
     )
     sign.add_argument(
         "--out",
@@ -355,8 +361,26 @@ def _cmd_sign(args: argparse.Namespace) -> int:
     config = _config(args)
     csr = load_csr(args.csr)
     ca = _load_ca(config, args)
-    sans = [parse_san(s) for s in args.san] if args.san is not None else None
-    cert = ca.sign(csr, Profile(args.profile), sans=sans, days=args.days or config.pki.leaf_days)
+    requested = [format_san(name) for name in requested_sans(csr)]
+    if args.san_from_csr:
+        shown = ", ".join(requested) or "none"
+        print(f"taking the CSR's requested SANs (review them): {shown}", file=sys.stderr)
+    elif requested:
+        print(
+            f"ignoring the CSR's requested SANs ({', '.join(requested)}); pass --san, or --san-from-csr",
+            file=sys.stderr,
+        )
+    dropped = [a.rfc4514_string() for a in csr.subject if a.oid != NameOID.COMMON_NAME]
+    if dropped:
+        print(f"subject reduced to its CN (dropped {', '.join(dropped)})", file=sys.stderr)
+    sans = [parse_san(s) for s in args.san]
+    cert = ca.sign(
+        csr,
+        Profile(args.profile),
+        sans=sans,
+        sans_from_csr=args.san_from_csr,
+        days=args.days or config.pki.leaf_days,
+    )
     info = describe_certificate(cert)
     if args.out is None:
         sys.stdout.buffer.write(pem(cert, *ca.chain))
