@@ -176,3 +176,14 @@ async def test_security_posture_banner(pki: Pki, tls_engine: str) -> None:
     ):
         assert expected in banner
     assert " listening addresses=127.0.0.1:" in lines[1]
+
+
+async def test_banner_with_one_tls_version_says_only(pki: Pki) -> None:
+    """tls_max = "1.2" (with tls_min 1.2): the banner says "1.2 only", not "1.2-1.2 (1.3 preferred)"."""
+    lines: list[str] = []
+    server = Server(server_config(pki, tls_max="1.2"), log=EventLog("text", lines.append))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.serve)
+        server.shutdown()
+    assert "TLS versions     1.2 only\n" in lines[0]
+    assert "preferred" not in lines[0]
