@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from contextlib import AbstractAsyncContextManager
-
 import pytest
 import trio
 
@@ -15,8 +13,8 @@ from .pkitools import Pki
 from .tlstools import (
     client_config,
     log_events,
-    openssl_s_server,
     s_client_credentials,
+    s_server,
     start_server,
     with_version,
 )
@@ -91,25 +89,6 @@ async def test_s_client_refused_with_the_alert(pki: Pki, openssl: str, tls_versi
     assert expected in out, out
     assert "OK hello" not in out
     assert log_events(log, "connection")[0]["outcome"] == "rejected"
-
-
-def s_server(openssl: str, pki: Pki) -> AbstractAsyncContextManager[int]:
-    """`openssl s_server -Verify 1 -verify_return_error -rev` with the test PKI."""
-    return openssl_s_server(
-        openssl,
-        "-cert",
-        str(pki.server.cert),
-        "-cert_chain",
-        str(pki.server.chain),
-        "-key",
-        str(pki.server.key),
-        "-CAfile",
-        str(pki.ca_cert),
-        "-Verify",
-        "1",
-        "-verify_return_error",
-        "-rev",
-    )
 
 
 async def run_raw(config: ClientConfig) -> ClientReport:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import pytest
@@ -25,7 +24,7 @@ from .pkitools import Pki
 from .tlstools import (
     client_config,
     log_events,
-    openssl_s_server,
+    s_server,
     start_server,
     start_server_with,
     with_version,
@@ -48,26 +47,6 @@ def test_make_demo_runs_as_the_readme_says() -> None:
     assert "demo: the server's log of this connection:" in done.stdout
     assert "outcome=accepted" in done.stdout
     assert "Traceback" not in done.stderr
-
-
-def s_server(openssl: str, pki: Pki, *version: str) -> AbstractAsyncContextManager[int]:
-    """`openssl s_server` requiring a client certificate, forced to ``version`` when given."""
-    return openssl_s_server(
-        openssl,
-        *version,
-        "-cert",
-        str(pki.server.cert),
-        "-cert_chain",
-        str(pki.server.chain),
-        "-key",
-        str(pki.server.key),
-        "-CAfile",
-        str(pki.ca_cert),
-        "-Verify",
-        "1",
-        "-verify_return_error",
-        "-rev",
-    )
 
 
 def assert_trace_is_tls12(report: ClientReport) -> None:

@@ -6,7 +6,7 @@ import dataclasses
 import json
 import subprocess
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import pytest
@@ -150,3 +150,23 @@ async def openssl_s_server(openssl: str, *args: str) -> AsyncIterator[int]:
         for pipe in (process.stdin, stdout):
             if pipe is not None:
                 await pipe.aclose()
+
+
+def s_server(openssl: str, pki: Pki, *extra: str) -> AbstractAsyncContextManager[int]:
+    """`openssl s_server -Verify 1 -verify_return_error -rev` with the test PKI (``extra``: e.g. -tls1_2)."""
+    return openssl_s_server(
+        openssl,
+        *extra,
+        "-cert",
+        str(pki.server.cert),
+        "-cert_chain",
+        str(pki.server.chain),
+        "-key",
+        str(pki.server.key),
+        "-CAfile",
+        str(pki.ca_cert),
+        "-Verify",
+        "1",
+        "-verify_return_error",
+        "-rev",
+    )

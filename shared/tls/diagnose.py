@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from typing import Final
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from mtls_ref.shared.pki.authority import verify_signed_by
 from mtls_ref.shared.tls.trace import Role
 
 __all__ = [
@@ -475,7 +475,7 @@ def _issuer_fact(
         return f"{subject} is self-signed"
     issuer = top.issuer.rfc4514_string()
     namesakes = [ca for ca in trusted if ca.subject == top.issuer]
-    if namesakes and not any(_signed_by(top, ca) for ca in namesakes):
+    if namesakes and not any(verify_signed_by(top, ca) for ca in namesakes):
         return (
             f"{subject} chains to a CA named {issuer}, the same name as the trusted CA, but signed "
             f"with a different key (key id {_key_id(top)} vs {_key_id(namesakes[0], own=True)}): "
@@ -487,14 +487,6 @@ def _issuer_fact(
     if len(chain) == 1 and not namesakes:
         sentence += "; no intermediate was sent with it"
     return sentence
-
-
-def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
-    try:
-        cert.verify_directly_issued_by(issuer)
-    except (ValueError, TypeError, InvalidSignature):
-        return False
-    return True
 
 
 def _key_id(cert: x509.Certificate, *, own: bool = False) -> str:

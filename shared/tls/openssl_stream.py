@@ -34,25 +34,12 @@ from cryptography import x509
 from OpenSSL import SSL, crypto
 
 from mtls_ref.shared.tls import openssl_lowlevel
+from mtls_ref.shared.tls.socket_stream import SocketOwner, restore_send_buffering
 
-__all__ = ["OpenSSLSocketStream", "restore_send_buffering"]
+__all__ = ["OpenSSLSocketStream"]
 
 RECEIVE_SIZE: Final = 65536
-# trio.SocketStream sets TCP_NOTSENT_LOWAT to 16 KiB (latency for its own buffered
-# streams). With OpenSSL writing to the socket itself that only makes a bulk sender
-# wake up for every record: the kernel's default (no limit) gives the throughput back.
-_NOTSENT_LOWAT_DEFAULT: Final = 2**31 - 1  # as good as the default (UINT_MAX), and fits a C int
-
-
-def restore_send_buffering(sock: socket.socket) -> None:
-    """Undo trio's TCP_NOTSENT_LOWAT on a socket that OpenSSL will write to directly."""
-    option = getattr(socket, "TCP_NOTSENT_LOWAT", None)
-    if option is not None:
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.IPPROTO_TCP, option, _NOTSENT_LOWAT_DEFAULT)
 _T = TypeVar("_T")
-
-
 def _as_ssl_error(exc: SSL.Error, connection: SSL.Connection) -> ssl.SSLError:
     """The stdlib exception that CPython would raise for the same OpenSSL failure."""
     if isinstance(exc, SSL.SysCallError):
@@ -76,7 +63,7 @@ def _as_ssl_error(exc: SSL.Error, connection: SSL.Connection) -> ssl.SSLError:
     return error
 
 
-class OpenSSLSocketStream(trio.abc.Stream):
+class OpenSSLSocketStream(SocketOwner, trio.abc.Stream):
     """Server-side TLS over a connected socket taken from a ``trio.SocketStream``."""
 
     def __init__(self, connection: SSL.Connection, sock: socket.socket) -> None:
@@ -203,9 +190,6 @@ class OpenSSLSocketStream(trio.abc.Stream):
         if not waited:
             await trio.lowlevel.cancel_shielded_checkpoint()
 
-    async def wait_send_all_might_not_block(self) -> None:
-        await trio.lowlevel.wait_writable(self._sock)
-
     async def aclose(self) -> None:
         """Send close_notify (once, without waiting for the peer's) and close the socket."""
         if self._closed:
@@ -217,33 +201,3 @@ class OpenSSLSocketStream(trio.abc.Stream):
             self._conn.shutdown()
         self.close_now()
         await trio.lowlevel.checkpoint()
-
-    async def linger_close(self, linger: float) -> None:
-        """Half-close, read and discard until the peer closes (bounded), then close.
-
-        As in :meth:`SocketTLSStream.linger_close`: closing with unread input sends
-        RST, which can make the peer drop the alert that explains its refusal.
-        """
-        if self._closed:
-            return
-        with contextlib.suppress(OSError):
-            self._sock.shutdown(socket.SHUT_WR)
-        with trio.move_on_after(linger):
-            while True:
-                await trio.lowlevel.wait_readable(self._sock)
-                try:
-                    if not self._sock.recv(RECEIVE_SIZE):
-                        break
-                except BlockingIOError:
-                    continue
-                except OSError:
-                    break
-        self.close_now()
-
-    def close_now(self) -> None:
-        """Drop the connection without any TLS goodbye (wakes any task waiting on it)."""
-        if self._closed:
-            return
-        self._closed = True
-        trio.lowlevel.notify_closing(self._sock)
-        self._sock.close()

@@ -30,15 +30,69 @@ from typing import Any, Final
 
 import trio
 
-from mtls_ref.shared.tls.openssl_stream import restore_send_buffering
-
-__all__ = ["SocketTLSStream"]
+__all__ = ["SocketOwner", "SocketTLSStream", "restore_send_buffering"]
 
 RECEIVE_SIZE: Final = 65536
+# trio.SocketStream sets TCP_NOTSENT_LOWAT to 16 KiB (latency for its own buffered
+# streams). With OpenSSL writing to the socket itself that only makes a bulk sender
+# wake up for every record: the kernel's default (no limit) gives the throughput back.
+_NOTSENT_LOWAT_DEFAULT: Final = 2**31 - 1  # as good as the default (UINT_MAX), and fits a C int
 
 
-class SocketTLSStream(trio.abc.Stream):
+def restore_send_buffering(sock: socket.socket) -> None:
+    """Undo trio's TCP_NOTSENT_LOWAT on a socket that OpenSSL will write to directly."""
+    option = getattr(socket, "TCP_NOTSENT_LOWAT", None)
+    if option is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, option, _NOTSENT_LOWAT_DEFAULT)
+
+
+class SocketOwner:
+    """What both socket-backed TLS streams do with the socket itself: linger, close, wake waiters."""
+
+    _sock: socket.socket
+    _closed: bool
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await trio.lowlevel.wait_writable(self._sock)
+
+    async def linger_close(self, linger: float) -> None:
+        """Half-close, then read and discard until the peer closes (bounded), then close.
+
+        Closing a socket with unread input makes the kernel send RST, and a peer
+        that gets RST may drop data it had not read yet: the alert explaining why
+        its handshake failed. Lingering lets the alert arrive (as nginx's
+        lingering_close does).
+        """
+        if self._closed:
+            return
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_WR)  # also drops the TLS layer: reads below are raw
+        with trio.move_on_after(linger):
+            while True:
+                await trio.lowlevel.wait_readable(self._sock)
+                try:
+                    if not self._sock.recv(RECEIVE_SIZE):
+                        break
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    break
+        self.close_now()
+
+    def close_now(self) -> None:
+        """Drop the connection without any TLS goodbye (wakes any task waiting on it)."""
+        if self._closed:
+            return
+        self._closed = True
+        trio.lowlevel.notify_closing(self._sock)
+        self._sock.close()
+
+
+class SocketTLSStream(SocketOwner, trio.abc.Stream):
     """TLS over a connected socket taken from a ``trio.SocketStream``."""
+
+    _sock: ssl.SSLSocket
 
     def __init__(self, sock: ssl.SSLSocket) -> None:
         self._sock = sock
@@ -126,9 +180,6 @@ class SocketTLSStream(trio.abc.Stream):
             raise trio.BrokenResourceError from exc
         await trio.lowlevel.cancel_shielded_checkpoint()
 
-    async def wait_send_all_might_not_block(self) -> None:
-        await trio.lowlevel.wait_writable(self._sock)
-
     async def aclose(self) -> None:
         """Send close_notify (once, without waiting for the peer's) and close the socket."""
         if self._closed:
@@ -140,35 +191,3 @@ class SocketTLSStream(trio.abc.Stream):
             self._sock.unwrap()
         self.close_now()
         await trio.lowlevel.checkpoint()
-
-    async def linger_close(self, linger: float) -> None:
-        """Half-close, then read and discard until the peer closes (bounded), then close.
-
-        Closing a socket with unread input makes the kernel send RST, and a peer
-        that gets RST may drop data it had not read yet: the alert explaining why
-        its handshake failed. Lingering lets the alert arrive (as nginx's
-        lingering_close does).
-        """
-        if self._closed:
-            return
-        with contextlib.suppress(OSError):
-            self._sock.shutdown(socket.SHUT_WR)  # also drops the TLS layer: reads below are raw
-        with trio.move_on_after(linger):
-            while True:
-                await trio.lowlevel.wait_readable(self._sock)
-                try:
-                    if not self._sock.recv(RECEIVE_SIZE):
-                        break
-                except BlockingIOError:
-                    continue
-                except OSError:
-                    break
-        self.close_now()
-
-    def close_now(self) -> None:
-        """Drop the connection without any TLS goodbye (wakes any task waiting on it)."""
-        if self._closed:
-            return
-        self._closed = True
-        trio.lowlevel.notify_closing(self._sock)
-        self._sock.close()
