@@ -192,7 +192,8 @@ class Server:
     def _log_start(self, addresses: list[Any]) -> None:
         posture = self.posture(addresses)
         # Each connection is a file descriptor; a low soft limit would turn load into accept errors.
-        posture["fd_limit"] = raise_fd_limit(self.config.max_connections + 64)[1]
+        wanted = self.config.max_connections + self.config.max_handshakes + 64
+        posture["fd_limit"] = raise_fd_limit(wanted)[1]
         posture["workers"] = self.config.workers
         if self.log.fmt == "text":
             self.log.raw(_banner(posture))
