@@ -14,7 +14,7 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from mtls_ref.shared.core.cli_support import add_config_argument, run_cli
-from mtls_ref.shared.core.config import KEY_TYPES, Config, load_config
+from mtls_ref.shared.core.config import KEY_TYPES, Config, PKIConfig, load_config
 from mtls_ref.shared.core.errors import CertificateError
 from mtls_ref.shared.pki.authority import (
     CertificateAuthority,
@@ -26,6 +26,7 @@ from mtls_ref.shared.pki.authority import (
     requested_sans,
 )
 from mtls_ref.shared.pki.badset import write_badset
+from mtls_ref.shared.pki.bundle import generate_passphrase, write_bundle
 from mtls_ref.shared.pki.inspect import (
     check_certificate,
     describe_certificate,
@@ -125,10 +126,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_inspect_parsers(sub)
 
+    export = sub.add_parser(
+        "export", help="bundle a leaf's key, certificate and chain for browsers, Java, macOS, Windows"
+    )
+    export.add_argument("name", help="the leaf's name in the PKI folder (NAME.pem, NAME.key)")
+    export.add_argument("--p12", action="store_true", required=True, help="write PKCS#12 (NAME.p12)")
+    export.add_argument(
+        "--passphrase-file",
+        type=Path,
+        help="the bundle's passphrase (first line); default: generate one and print it once",
+    )
+    export.add_argument("--out", type=Path, help="bundle file (default: NAME.p12 in the PKI folder)")
+    export.add_argument("--force", action="store_true", help="replace an existing bundle")
+    export.set_defaults(func=_cmd_export)
+
     demo = sub.add_parser(
         "demo",
         help="the demo PKI from the config: CA + intermediate, 'server' and "
-        "'client' leaves; keeps whatever already exists",
+        "'client' leaves, and client.p12 for browsers; keeps whatever already exists",
     )
     demo.set_defaults(func=_cmd_demo)
     return parser
@@ -454,6 +469,59 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         )
         names = ", ".join(format_san(parse_san(s)) for s in sans)
         print(f"issued {role} certificate {_shown(files.chain)} ({names})")
+    bundle, secret = pki.dir / "client.p12", pki.dir / "client.p12.passphrase"
+    if bundle.exists():
+        print(f"kept existing browser bundle {_shown(bundle)}")
+    else:
+        passphrase = generate_passphrase()
+        atomic_write(secret, passphrase.encode() + b"\n", mode=0o600, force=True)
+        _export([*ca.chain, ca.root], pki.dir, "client", bundle, passphrase)
+        print(f"wrote browser bundle {_shown(bundle)} (passphrase in {_shown(secret)}, both mode 0600)")
+    return 0
+
+
+def _export(
+    chain: list[x509.Certificate], folder: Path, name: str, out: Path, passphrase: str, *, force: bool = False
+) -> None:
+    """NAME.key + NAME.pem + the CA chain (intermediate, root) as a PKCS#12 bundle."""
+    cert_path, key_path = folder / f"{name}.pem", folder / f"{name}.key"
+    if not cert_path.exists():
+        raise CertificateError(
+            f"no certificate {str(cert_path)!r}: issue it first ('mtls-certs issue client {name}')"
+        )
+    write_bundle(
+        out,
+        name=name,
+        key=load_private_key(key_path, read_passphrase(None)),
+        cert=load_certificates(cert_path)[0],
+        chain=chain,
+        passphrase=passphrase,
+        force=force,
+    )
+
+
+def _ca_chain(pki: PKIConfig) -> list[x509.Certificate]:
+    """The certificates above the leaves, intermediate first (no CA key is needed to export)."""
+    intermediate = pki.path(pki.intermediate_cert)
+    above = load_certificates(intermediate) if intermediate.exists() else []
+    return [*above, *load_certificates(pki.path(pki.ca_cert))]
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    config = _config(args)
+    folder = config.pki.dir
+    out = args.out or folder / f"{args.name}.p12"
+    chain = _ca_chain(config.pki)
+    if args.passphrase_file is not None:
+        secret = read_passphrase(args.passphrase_file, env_var=None) or b""
+        _export(chain, folder, args.name, out, secret.decode(), force=args.force)
+        where = _shown(args.passphrase_file)
+        print(f"wrote {_shown(out)} (mode 0600), encrypted with the passphrase from {where}")
+    else:
+        passphrase = generate_passphrase()
+        _export(chain, folder, args.name, out, passphrase, force=args.force)
+        print(f"wrote {_shown(out)} (mode 0600); its passphrase, shown once: {passphrase}")
+    print(f"next: openssl pkcs12 -info -noout -in {_shown(out)}   or import it in a browser")
     return 0
 
 

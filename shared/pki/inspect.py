@@ -20,10 +20,12 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from mtls_ref.shared.core.errors import CertificateError
 from mtls_ref.shared.pki.authority import verify_signed_by
+from mtls_ref.shared.pki.bundle import read_bundle
 from mtls_ref.shared.pki.keys import (
     PrivateKey,
     describe_key,
@@ -172,11 +174,13 @@ def _describe_key(key: PrivateKey, encrypted: bool) -> dict[str, Any]:
 
 
 def describe_file(path: Path, *, passphrase: bytes | None = None, now: dt.datetime | None = None) -> Report:
-    """Recognise a PEM file by its armour and describe what it holds."""
+    """Recognise a PEM file by its armour (or a PKCS#12 bundle) and describe what it holds."""
     try:
         text = path.read_bytes()
     except OSError as exc:
         raise CertificateError(f"cannot read {str(path)!r}: {exc.strerror}; check the path") from exc
+    if path.suffix.lower() in (".p12", ".pfx") or (text[:1] == b"\x30" and b"-----BEGIN" not in text):
+        return _describe_bundle(path, passphrase, now)
     if b"PRIVATE KEY-----" in text:
         encrypted = b"ENCRYPTED" in text
         if encrypted and passphrase is None:
@@ -190,7 +194,25 @@ def describe_file(path: Path, *, passphrase: bytes | None = None, now: dt.dateti
     return Report(path=str(path), kind="chain" if len(certs) > 1 else "certificate", items=items)
 
 
+_DESCRIBED_KEYS = (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey, ed25519.Ed25519PrivateKey)
+
+
+def _describe_bundle(path: Path, passphrase: bytes | None, now: dt.datetime | None) -> Report:
+    bundle = read_bundle(path, passphrase)
+    contents: dict[str, Any] = {
+        "friendly_name": bundle.name,
+        "private_key": describe_key(bundle.key) if isinstance(bundle.key, _DESCRIBED_KEYS) else None,
+        "certificates": (1 if bundle.cert else 0) + len(bundle.chain),
+    }
+    certs = [c for c in (bundle.cert, *bundle.chain) if c is not None]
+    items = (contents, *(describe_certificate(c, now=now) for c in certs))
+    return Report(path=str(path), kind="PKCS#12 bundle", items=items)
+
+
 _LABELS = {
+    "friendly_name": "Friendly name",
+    "private_key": "Private key",
+    "certificates": "Certificates",
     "subject": "Subject",
     "issuer": "Issuer",
     "serial": "Serial",
