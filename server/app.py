@@ -24,14 +24,16 @@ from mtls_ref.shared.core.errors import ConfigError, MTLSError
 from mtls_ref.shared.pki.inspect import fingerprint
 from mtls_ref.shared.pki.keys import load_certificates
 from mtls_ref.shared.tls.connection import ServerContext
-from mtls_ref.shared.tls.context import ALPN_HTTP, ALPN_LINE
+from mtls_ref.shared.tls.context import ALPN_HTTP, ALPN_LINE, read_crls
 from mtls_ref.shared.tls.engines import build_server_context, describe_engine
 from mtls_ref.shared.tls.identity import AllowList
 
 from .admission import HandshakeBudget, HandshakeSlot
 from .handler import HandlerSettings, handle_connection
 from .log import EventLog
+from .metrics import Credentials, ServerMetrics
 from .reload import FileWatch
+from .status import serve_status
 
 __all__ = ["Server"]
 
@@ -50,6 +52,8 @@ class Server:
         self.allow = AllowList.parse(config.allow)
         self.context: ServerContext = build_server_context(config)
         self.trust_anchors = _trust_anchors(config)
+        self.credentials = _credentials(config, self.trust_anchors)
+        self.metrics = ServerMetrics(active=lambda: self.active, credentials=lambda: self.credentials)
         self.files = FileWatch([config.cert, config.key, config.ca, config.crl])
         self.settings = HandlerSettings(
             protocol_sniff=config.protocol_sniff,
@@ -63,6 +67,7 @@ class Server:
             trace=config.trace,
         )
         self.active = 0
+        self.status_addresses: list[Any] = []
         self.budget = HandshakeBudget(
             total=config.max_handshakes,
             per_source=config.max_handshakes_per_source,
@@ -96,12 +101,13 @@ class Server:
         try:
             context = build_server_context(self.config)
             anchors = _trust_anchors(self.config)
+            credentials = _credentials(self.config, anchors)
         except MTLSError as exc:
             self.log.event(
                 "reload-failed", why=why, error=str(exc), action="still serving the previous context"
             )
             return False
-        self.context, self.trust_anchors = context, anchors
+        self.context, self.trust_anchors, self.credentials = context, anchors, credentials
         self.settings = dataclasses.replace(
             self.settings, ca_subject=_ca_subject(self.ca_certificate), trusted=anchors
         )
@@ -147,7 +153,14 @@ class Server:
         """Serve until :meth:`shutdown`; ``task_status.started`` gets the bound (host, port) list."""
         if listeners is None:
             listeners = await self.listen()
+        try:
+            status_listeners = await self._listen_status()
+        except ConfigError:
+            for listener in listeners:
+                await trio.aclose_forcefully(listener)
+            raise
         addresses = [listener.socket.getsockname()[:2] for listener in listeners]
+        self.status_addresses = [s.socket.getsockname()[:2] for s in status_listeners]
         self._log_start(addresses)
         task_status.started(addresses)
         async with trio.open_nursery() as handlers:
@@ -158,18 +171,37 @@ class Server:
                             acceptors.start_soon(self._accept_loop, listener, handlers)
                         if self.config.reload_interval > 0:
                             acceptors.start_soon(self._watch_files)
+                        if status_listeners:
+                            acceptors.start_soon(serve_status, status_listeners, self.metrics)
             finally:  # on shutdown, and on cancellation or error too: never leak the listening sockets
-                for listener in listeners:
+                for listener in (*listeners, *status_listeners):
                     await trio.aclose_forcefully(listener)
             self.log.event("shutdown", draining=self.active, grace_s=self.config.shutdown_grace)
             handlers.cancel_scope.deadline = trio.current_time() + self.config.shutdown_grace
         self.log.event("stopped")
 
+    async def _listen_status(self) -> list[trio.SocketListener]:
+        """The status port's listeners, or none when ``status`` is empty."""
+        if not self.config.status:
+            return []
+        host, sep, port = self.config.status.rpartition(":")
+        if not sep or not port.isdigit():
+            raise ConfigError(
+                f"[server] status {self.config.status!r} is not HOST:PORT; e.g. status = \"127.0.0.1:9100\""
+            )
+        try:
+            return await trio.open_tcp_listeners(int(port), host=host.strip("[]") or "127.0.0.1")
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot listen for the status port on {self.config.status}: {exc.strerror or exc}; "
+                "pick another [server] status, or stop the program using it"
+            ) from exc
+
     def posture(self, addresses: list[Any]) -> dict[str, Any]:
         """The security posture the server starts with: printed as a banner and logged."""
         ca = self.ca_certificate
         return {
-            "addresses": [f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in addresses],
+            "addresses": [_host_port(h, p) for h, p in addresses],
             "tls": _version_range(self.config.tls_min, self.config.tls_max),
             "tls_engine": describe_engine(self.config.tls_engine),
             "client_cert": "required",
@@ -178,6 +210,7 @@ class Server:
             "crl": str(self.config.crl) if self.config.crl else "off",
             "allow": list(self.allow.describe()) or "any verified client",
             "alpn": [ALPN_HTTP, ALPN_LINE],
+            "status": [f"http://{_host_port(h, p)}/metrics" for h, p in self.status_addresses] or None,
             "ca_names_advertised": self.config.tls_engine == "openssl",
             "trace": self.config.trace,
             # A warning, not a setting: session secrets on disk decrypt every captured connection.
@@ -219,6 +252,7 @@ class Server:
                     reason=f"{source} already has {self.config.max_handshakes_per_source} connections in "
                     "their handshake (max_handshakes_per_source)",
                 )
+                self.metrics.refused_at_accept("per-source-limit")
                 await trio.aclose_forcefully(stream)
                 continue
             self.active += 1
@@ -226,9 +260,10 @@ class Server:
 
     async def _handle(self, stream: trio.SocketStream, peer: str, slot: HandshakeSlot) -> None:
         try:
-            await handle_connection(
+            record = await handle_connection(
                 stream, context=self.context, settings=self.settings, log=self.log, peer=peer, slot=slot
             )
+            self.metrics.record(record)
         except Exception as exc:  # noqa: BLE001 - one connection's bug must not stop the server
             self.log.event("connection-error", peer=peer, error=f"{type(exc).__name__}: {exc}")
         finally:
@@ -259,6 +294,15 @@ def raise_fd_limit(wanted: int) -> tuple[int, str]:
     if new < wanted:
         return new, f"{new}: raised to the hard limit, below max_connections; raise it with ulimit -Hn"
     return new, f"{new} (raised from {soft})"
+
+
+def _credentials(config: ServerConfig, anchors: tuple[x509.Certificate, ...]) -> Credentials:
+    """What the status port's readiness and expiry figures look at (loaded with the context)."""
+    return Credentials(
+        server_cert=load_certificates(config.cert)[0],
+        trust_anchors=anchors,
+        crls=tuple(read_crls(config.crl)) if config.crl is not None else (),
+    )
 
 
 def _trust_anchors(config: ServerConfig) -> tuple[x509.Certificate, ...]:
@@ -315,9 +359,18 @@ def _banner(posture: dict[str, Any]) -> str:
             f"  allow-list       {rules}",
             f"  ALPN             {', '.join(posture['alpn'])} (no ALPN: HTTP if it sends a request line)",
             *ca_names,
+            *_status_line(posture.get("status")),
             *([f"  WARNING          {posture['keylog_warning']}"] if posture.get("keylog_warning") else []),
         ]
     )
+
+
+def _status_line(status: list[str] | None) -> list[str]:
+    return [f"  status port      {', '.join(status)} and /healthz"] if status else []
+
+
+def _host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _peer_name(stream: trio.SocketStream) -> tuple[str, str]:

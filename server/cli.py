@@ -72,6 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="processes sharing the port with SO_REUSEPORT (one per core uses them all)",
     )
+    parser.add_argument(
+        "--status",
+        metavar="HOST:PORT",
+        help="serve plain-HTTP /healthz and /metrics (Prometheus) there, e.g. 127.0.0.1:9100 "
+        "(with --workers, the first process's figures only)",
+    )
     parser.add_argument("--worker-child", action="store_true", help=argparse.SUPPRESS)
     return parser
 
@@ -147,6 +153,8 @@ def _body(args: argparse.Namespace) -> int:
             "idle_timeout": args.idle_timeout,
             "max_connections": args.max_connections,
             "workers": args.workers,
+            # Workers share the TLS port; the status port stays with the first process.
+            "status": "" if args.worker_child else args.status,
         }
     }
     config = load_config(args.config, overrides=overrides)

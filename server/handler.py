@@ -101,6 +101,7 @@ class ConnectionRecord:
     protocol: str | None = None
     resumed: bool = False
     presented: list[str] | None = None  # subjects of a refused peer's certificates, as sent
+    handshake_seconds: float | None = None  # from accept to the handshake's end, done or failed
     started: float = field(default_factory=time.monotonic)
 
     def fields(self) -> dict[str, Any]:
@@ -274,6 +275,28 @@ async def _handshake(
     slot: HandshakeSlot | None,
 ) -> None:
     scope = slot.scope if slot is not None else trio.move_on_after(settings.handshake_timeout)
+    try:
+        await _handshake_within(tls, settings, record, recorder, scope)
+    finally:
+        record.handshake_seconds = time.monotonic() - record.started
+    if scope.cancelled_caught:
+        if slot is not None and slot.evicted:
+            _refuse(
+                record,
+                "dropped",
+                "the handshake budget was full and this connection had waited longest without finishing "
+                "its handshake (max_handshakes)",
+            )
+        _refuse(record, "timeout", f"no complete handshake within {settings.handshake_timeout:g}s")
+
+
+async def _handshake_within(
+    tls: TLSConnection,
+    settings: HandlerSettings,
+    record: ConnectionRecord,
+    recorder: HandshakeRecorder | PeerCertificateCatcher,
+    scope: trio.CancelScope,
+) -> None:
     with scope:
         try:
             await tls.handshake()
@@ -298,15 +321,6 @@ async def _handshake(
                     reason = f"{reason}: {fact}" if fact else reason
                 _refuse(record, "closed" if diagnosis.category is Category.CLOSED else "rejected", reason)
             _refuse(record, "closed", "the peer closed the connection in the middle of the handshake")
-    if scope.cancelled_caught:
-        if slot is not None and slot.evicted:
-            _refuse(
-                record,
-                "dropped",
-                "the handshake budget was full and this connection had waited longest without finishing "
-                "its handshake (max_handshakes)",
-            )
-        _refuse(record, "timeout", f"no complete handshake within {settings.handshake_timeout:g}s")
 
 
 def _no_alert(cause: ssl.SSLError) -> str:

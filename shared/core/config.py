@@ -121,6 +121,8 @@ class ServerConfig:
     log_format: str = field(default="text", metadata=_choice(*LOG_FORMATS))
     trace: bool = False
     keylog: Path | None = None
+    # HOST:PORT of the plain-HTTP status port (/healthz, /metrics); empty: off.
+    status: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

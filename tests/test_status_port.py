@@ -1,0 +1,120 @@
+"""The status port: /metrics in Prometheus' format, parsed by prometheus_client itself; /healthz readiness."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+import pytest
+import trio
+from prometheus_client.parser import text_string_to_metric_families
+
+from mtls_ref.client.session import run_client
+from mtls_ref.shared.core.config import PKIConfig
+from mtls_ref.shared.pki.authority import CertificateAuthority
+from mtls_ref.shared.pki.keys import load_certificates, utcnow
+from mtls_ref.shared.pki.revocation import build_crl
+from mtls_ref.shared.tls.context import ALPN_LINE, client_context
+
+from .pkitools import Pki
+from .tlstools import client_config, no_cert, start_server
+
+
+async def http_get(port: int, path: str) -> tuple[int, str]:
+    """A plain HTTP/1.1 GET on loopback; (status, body)."""
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    try:
+        await stream.send_all(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+        answer = b""
+        with trio.fail_after(10):
+            while chunk := await stream.receive_some(65536):
+                answer += chunk
+    finally:
+        await stream.aclose()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), body.decode()
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of an exposition, by name and labels, read with prometheus_client's own parser."""
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+@pytest.mark.usefixtures("tls_engine")
+async def test_metrics_move_as_connections_are_accepted_and_refused(pki: Pki) -> None:
+    """Two accepted and one refused client: the counters, the alert and the histogram say so."""
+    async with trio.open_nursery() as nursery:
+        server, port, _ = await start_server(nursery, pki, status="127.0.0.1:0")
+        status_port = server.status_addresses[0][1]
+        _, before = await http_get(status_port, "/metrics")
+        assert (
+            samples(before).get(("mtls_connections_total", (("outcome", "accepted"), ("reason", "served"))))
+            is None
+        )
+        for config in (
+            client_config(pki, port=port),
+            client_config(pki, port=port),
+            no_cert(client_config(pki, port=port)),
+        ):
+            with trio.fail_after(15):
+                await run_client(config, client_context(config, alpn=[ALPN_LINE]), messages=["QUIT"])
+        status, text = await http_get(status_port, "/metrics")
+        server.shutdown()
+    assert status == 200
+    found = samples(text)
+    assert found[("mtls_connections_total", (("outcome", "accepted"), ("reason", "served")))] == 2
+    refused = [
+        v
+        for (name, labels), v in found.items()
+        if name == "mtls_connections_total" and ("outcome", "rejected") in labels
+    ]
+    assert sum(refused) == 1
+    assert found[("mtls_alerts_sent_total", (("alert", "certificate_required"),))] == 1
+    assert found[("mtls_handshake_seconds_count", ())] == 3
+    assert ("mtls_active_connections", ()) in found
+    ca = load_certificates(pki.ca_cert)[0]
+    days = found[("mtls_expiry_days", (("subject", ca.subject.rfc4514_string()), ("what", "ca")))]
+    assert 3640 < days < 3651
+    assert found[("mtls_expiry_days", (("subject", "CN=server"), ("what", "server_certificate")))] > 360
+
+
+@pytest.mark.usefixtures("tls_engine")
+async def test_healthz_is_ready_only_with_valid_credentials(pki: Pki) -> None:
+    """/healthz is 200 while the loaded credentials are valid, and 503 naming why once a CRL is past
+    its next update (the same check covers expired server and CA certificates)."""
+    ca = CertificateAuthority.load(PKIConfig(dir=pki.dir))
+    stale = build_crl(ca.signer_cert, ca.signer_key, [], now=utcnow() - dt.timedelta(days=3), days=1)
+    async with trio.open_nursery() as nursery:
+        server, _, _ = await start_server(nursery, pki, status="127.0.0.1:0")
+        status_port = server.status_addresses[0][1]
+        ready = await http_get(status_port, "/healthz")
+        server.credentials = dataclasses.replace(server.credentials, crls=(stale,))
+        not_ready = await http_get(status_port, "/healthz")
+        missing = await http_get(status_port, "/nope")
+        server.shutdown()
+    assert ready == (200, "ready\n")
+    assert not_ready[0] == 503
+    assert not_ready[1].startswith(
+        f"not ready: the CRL of {ca.signer_cert.subject.rfc4514_string()} is out of date"
+    )
+    assert missing[0] == 404
+
+
+def test_status_address_must_be_host_port(pki: Pki) -> None:
+    """A status value that is not HOST:PORT is one clear error at start."""
+    from mtls_ref.server.app import Server
+    from mtls_ref.server.log import EventLog
+    from mtls_ref.shared.core.errors import ConfigError
+
+    from .tlstools import server_config
+
+    async def start() -> None:
+        server = Server(server_config(pki, status="localhost"), log=EventLog("json", [].append))
+        await server.serve()
+
+    with pytest.raises(ConfigError, match="is not HOST:PORT"):
+        trio.run(start)
