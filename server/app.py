@@ -29,6 +29,7 @@ from mtls_ref.shared.tls.engines import build_server_context, describe_engine
 from mtls_ref.shared.tls.identity import AllowList
 
 from .admission import HandshakeBudget, HandshakeSlot
+from .forward import ForwardTarget
 from .handler import HandlerSettings, handle_connection
 from .log import EventLog
 from .metrics import Credentials, ServerMetrics
@@ -65,6 +66,7 @@ class Server:
             max_line=config.max_line,
             allow=self.allow,
             trace=config.trace,
+            forward=_forward_target(config),
         )
         self.active = 0
         self.status_addresses: list[Any] = []
@@ -211,6 +213,11 @@ class Server:
             "allow": list(self.allow.describe()) or "any verified client",
             "alpn": [ALPN_HTTP, ALPN_LINE],
             "status": [f"http://{_host_port(h, p)}/metrics" for h, p in self.status_addresses] or None,
+            "forward": (
+                f"{self.settings.forward} (identity: {self.settings.forward.identity})"
+                if self.settings.forward
+                else None
+            ),
             "ca_names_advertised": self.config.tls_engine == "openssl",
             "trace": self.config.trace,
             # A warning, not a setting: session secrets on disk decrypt every captured connection.
@@ -242,7 +249,7 @@ class Server:
                 self.log.event("accept-error", error=exc.strerror, action=f"retrying in {_ACCEPT_BACKOFF}s")
                 await trio.sleep(_ACCEPT_BACKOFF)
                 continue
-            source, peer = _peer_name(stream)
+            source, port, peer = _peer_name(stream)
             slot = self.budget.admit(source)
             if slot is None:
                 self.log.event(
@@ -256,12 +263,23 @@ class Server:
                 await trio.aclose_forcefully(stream)
                 continue
             self.active += 1
-            handlers.start_soon(self._handle, stream, peer, slot)
+            addresses = None
+            if self.settings.forward is not None:  # the PROXY v2 header names both ends
+                addresses = ((source, port), tuple(stream.socket.getsockname()[:2]))
+            handlers.start_soon(self._handle, stream, peer, slot, addresses)
 
-    async def _handle(self, stream: trio.SocketStream, peer: str, slot: HandshakeSlot) -> None:
+    async def _handle(
+        self, stream: trio.SocketStream, peer: str, slot: HandshakeSlot, addresses: Any
+    ) -> None:
         try:
             record = await handle_connection(
-                stream, context=self.context, settings=self.settings, log=self.log, peer=peer, slot=slot
+                stream,
+                context=self.context,
+                settings=self.settings,
+                log=self.log,
+                peer=peer,
+                slot=slot,
+                addresses=addresses,
             )
             self.metrics.record(record)
         except Exception as exc:  # noqa: BLE001 - one connection's bug must not stop the server
@@ -360,9 +378,17 @@ def _banner(posture: dict[str, Any]) -> str:
             f"  ALPN             {', '.join(posture['alpn'])} (no ALPN: HTTP if it sends a request line)",
             *ca_names,
             *_status_line(posture.get("status")),
+            *([f"  forwarding to    {posture['forward']}"] if posture.get("forward") else []),
             *([f"  WARNING          {posture['keylog_warning']}"] if posture.get("keylog_warning") else []),
         ]
     )
+
+
+def _forward_target(config: ServerConfig) -> ForwardTarget | None:
+    try:
+        return ForwardTarget.parse(config.forward, config.forward_identity)
+    except ValueError as exc:
+        raise ConfigError(f"[server] {exc}; e.g. forward = \"127.0.0.1:8080\" (or leave it empty)") from exc
 
 
 def _status_line(status: list[str] | None) -> list[str]:
@@ -373,10 +399,10 @@ def _host_port(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def _peer_name(stream: trio.SocketStream) -> tuple[str, str]:
-    """(source address, printable peer ``host:port``)."""
+def _peer_name(stream: trio.SocketStream) -> tuple[str, int, str]:
+    """(source address, source port, printable peer ``host:port``)."""
     try:
         host, port = stream.socket.getpeername()[:2]
     except OSError:
-        return "unknown", "unknown"
-    return host, f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        return "unknown", 0, "unknown"
+    return host, port, _host_port(host, port)

@@ -13,7 +13,13 @@ from typing import Any
 import trio
 
 from mtls_ref.shared.core.cli_support import SERVER_MODULE, add_config_argument, module_command, run_cli
-from mtls_ref.shared.core.config import LOG_FORMATS, TLS_ENGINES, TLS_VERSIONS, load_config
+from mtls_ref.shared.core.config import (
+    FORWARD_IDENTITIES,
+    LOG_FORMATS,
+    TLS_ENGINES,
+    TLS_VERSIONS,
+    load_config,
+)
 
 from .app import Server
 
@@ -77,6 +83,16 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="HOST:PORT",
         help="serve plain-HTTP /healthz and /metrics (Prometheus) there, e.g. 127.0.0.1:9100 "
         "(with --workers, the first process's figures only)",
+    )
+    parser.add_argument(
+        "--forward",
+        metavar="HOST:PORT",
+        help="forward mode: after the handshake and the allow-list, relay bytes to this plain TCP backend",
+    )
+    parser.add_argument(
+        "--forward-identity",
+        choices=FORWARD_IDENTITIES,
+        help="how the backend learns the client: none, or a PROXY protocol v2 header with the TLS facts",
     )
     parser.add_argument("--worker-child", action="store_true", help=argparse.SUPPRESS)
     return parser
@@ -155,6 +171,8 @@ def _body(args: argparse.Namespace) -> int:
             "workers": args.workers,
             # Workers share the TLS port; the status port stays with the first process.
             "status": "" if args.worker_child else args.status,
+            "forward": args.forward,
+            "forward_identity": args.forward_identity,
         }
     }
     config = load_config(args.config, overrides=overrides)

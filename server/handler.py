@@ -47,6 +47,7 @@ from mtls_ref.shared.core.protocol import (
     encode_reply,
     parse_request,
 )
+from mtls_ref.shared.core.proxy_protocol import ProxyHeader
 from mtls_ref.shared.tls.connection import ServerContext, TLSConnection
 from mtls_ref.shared.tls.context import ALPN_HTTP, ALPN_LINE
 from mtls_ref.shared.tls.diagnose import (
@@ -62,6 +63,7 @@ from mtls_ref.shared.tls.render import render_terminal
 from mtls_ref.shared.tls.trace import HandshakeRecorder, PeerCertificateCatcher, Role, recording
 
 from .admission import HandshakeSlot
+from .forward import ForwardTarget, forward
 from .http import HTTP_REQUEST_LINE, serve_http
 from .log import EventLog
 from .views import SessionInfo, whoami_document
@@ -84,6 +86,7 @@ class HandlerSettings:
     protocol_sniff: float = 0.3
     ca_subject: str = "the configured CA"
     trusted: tuple[x509.Certificate, ...] = ()  # the CA file's certificates, to explain refusals
+    forward: ForwardTarget | None = None  # forward mode: relay to this backend instead of answering
 
 
 @dataclass(slots=True, kw_only=True)
@@ -102,6 +105,7 @@ class ConnectionRecord:
     resumed: bool = False
     presented: list[str] | None = None  # subjects of a refused peer's certificates, as sent
     handshake_seconds: float | None = None  # from accept to the handshake's end, done or failed
+    forwarded: tuple[int, int] | None = None  # forward mode: bytes to the backend, to the client
     started: float = field(default_factory=time.monotonic)
 
     def fields(self) -> dict[str, Any]:
@@ -119,6 +123,8 @@ class ConnectionRecord:
             "serial": ident.serial if ident else None,
             "sha256": ident.sha256 if ident else None,
             "presented": self.presented,
+            "to_backend": self.forwarded[0] if self.forwarded else None,
+            "to_client": self.forwarded[1] if self.forwarded else None,
             "resumed": self.resumed or None,
             "requests": self.requests,
             "duration_ms": round((time.monotonic() - self.started) * 1000, 1),
@@ -141,11 +147,13 @@ async def handle_connection(
     log: EventLog,
     peer: str,
     slot: HandshakeSlot | None = None,
+    addresses: tuple[tuple[str, int], tuple[str, int]] | None = None,
 ) -> ConnectionRecord:
     """Serve one connection to completion; never raises for anything the peer does.
 
     ``slot``: the connection's place in the server's handshake budget (its deadline,
     and whether it was dropped for a newer one); without one the handler keeps its own.
+    ``addresses``: (client, server) socket addresses, for the PROXY v2 header in forward mode.
     """
     record = ConnectionRecord(peer=peer)
     tls = TLSConnection(transport, context, server_side=True)
@@ -161,7 +169,7 @@ async def handle_connection(
                 if not established:
                     cap = slot.budget.max_established
                     _refuse(record, "rejected", f"connection cap of {cap} reached (max_connections)")
-            await _serve(tls, settings, record)
+            await _serve(tls, settings, record, addresses)
     except _Refused:
         pass
     except _PeerNotReading as stalled:
@@ -200,7 +208,12 @@ async def handle_connection(
     return record
 
 
-async def _serve(tls: TLSConnection, settings: HandlerSettings, record: ConnectionRecord) -> None:
+async def _serve(
+    tls: TLSConnection,
+    settings: HandlerSettings,
+    record: ConnectionRecord,
+    addresses: tuple[tuple[str, int], tuple[str, int]] | None,
+) -> None:
     record.tls_version = tls.stream.version()
     cipher = tls.stream.cipher()
     record.cipher = cipher[0] if cipher else None
@@ -221,6 +234,11 @@ async def _serve(tls: TLSConnection, settings: HandlerSettings, record: Connecti
     )
     record.outcome = "accepted" if decision.allowed else "forbidden"
     record.reason = decision.reason
+    if settings.forward is not None:
+        record.protocol = "forward"
+        if decision.allowed:
+            await _forward(tls, settings, settings.forward, record, addresses)
+        return  # a refused client gets close_notify: the backend's protocol is not ours to speak
     record.protocol, initial = await _choose_protocol(tls, settings)
     if record.protocol == "http":
         record.requests, ended = await serve_http(
@@ -237,6 +255,36 @@ async def _serve(tls: TLSConnection, settings: HandlerSettings, record: Connecti
         return
     await _send(tls, Reply(True, "hello", f"{identity.label}; commands: {HELP_TEXT}"), within)
     await _request_loop(tls, settings, record, info, initial)
+
+
+async def _forward(
+    tls: TLSConnection,
+    settings: HandlerSettings,
+    target: ForwardTarget,
+    record: ConnectionRecord,
+    addresses: tuple[tuple[str, int], tuple[str, int]] | None,
+) -> None:
+    header = b""
+    if target.identity == "proxy-v2" and addresses is not None and record.identity is not None:
+        ident = record.identity
+        header = ProxyHeader(
+            source=addresses[0],
+            destination=addresses[1],
+            tls_version=record.tls_version,
+            cipher=record.cipher,
+            common_name=ident.common_name,
+            sans=tuple(n for n in ident.names() if n.startswith(("URI:", "DNS:"))),
+            resumed=record.resumed,
+        ).encode()
+    result = await forward(
+        tls,
+        target,
+        header,
+        idle_timeout=settings.idle_timeout,
+        connect_timeout=settings.handshake_timeout,
+    )
+    record.forwarded = (result.to_backend, result.to_client)
+    record.reason = result.ended
 
 
 async def _choose_protocol(tls: TLSConnection, settings: HandlerSettings) -> tuple[str, bytes]:

@@ -97,6 +97,12 @@ class ServerMetrics:
         self.alerts = Counter(
             "mtls_alerts_sent", "TLS alerts the server sent, by name", ["alert"], registry=self.registry
         )
+        self.forwarded = Counter(
+            "mtls_forwarded_bytes",
+            "Bytes relayed in forward mode, by direction",
+            ["direction"],
+            registry=self.registry,
+        )
         self.handshake = Histogram(
             "mtls_handshake_seconds",
             "Time from accept to the end of the TLS handshake, completed or failed",
@@ -121,6 +127,9 @@ class ServerMetrics:
             self.alerts.labels(record.alert).inc()
         if record.handshake_seconds is not None:
             self.handshake.observe(record.handshake_seconds)
+        if record.forwarded is not None:
+            self.forwarded.labels("to_backend").inc(record.forwarded[0])
+            self.forwarded.labels("to_client").inc(record.forwarded[1])
 
     def refused_at_accept(self, reason: str) -> None:
         self.connections.labels("rejected", reason).inc()

@@ -29,6 +29,7 @@ from typing import Any, Final, Union
 from mtls_ref.shared.core.errors import ConfigError
 
 __all__ = [
+    "FORWARD_IDENTITIES",
     "KEY_TYPES",
     "TLS_ENGINES",
     "TLS_VERSIONS",
@@ -47,6 +48,8 @@ TLS_VERSIONS: Final = ("1.2", "1.3")
 TLS_ENGINES: Final = ("openssl", "stdlib")
 KEY_TYPES: Final = ("rsa2048", "rsa3072", "rsa4096", "p256", "p384", "ed25519")
 LOG_FORMATS: Final = ("text", "json")
+# How a forwarded connection's backend learns who the client is.
+FORWARD_IDENTITIES: Final = ("none", "proxy-v2")
 
 
 def _choice(*allowed: str) -> dict[str, Any]:
@@ -123,6 +126,10 @@ class ServerConfig:
     keylog: Path | None = None
     # HOST:PORT of the plain-HTTP status port (/healthz, /metrics); empty: off.
     status: str = ""
+    # HOST:PORT of a plain TCP backend: after the handshake and the allow-list, bytes are
+    # copied both ways (mTLS in front of any service); empty: the server answers itself.
+    forward: str = ""
+    forward_identity: str = field(default="none", metadata=_choice(*FORWARD_IDENTITIES))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -1,0 +1,229 @@
+"""Forward mode: mTLS in front of a plain TCP service, with the PROXY v2 header checked byte for byte."""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import shutil
+import struct
+import subprocess
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+import trio
+
+from mtls_ref.client.session import ClientReport, Exit, run_client
+from mtls_ref.shared.core.proxy_protocol import SIGNATURE
+from mtls_ref.shared.tls.context import client_context
+
+from .pkitools import Pki
+from .tlstools import client_config, log_events, start_server
+
+
+@asynccontextmanager
+async def echo_backend(received: list[bytes]) -> AsyncIterator[int]:
+    """A plain TCP service that records what it gets and echoes it back, line by line."""
+
+    async def handle(stream: trio.SocketStream) -> None:
+        async with stream:
+            try:
+                while data := await stream.receive_some(65536):
+                    received.append(data)
+                    await stream.send_all(data.split(SIGNATURE, 1)[0] if data.startswith(SIGNATURE) else data)
+            except trio.BrokenResourceError:
+                pass
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(functools.partial(trio.serve_tcp, handle, 0, host="127.0.0.1"))
+        yield int(listeners[0].socket.getsockname()[1])
+        nursery.cancel_scope.cancel()
+
+
+async def raw_client(pki: Pki, port: int, *, alice: bool = True) -> ClientReport:
+    config = client_config(pki, None if alice else pki.foreign_client, port=port)
+    with trio.fail_after(15):
+        return await run_client(config, client_context(config), messages=["ping through"], mode="raw")
+
+
+def parse_proxy_v2(data: bytes) -> tuple[dict[str, object], bytes]:
+    """The header as the specification lays it out (section 2.2), and what follows it."""
+    assert data[:12] == SIGNATURE
+    version_command, family, length = struct.unpack("!BBH", data[12:16])
+    body, rest = data[16 : 16 + length], data[16 + length :]
+    assert (version_command, family) == (0x21, 0x11)  # v2 PROXY, TCP over IPv4
+    source = str(ipaddress.IPv4Address(body[0:4]))
+    destination = str(ipaddress.IPv4Address(body[4:8]))
+    source_port, destination_port = struct.unpack("!HH", body[8:12])
+    tlvs: dict[int, bytes] = {}
+    pos = 12
+    while pos < len(body):
+        kind, size = struct.unpack("!BH", body[pos : pos + 3])
+        tlvs[kind] = body[pos + 3 : pos + 3 + size]
+        pos += 3 + size
+    ssl = tlvs[0x20]
+    client, verify = struct.unpack("!BI", ssl[:5])
+    sub: dict[int, bytes] = {}
+    pos = 5
+    while pos < len(ssl):
+        kind, size = struct.unpack("!BH", ssl[pos : pos + 3])
+        sub[kind] = ssl[pos + 3 : pos + 3 + size]
+        pos += 3 + size
+    fields: dict[str, object] = {
+        "source": (source, source_port),
+        "destination": (destination, destination_port),
+        "client": client,
+        "verify": verify,
+        "version": sub.get(0x21, b"").decode(),
+        "cn": sub.get(0x22, b"").decode(),
+        "cipher": sub.get(0x23, b"").decode(),
+        "sans": tlvs.get(0xE0, b"").decode(),
+    }
+    return fields, rest
+
+
+@pytest.mark.usefixtures("tls_engine")
+async def test_forward_relays_both_ways(pki: Pki) -> None:
+    """An allowed client's bytes reach the backend and its answers come back; the log counts both."""
+    received: list[bytes] = []
+    async with echo_backend(received) as backend, trio.open_nursery() as nursery:
+        server, port, log = await start_server(nursery, pki, forward=f"127.0.0.1:{backend}")
+        report = await raw_client(pki, port)
+        server.shutdown()
+    assert report.result is Exit.OK, report.summary
+    assert report.exchanges == [("ping through", "ping through")]
+    assert b"".join(received) == b"ping through\n"
+    (entry,) = log_events(log, "connection")
+    assert entry["protocol"] == "forward" and entry["to_backend"] == 13 and entry["to_client"] == 13
+
+
+@pytest.mark.usefixtures("tls_engine")
+async def test_proxy_v2_header_names_the_client_and_its_tls(pki: Pki) -> None:
+    """With forward_identity = proxy-v2 the backend first reads a PROXY v2 header: the client's address,
+    ours, SSL client bits with verify 0, version, CN, cipher, and the URI SAN in TLV 0xE0."""
+    received: list[bytes] = []
+    async with echo_backend(received) as backend, trio.open_nursery() as nursery:
+        server, port, log = await start_server(
+            nursery, pki, forward=f"127.0.0.1:{backend}", forward_identity="proxy-v2"
+        )
+        report = await raw_client(pki, port)
+        server.shutdown()
+    assert report.result is Exit.OK, report.summary
+    header, rest = parse_proxy_v2(b"".join(received))
+    assert rest == b"ping through\n"
+    client_port = int(log_events(log, "connection")[0]["peer"].rsplit(":", 1)[1])
+    assert header["source"] == ("127.0.0.1", client_port)
+    assert header["destination"] == ("127.0.0.1", port)
+    assert header["client"] == 0x01 | 0x02 and header["verify"] == 0
+    assert header["version"] == report.tls_version and header["cipher"] == report.cipher
+    assert header["cn"] == "alice"
+    assert header["sans"] == "URI:spiffe://mtls-ref.test/alice"
+
+
+@pytest.mark.usefixtures("tls_engine")
+async def test_forward_refuses_before_the_backend(pki: Pki) -> None:
+    """A client the allow-list refuses never reaches the backend; an unreachable backend is named."""
+    received: list[bytes] = []
+    async with echo_backend(received) as backend, trio.open_nursery() as nursery:
+        server, port, log = await start_server(
+            nursery, pki, forward=f"127.0.0.1:{backend}", allow=("CN:bob",)
+        )
+        refused = await raw_client(pki, port)
+        server.shutdown()
+    assert refused.result is not Exit.OK and not received
+    assert log_events(log, "connection")[0]["outcome"] == "forbidden"
+    async with trio.open_nursery() as nursery:
+        server, port, log = await start_server(nursery, pki, forward="127.0.0.1:9")  # discard: closed
+        await raw_client(pki, port)
+        server.shutdown()
+    assert log_events(log, "connection")[0]["reason"].startswith("backend 127.0.0.1:9 unreachable")
+
+
+@pytest.mark.interop
+async def test_haproxy_accepts_our_proxy_v2_header(pki: Pki) -> None:
+    """HAProxy 2.6 with accept-proxy in front of the backend takes our header and logs the client's
+    original address from it."""
+    haproxy = await trio.to_thread.run_sync(ensure_haproxy)
+    if haproxy is None:
+        pytest.skip("haproxy is not installed and 'apt-get install haproxy' was not possible here")
+    received: list[bytes] = []
+    async with echo_backend(received) as backend:
+        with tempfile.TemporaryDirectory() as folder:
+            front = _free_port()
+            conf = trio.Path(folder) / "haproxy.cfg"
+            await conf.write_text(
+                "global\n  log stdout format raw local0\n"
+                "defaults\n  mode tcp\n  log global\n  timeout connect 5s\n  timeout client 10s\n"
+                '  timeout server 10s\n  log-format "client=%ci:%cp"\n'
+                f"frontend f\n  bind 127.0.0.1:{front} accept-proxy\n  default_backend b\n"
+                f"backend b\n  server echo 127.0.0.1:{backend}\n",
+                encoding="utf-8",
+            )
+            process = await trio.lowlevel.open_process(
+                [haproxy, "-db", "-f", str(conf)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+            )
+            assert process.stdout is not None
+            try:
+                await _wait_for_port(front, process)
+                async with trio.open_nursery() as nursery:
+                    server, port, log = await start_server(
+                        nursery, pki, forward=f"127.0.0.1:{front}", forward_identity="proxy-v2"
+                    )
+                    report = await raw_client(pki, port)
+                    server.shutdown()
+                said = b""
+                with trio.move_on_after(10):
+                    while b"client=" not in said:
+                        said += await process.stdout.receive_some(4096)
+            finally:
+                process.terminate()
+                with trio.move_on_after(10):
+                    await process.wait()
+                if process.returncode is None:
+                    process.kill()
+                    await process.wait()
+                await process.stdout.aclose()
+    assert report.result is Exit.OK, report.summary
+    assert b"".join(received) == b"ping through\n"  # HAProxy consumed the header itself
+    peer = log_events(log, "connection")[0]["peer"]
+    assert f"client={peer}".encode() in said, said
+
+
+def _find_haproxy() -> str | None:
+    return shutil.which("haproxy") or ("/usr/sbin/haproxy" if Path("/usr/sbin/haproxy").exists() else None)
+
+
+def ensure_haproxy() -> str | None:
+    """Debian's HAProxy, installed when missing (lists updated if the first install finds none)."""
+    install = ["apt-get", "install", "-y", "-q", "haproxy"]
+    if _find_haproxy() is None and shutil.which("apt-get"):
+        for argv in (install, ["apt-get", "update", "-q"], install):
+            subprocess.run(argv, capture_output=True, check=False, timeout=600)
+            if _find_haproxy() is not None:
+                break
+    return _find_haproxy()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def _wait_for_port(port: int, process: trio.Process) -> None:
+    """HAProxy says nothing when it is ready: connect until it accepts (bounded)."""
+    with trio.fail_after(20):
+        while True:
+            try:
+                stream = await trio.open_tcp_stream("127.0.0.1", port)
+            except OSError:
+                if process.returncode is not None:
+                    pytest.fail("haproxy exited")
+                await trio.sleep(0.05)  # starting up; bounded by fail_after
+                continue
+            await stream.aclose()
+            return
