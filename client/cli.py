@@ -14,7 +14,7 @@ from mtls_ref.shared.core.config import TLS_VERSIONS, load_config
 from mtls_ref.shared.core.errors import MTLSError
 from mtls_ref.shared.tls.context import ALPN_HTTP, ALPN_LINE, client_context
 
-from . import conformance
+from . import conformance, tunnel
 from .report import MACHINE_TRACES, TRACE_MODES, render_report, render_trace
 from .session import DEFAULT_MESSAGES, Exit, run_client
 
@@ -45,7 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
         "Against a server other than mtls-server, use --raw: each --send line is sent and one "
         "line read back (e.g. openssl s_server -rev), or --http for HTTPS servers.\n\n"
         "mtls-client conformance HOST:PORT --badset DIR checks that a server refuses every bad "
-        "credential of a set made by 'mtls-certs badset DIR' (see 'mtls-client conformance --help').",
+        "credential of a set made by 'mtls-certs badset DIR' (see 'mtls-client conformance --help').\n\n"
+        "mtls-client tunnel --listen 127.0.0.1:PORT HOST:PORT carries plain local TCP over mutual "
+        "TLS to HOST:PORT (see 'mtls-client tunnel --help').",
     )
     add_config_argument(parser)
     parser.add_argument("--host", help="server host (default localhost)")
@@ -134,6 +136,8 @@ def _body(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``mtls-client`` (and of ``mtls-client conformance ...``)."""
     args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["tunnel"]:
+        return tunnel.main(args[1:])
     if args[:1] == ["conformance"]:
         try:
             code = conformance.main(args[1:])

@@ -84,8 +84,11 @@ async def forward(
                     nursery.start_soon(_upstream, tls, backend, result, progress)
                     await _downstream(tls, backend, result, progress)
                     nursery.cancel_scope.cancel()  # the backend is done: so is the session
-            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                result.ended = result.ended or f"connection broken: {exc or type(exc).__name__}"
+            except* (trio.BrokenResourceError, trio.ClosedResourceError) as group:
+                broken = group.exceptions[0]
+                result.ended = (
+                    result.ended or f"connection broken ({type(broken.__cause__ or broken).__name__})"
+                )
         if idle.cancelled_caught:
             result.ended = f"no byte either way for {idle_timeout:g}s (or a side that does not read)"
     return result
@@ -111,4 +114,3 @@ async def _downstream(
         result.to_client += len(data)
         progress()
     result.ended = "backend closed the connection"
-

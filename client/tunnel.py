@@ -1,0 +1,242 @@
+"""``mtls-client tunnel --listen 127.0.0.1:PORT HOST:PORT``: plain TCP in, mutual TLS out.
+
+Theory of operation
+-------------------
+A tool that cannot present a client certificate (curl without flags,
+``redis-cli``, a browser) connects to the tunnel's local port; for each such
+connection the tunnel opens mutual TLS to the service with our certificate,
+verifying the server exactly as ``mtls-client`` does (its CA, its name in the
+subjectAltName), and copies bytes both ways:
+
+* service to local client until the service closes, which ends the session;
+* local client to service until the local client ends its stream; then the
+  service's answer keeps flowing back for ``HALF_CLOSE_GRACE`` seconds at most
+  (as socat does: most tools close for good, a few only half-close after a
+  request; waiting longer would hold both connections for a client that is gone).
+
+``idle_timeout`` without a byte either way ends a session. A handshake that
+fails is one line on stderr with the diagnosis (and the local connection is
+closed), so a refused certificate is as visible here as in ``mtls-client``.
+
+The tunnel listens on loopback only, unless ``--allow-remote`` says otherwise:
+anything that can reach its port acts with our certificate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import ipaddress
+import ssl
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Final
+
+import trio
+
+from mtls_ref.shared.core.cli_support import add_config_argument, run_cli
+from mtls_ref.shared.core.config import TLS_VERSIONS, ClientConfig, load_config
+from mtls_ref.shared.core.errors import ConfigError
+from mtls_ref.shared.tls.connection import TLSConnection
+from mtls_ref.shared.tls.context import client_context
+from mtls_ref.shared.tls.diagnose import diagnose_ssl_error
+from mtls_ref.shared.tls.trace import Role
+
+__all__ = ["TunnelSettings", "main", "run_tunnel"]
+
+CHUNK: Final = 65536
+DEFAULT_IDLE: Final = 300.0
+HALF_CLOSE_GRACE: Final = 0.5  # seconds the service may go on answering a client that ended its stream
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class TunnelSettings:
+    listen_host: str
+    listen_port: int
+    client: ClientConfig  # where to connect, with which credentials
+    idle_timeout: float = DEFAULT_IDLE
+
+
+def _host_port(text: str, what: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise ConfigError(f"{what} {text!r} is not HOST:PORT (e.g. 127.0.0.1:15000)")
+    return host.strip("[]"), int(port)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+async def run_tunnel(
+    settings: TunnelSettings,
+    context: ssl.SSLContext,
+    *,
+    say: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True),
+    task_status: Any = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Listen, and tunnel every local connection to the service, until cancelled."""
+    listeners = await trio.open_tcp_listeners(settings.listen_port, host=settings.listen_host)
+    bound = [listener.socket.getsockname()[:2] for listener in listeners]
+    target = f"{settings.client.host}:{settings.client.port}"
+    say(f"tunnel: listening on {', '.join(f'{h}:{p}' for h, p in bound)} -> mutual TLS to {target}")
+    task_status.started(bound)
+
+    async def handle(local: trio.SocketStream) -> None:
+        await _tunnel_one(local, settings, context, say)
+
+    await trio.serve_listeners(handle, listeners)
+
+
+async def _tunnel_one(
+    local: trio.SocketStream, settings: TunnelSettings, context: ssl.SSLContext, say: Callable[[str], None]
+) -> None:
+    config = settings.client
+    source = "{}:{}".format(*local.socket.getpeername()[:2])
+    async with local:
+        try:
+            with trio.fail_after(config.timeout):
+                remote_tcp = await trio.open_tcp_stream(config.host, config.port)
+        except (OSError, trio.TooSlowError) as exc:
+            say(f"tunnel: {source}: cannot reach {config.host}:{config.port}: {exc or 'timeout'}")
+            return
+        tls = TLSConnection(remote_tcp, context, server_side=False, server_hostname=config.expected_name)
+        try:
+            with trio.fail_after(config.timeout):
+                await tls.handshake()
+        except (trio.BrokenResourceError, trio.TooSlowError) as exc:
+            cause = exc.__cause__
+            why = (
+                diagnose_ssl_error(cause, local=Role.CLIENT).line()
+                if isinstance(cause, ssl.SSLError)
+                else (
+                    "no complete handshake in time"
+                    if isinstance(exc, trio.TooSlowError)
+                    else "connection lost"
+                )
+            )
+            say(f"tunnel: {source}: handshake with {config.host}:{config.port} failed: {why}")
+            await tls.abort()
+            return
+        try:
+            up, down, ended = await _relay(local, tls, settings.idle_timeout)
+            version = tls.stream.version()
+            say(f"tunnel: {source}: {version} session ended ({ended}); {up} bytes up, {down} down")
+        finally:
+            with trio.CancelScope(shield=True):
+                await tls.aclose(goodbye_within=2.0)
+
+
+async def _relay(local: trio.SocketStream, tls: TLSConnection, idle_timeout: float) -> tuple[int, int, str]:
+    counts = {"up": 0, "down": 0}
+    ended = f"idle for {idle_timeout:g}s"
+    with trio.CancelScope(deadline=trio.current_time() + idle_timeout) as idle:
+
+        def progress() -> None:
+            idle.deadline = trio.current_time() + idle_timeout
+
+        async def upstream() -> None:
+            nonlocal ended
+            while data := await local.receive_some(CHUNK):
+                await tls.stream.send_all(data)
+                counts["up"] += len(data)
+                progress()
+            ended = "the local client ended its stream"
+            idle.deadline = min(idle.deadline, trio.current_time() + HALF_CLOSE_GRACE)
+
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(upstream)
+                while data := await tls.stream.receive_some(CHUNK):
+                    await local.send_all(data)
+                    counts["down"] += len(data)
+                    progress()
+                ended = "the service closed the connection"
+                nursery.cancel_scope.cancel()
+        except* (trio.BrokenResourceError, trio.ClosedResourceError) as group:
+            # Under TLS 1.3 a server refuses our certificate after our handshake is done:
+            # its alert arrives here, on the first read.
+            ended = _why_broken(group.exceptions[0])
+    return counts["up"], counts["down"], ended
+
+
+def _why_broken(exc: BaseException) -> str:
+    cause = exc.__cause__
+    if isinstance(cause, ssl.SSLError):
+        return f"refused: {diagnose_ssl_error(cause, local=Role.CLIENT).line()}"
+    return f"connection broken ({type(cause or exc).__name__})"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mtls-client tunnel",
+        description="Accept plain TCP on a local port and carry each connection over mutual TLS to "
+        "HOST:PORT with our certificate (verifying the server), so tools without a client "
+        "certificate (curl, redis-cli, a browser) reach an mTLS service. Flags override [client].",
+    )
+    add_config_argument(parser)
+    parser.add_argument("target", help="the mTLS service, HOST:PORT")
+    parser.add_argument(
+        "--listen", required=True, metavar="HOST:PORT", help="local address, e.g. 127.0.0.1:15000"
+    )
+    parser.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="listen on a non-loopback address (anyone reaching it acts with our certificate)",
+    )
+    parser.add_argument("--server-name", help="name the server certificate must carry (default: the host)")
+    parser.add_argument("--cert", type=Path, help="our certificate chain (PEM, leaf first)")
+    parser.add_argument("--key", type=Path, help="our private key (PEM)")
+    parser.add_argument("--ca", type=Path, help="CA the server certificate must chain to")
+    parser.add_argument("--tls", choices=TLS_VERSIONS, help="use exactly this TLS version")
+    parser.add_argument("--timeout", type=float, metavar="SECONDS", help="deadline for connect and handshake")
+    parser.add_argument(
+        "--idle-timeout", type=float, default=DEFAULT_IDLE, metavar="SECONDS", help="end a silent session"
+    )
+    return parser
+
+
+def _body(args: argparse.Namespace) -> int:
+    listen_host, listen_port = _host_port(args.listen, "--listen")
+    if not _is_loopback(listen_host) and not args.allow_remote:
+        raise ConfigError(
+            f"--listen {args.listen} is not a loopback address: anyone who reaches it would act with our "
+            "certificate; listen on 127.0.0.1, or pass --allow-remote if that is what you mean"
+        )
+    host, port = _host_port(args.target, "target")
+    overrides = {
+        "client": {
+            "host": host,
+            "port": port,
+            "server_name": args.server_name,
+            "cert": args.cert,
+            "key": args.key,
+            "ca": args.ca,
+            "tls_min": args.tls,
+            "tls_max": args.tls,
+            "timeout": args.timeout,
+        }
+    }
+    config = load_config(args.config, overrides=overrides).client
+    context = client_context(config)
+    settings = TunnelSettings(
+        listen_host=listen_host, listen_port=listen_port, client=config, idle_timeout=args.idle_timeout
+    )
+    try:
+        trio.run(run_tunnel, settings, context)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot listen on {args.listen}: {exc.strerror or exc}; pick another --listen"
+        ) from exc
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``mtls-client tunnel``."""
+    return run_cli(_body, build_parser(), argv)
