@@ -92,7 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--forward-identity",
         choices=FORWARD_IDENTITIES,
-        help="how the backend learns the client: none, or a PROXY protocol v2 header with the TLS facts",
+        help="how the backend learns the client: none; proxy-v2 (a PROXY protocol v2 header with the "
+        "TLS facts); http-header (HTTP backends: X-Forwarded-Client-Cert on every request, any "
+        "the client sent removed)",
     )
     parser.add_argument("--worker-child", action="store_true", help=argparse.SUPPRESS)
     return parser

@@ -64,6 +64,7 @@ from mtls_ref.shared.tls.trace import HandshakeRecorder, PeerCertificateCatcher,
 
 from .admission import HandshakeSlot
 from .forward import ForwardTarget, forward
+from .forward_http import forward_http
 from .http import HTTP_REQUEST_LINE, serve_http
 from .log import EventLog
 from .views import SessionInfo, whoami_document
@@ -276,13 +277,22 @@ async def _forward(
             sans=tuple(n for n in ident.names() if n.startswith(("URI:", "DNS:"))),
             resumed=record.resumed,
         ).encode()
-    result = await forward(
-        tls,
-        target,
-        header,
-        idle_timeout=settings.idle_timeout,
-        connect_timeout=settings.handshake_timeout,
-    )
+    if target.identity == "http-header" and record.identity is not None:
+        result = await forward_http(
+            tls,
+            target,
+            record.identity,
+            idle_timeout=settings.idle_timeout,
+            connect_timeout=settings.handshake_timeout,
+        )
+    else:
+        result = await forward(
+            tls,
+            target,
+            header,
+            idle_timeout=settings.idle_timeout,
+            connect_timeout=settings.handshake_timeout,
+        )
     record.forwarded = (result.to_backend, result.to_client)
     record.reason = result.ended
 

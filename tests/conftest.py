@@ -49,3 +49,12 @@ def openssl() -> Iterator[str]:
     if path is None:
         pytest.fail("the openssl CLI is required for interop tests (apt-get install openssl)")
     yield path
+
+
+@pytest.fixture
+def curl() -> str:
+    """Path of the curl CLI: an HTTP client nobody here wrote."""
+    path = shutil.which("curl")
+    if path is None:
+        pytest.fail("the curl CLI is required for HTTP interop tests (apt-get install curl)")
+    return path

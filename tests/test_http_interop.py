@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import shutil
 import ssl
 from pathlib import Path
 
@@ -15,14 +14,6 @@ from .pkitools import Pki
 from .tlstools import log_events, s_client_credentials, start_server
 
 pytestmark = pytest.mark.interop
-
-
-@pytest.fixture
-def curl() -> str:
-    path = shutil.which("curl")
-    if path is None:
-        pytest.fail("the curl CLI is required for HTTP interop tests (apt-get install curl)")
-    return path
 
 
 def curl_with(curl: str, pki: Pki) -> list[str]:

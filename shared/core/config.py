@@ -49,7 +49,7 @@ TLS_ENGINES: Final = ("openssl", "stdlib")
 KEY_TYPES: Final = ("rsa2048", "rsa3072", "rsa4096", "p256", "p384", "ed25519")
 LOG_FORMATS: Final = ("text", "json")
 # How a forwarded connection's backend learns who the client is.
-FORWARD_IDENTITIES: Final = ("none", "proxy-v2")
+FORWARD_IDENTITIES: Final = ("none", "proxy-v2", "http-header")
 
 
 def _choice(*allowed: str) -> dict[str, Any]:
