@@ -135,3 +135,23 @@ def upload(target: Target, size: int) -> float:
     if not reply.startswith(b"HTTP/1.1 200"):
         raise ConnectionError(f"upload refused: {reply[:60]!r}")
     return size / elapsed / 1e6
+
+
+def download_plain(port: int, size: int) -> float:
+    """MB/s of ``GET /bytes/<size>`` over plain TCP (through a tunnel)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+        start = time.perf_counter()
+        sock.sendall(f"GET /bytes/{size} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += sock.recv(65536)
+        received = len(head.split(b"\r\n\r\n", 1)[1])
+        while received < size:
+            chunk = sock.recv(1 << 20)
+            if not chunk:
+                break
+            received += len(chunk)
+        elapsed = time.perf_counter() - start
+    if received < size:
+        raise ConnectionError(f"download stopped at {received} of {size} bytes")
+    return size / elapsed / 1e6

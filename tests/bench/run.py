@@ -42,6 +42,9 @@ LINE_REQUEST = {
     "trio-floor": (b"ping\n", 1, ()),
     "pyopenssl-floor": (b"ping\n", 1, ()),
     "nginx": (b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n", 1, ()),
+    # Forward mode: the line goes through to the plain backend, which echoes it.
+    "ours-forward": (b"ping\n", 1, ()),
+    "haproxy": (b"ping\n", 1, ()),
 }
 OURS = ("ours", "ours-stdlib")
 # The engine issue's targets: (figure, numerator, denominator, at least).
@@ -68,13 +71,14 @@ class Plan:
     idle_counts: tuple[int, ...]
     nginx: bool
     workers: bool
+    forward: bool = False
 
 
 PLANS = {
     "full": Plan(
-        ("p256", "rsa2048"), ("1.3", "1.2"), 3.0, 3, 4, 3, 100 * 1024 * 1024, (1000, 5000), True, True
+        ("p256", "rsa2048"), ("1.3", "1.2"), 3.0, 3, 4, 3, 100 * 1024 * 1024, (1000, 5000), True, True, True
     ),
-    "quick": Plan(("p256",), ("1.3", "1.2"), 1.5, 3, 4, 2, 20 * 1024 * 1024, (300,), True, True),
+    "quick": Plan(("p256",), ("1.3", "1.2"), 1.5, 3, 4, 2, 20 * 1024 * 1024, (300,), True, True, True),
     "smoke": Plan(("p256",), ("1.3",), 0.5, 1, 2, 1, 1024 * 1024, (20,), False, False),
 }
 
@@ -302,11 +306,42 @@ def run(plan: Plan, work: Path, out: dict[str, Any]) -> None:
         with serving("s_server", creds, work, www=True) as running:
             tgt = target("s_server", creds, running.port, "1.3")
             out["bulk"]["s_server"] = {"download_mb_s": load.download(tgt, plan.bulk_bytes)}
+        if plan.forward and servers.ensure_haproxy():
+            _forward_figures(plan, creds, work, out)
         if plan.workers:
             for workers in (1, 2):
                 with serving("ours", creds, work, workers=workers) as running:
                     tgt = target("ours", creds, running.port, "1.3")
                     out["workers"][str(workers)] = handshakes(running, tgt, plan)
+
+
+def _forward_figures(plan: Plan, creds: servers.Credentials, work: Path, out: dict[str, Any]) -> None:
+    """Forward mode against HAProxy doing the same job, to the same plain backend: handshakes per
+    front-server CPU-second (TLS 1.3, rotated rounds) and bulk throughput, plus through our tunnel."""
+    backend = servers.start_plain_backend(work)
+    with ExitStack() as stack:
+        stack.callback(backend.stop)
+        ours = servers.start_ours(creds, work, forward=f"127.0.0.1:{backend.port}")
+        stack.callback(ours.stop)
+        haproxy = servers.start_haproxy(creds, work, backend.port)
+        stack.callback(haproxy.stop)
+        tunnel = servers.start_tunnel(creds, work, ours.port)
+        stack.callback(tunnel.stop)
+        fronts = {"ours-forward": ours, "haproxy": haproxy}
+        rows: dict[str, list[dict[str, Any]]] = {}
+        for number in range(plan.rounds):
+            order = list(fronts) if number % 2 == 0 else list(reversed(fronts))
+            for name in order:
+                running = fronts[name]
+                rows.setdefault(name, []).append(
+                    handshakes(running, target(name, creds, running.port, "1.3"), plan)
+                )
+        out["forward"]["handshakes"] = rows
+        out["forward"]["bulk"] = {
+            name: load.download(target(name, creds, running.port, "1.3"), plan.bulk_bytes)
+            for name, running in fronts.items()
+        }
+        out["forward"]["bulk"]["tunnel"] = load.download_plain(tunnel.port, plan.bulk_bytes)
 
 
 def ratio(a: float | None, b: float | None) -> str:
@@ -386,6 +421,20 @@ def report(out: dict[str, Any]) -> str:
             f"--workers: 1 worker {one.get('per_s', 0):.0f} hs/s, 2 workers {two.get('per_s', 0):.0f} hs/s "
             f"({ratio(two.get('per_s'), one.get('per_s'))})"
         )
+    if out["forward"]:
+        rows = out["forward"]["handshakes"]
+        bulk = out["forward"]["bulk"]
+        lines += ["", "Forward mode (P-256, TLS 1.3, to the same plain backend): per front-server CPU-second"]
+        lines.append(
+            f"  handshakes  ours-forward={_median(rows['ours-forward'], 'per_cpu_s'):.0f}  "
+            f"haproxy={_median(rows['haproxy'], 'per_cpu_s'):.0f}  "
+            f"ours/haproxy={median_ratio(rows, 'ours-forward', 'haproxy') or 0:.2f}x"
+        )
+        lines.append(
+            f"  bulk MB/s   ours-forward={bulk['ours-forward']:.0f}  haproxy={bulk['haproxy']:.0f}  "
+            f"through the tunnel={bulk['tunnel']:.0f}  "
+            f"ours/haproxy={ratio(bulk['ours-forward'], bulk['haproxy'])}"
+        )
     lines += ["", *verdicts(out)]
     return "\n".join(lines)
 
@@ -403,6 +452,14 @@ def verdicts(out: dict[str, Any]) -> list[str]:
         value = ours["download_mb_s"] / base["download_mb_s"]
         mark = "met   " if value >= 1.0 else "MISSED"
         lines.append(f"  {mark} bulk download ours/s_server {value:.2f}x (at least 1.0x)")
+    if out["forward"]:
+        value = median_ratio(out["forward"]["handshakes"], "ours-forward", "haproxy") or 0.0
+        mark = "met   " if value >= 1.0 else "MISSED"
+        lines.append(f"  {mark} forward mode handshakes ours/haproxy {value:.2f}x (at least 1.0x)")
+        bulk = out["forward"]["bulk"]
+        value = bulk["ours-forward"] / bulk["haproxy"]
+        mark = "met   " if value >= 0.8 else "MISSED"
+        lines.append(f"  {mark} forward mode bulk ours/haproxy {value:.2f}x (at least 0.8x)")
     for count, figure in out["idle"].get("ours", {}).items():
         kib = figure["rss_per_conn_kib"]
         mark = "met   " if kib <= IDLE_TARGET_KIB else "MISSED"
@@ -432,6 +489,7 @@ def main(argv: list[str] | None = None) -> int:
         "idle": {},
         "resumed": {},
         "workers": {},
+        "forward": {},
     }
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="mtls-bench-") as tmp:

@@ -85,12 +85,15 @@ def _watch(process: subprocess.Popen[bytes], log: list[str], ready: Callable[[st
     return found[0]
 
 
-def start_ours(creds: Credentials, work: Path, *, workers: int = 1, engine: str = "openssl") -> Running:
-    """Our server with the default config (logging, authorization, greeting on; trace off) on ``engine``."""
-    config = work / f"ours-{engine}-{creds.key_type}.toml"
+def start_ours(
+    creds: Credentials, work: Path, *, workers: int = 1, engine: str = "openssl", forward: str = ""
+) -> Running:
+    """Our server with the default config (logging, authorization, greeting on; trace off) on ``engine``,
+    or in forward mode to ``forward``."""
+    config = work / f"ours-{engine}-{creds.key_type}{'-forward' if forward else ''}.toml"
     config.write_text(
         "[server]\n"
-        f"tls_engine = {json.dumps(engine)}\n"
+        f"tls_engine = {json.dumps(engine)}\nforward = {json.dumps(forward)}\n"
         f"cert = {json.dumps(str(creds.server_cert))}\nkey = {json.dumps(str(creds.server_key))}\n"
         f"ca = {json.dumps(str(creds.ca))}\n"
         'allow = ["URI:spiffe://bench.test/*"]\nmax_connections = 20000\nlog_format = "json"\n',
@@ -100,9 +103,96 @@ def start_ours(creds: Credentials, work: Path, *, workers: int = 1, engine: str 
     if workers > 1:
         argv += ["--workers", str(workers)]
     process = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    running = Running(name="ours", port=0, process=process)
-
+    name = "ours-forward" if forward else "ours" if engine == "openssl" else f"ours-{engine}"
+    running = Running(name=name, port=0, process=process)
     running.port = _watch(process, running.log, listening_port)
+    return running
+
+
+def start_plain_backend(work: Path) -> Running:
+    """The plain TCP service the forward-mode contestants relay to."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.bench.plain_backend"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    running = Running(name="backend", port=0, process=process)
+    running.port = _watch(
+        process, running.log, lambda line: int(line.split()[1]) if line.startswith("PORT ") else None
+    )
+    return running
+
+
+def ensure_haproxy() -> str | None:
+    """Debian's HAProxy, installed when missing (as for nginx); None if impossible."""
+
+    def find() -> str | None:
+        fallback = "/usr/sbin/haproxy"
+        return shutil.which("haproxy") or (fallback if Path(fallback).exists() else None)
+
+    if find() is None and shutil.which("apt-get"):
+        print("installing Debian's haproxy (apt-get install haproxy) ...", flush=True)
+        env = {"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+        install = ["apt-get", "install", "-y", "-q", "haproxy"]
+        for argv in (install, ["apt-get", "update", "-q"], install):
+            subprocess.run(argv, env=env, check=False, capture_output=True, timeout=600)
+            if find() is not None:
+                break
+    return find()
+
+
+def start_haproxy(creds: Credentials, work: Path, backend: int) -> Running:
+    """HAProxy 2.6 doing forward mode's job: TLS with client certificates required, TCP to ``backend``."""
+    haproxy = ensure_haproxy()
+    if haproxy is None:
+        raise RuntimeError("haproxy is not installed and could not be installed")
+    port = free_port()
+    bundle = work / f"haproxy-{creds.key_type}.pem"
+    bundle.write_bytes(creds.server_cert.read_bytes() + creds.server_key.read_bytes())
+    conf = work / f"haproxy-{creds.key_type}.cfg"
+    conf.write_text(
+        "global\n  nbthread 1\n  maxconn 8000\n"
+        "defaults\n  mode tcp\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n"
+        f"frontend f\n  bind 127.0.0.1:{port} ssl crt {bundle} ca-file {creds.ca} verify required\n"
+        "  default_backend b\n"
+        f"backend b\n  server s 127.0.0.1:{backend}\n",
+        encoding="utf-8",
+    )
+    process = subprocess.Popen(
+        [haproxy, "-db", "-f", str(conf)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    running = Running(name="haproxy", port=port, process=process)
+    _wait_port(port, process)
+    return running
+
+
+def start_tunnel(creds: Credentials, work: Path, target: int) -> Running:
+    """``mtls-client tunnel`` on a free loopback port, to our forwarding server at ``target``."""
+    argv = module_command(
+        "mtls_ref.client",
+        "tunnel",
+        "--listen",
+        "127.0.0.1:0",
+        f"127.0.0.1:{target}",
+        "--server-name",
+        "localhost",
+        "--cert",
+        str(creds.client_cert),
+        "--key",
+        str(creds.client_key),
+        "--ca",
+        str(creds.ca),
+    )
+    process = subprocess.Popen(argv, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    running = Running(name="tunnel", port=0, process=process)
+
+    def ready(line: str) -> int | None:
+        if line.startswith("tunnel: listening on "):
+            return int(line.split(" -> ", maxsplit=1)[0].rsplit(":", 1)[1])
+        return None
+
+    running.port = _watch(process, running.log, ready)
     return running
 
 
