@@ -19,7 +19,7 @@ from mtls_ref.shared.pki.badset import Manifest
 from mtls_ref.shared.tls.context import ALPN_LINE, client_context
 from mtls_ref.shared.tls.render import TLS13_PENDING_NOTE
 
-from .nginx import mtls_nginx
+from .peers import mtls_nginx
 from .pkitools import Pki
 from .tlstools import (
     client_config,

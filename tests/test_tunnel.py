@@ -14,6 +14,8 @@ import trio
 from mtls_ref.client.tunnel import TunnelSettings, main, run_tunnel
 from mtls_ref.shared.tls.context import client_context
 
+from .bench.servers import free_port
+from .peers import wait_for_port
 from .pkitools import Pki
 from .test_forward import echo_backend
 from .tlstools import client_config, log_events, start_server
@@ -119,16 +121,14 @@ async def test_redis_cli_through_the_whole_chain(pki: Pki) -> None:
     if tools is None:
         pytest.skip("redis-server is not installed and 'apt-get install redis-server' was not possible here")
     redis_server, redis_cli = tools
-    from .test_forward import _free_port, _wait_for_port
-
-    redis_port = _free_port()
+    redis_port = free_port()
     with tempfile.TemporaryDirectory() as folder:
         redis = await trio.lowlevel.open_process(
             [redis_server, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--dir", folder],
             stdout=subprocess.DEVNULL,
         )
         try:
-            await _wait_for_port(redis_port, redis)
+            await wait_for_port(redis_port, redis, "redis-server")
             async with trio.open_nursery() as nursery:
                 server, port, _ = await start_server(nursery, pki, forward=f"127.0.0.1:{redis_port}")
                 config = client_config(pki, port=port)

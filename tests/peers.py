@@ -1,8 +1,7 @@
-"""nginx as a peer nobody here wrote: installed from Debian when missing, run on a free loopback port."""
+"""Servers nobody here wrote (nginx, HAProxy, redis): installed from Debian when missing, run on loopback."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import tempfile
 from collections.abc import AsyncIterator
@@ -70,17 +69,7 @@ http {{
             stderr=subprocess.DEVNULL,
         )
         try:
-            with trio.fail_after(STARTUP_TIMEOUT):
-                while True:  # nginx prints nothing when ready: wait until its port accepts
-                    try:
-                        stream = await trio.open_tcp_stream("127.0.0.1", port)
-                    except OSError:
-                        if process.returncode is not None:
-                            pytest.fail(f"nginx exited: {(root / 'error.log').read_text(errors='replace')}")
-                        await trio.sleep(0.05)  # starting up; bounded by fail_after
-                        continue
-                    await stream.aclose()
-                    break
+            await wait_for_port(port, process, "nginx")
             yield port, root / "error.log"
         finally:
             process.terminate()
@@ -91,8 +80,16 @@ http {{
                 await process.wait()
 
 
-def openssl_or_fail() -> str:
-    path = shutil.which("openssl")
-    if path is None:
-        pytest.fail("the openssl CLI is required (apt-get install openssl)")
-    return path
+async def wait_for_port(port: int, process: trio.Process, what: str) -> None:
+    """Until ``port`` accepts connections (bounded): these servers print nothing when ready."""
+    with trio.fail_after(STARTUP_TIMEOUT):
+        while True:
+            try:
+                stream = await trio.open_tcp_stream("127.0.0.1", port)
+            except OSError:
+                if process.returncode is not None:
+                    pytest.fail(f"{what} exited with {process.returncode} before listening")
+                await trio.sleep(0.05)  # starting up; bounded by fail_after
+                continue
+            await stream.aclose()
+            return
