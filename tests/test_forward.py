@@ -7,6 +7,7 @@ import ipaddress
 import shutil
 import struct
 import subprocess
+import sys
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,10 +15,13 @@ from pathlib import Path
 
 import pytest
 import trio
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from mtls_ref.client.session import ClientReport, Exit, run_client
 from mtls_ref.shared.core.proxy_protocol import SIGNATURE
+from mtls_ref.shared.pki.keys import load_certificates
 from mtls_ref.shared.tls.context import client_context
+from mtls_ref.shared.tls.identity import identity_from_der
 
 from .bench.servers import free_port
 from .peers import wait_for_port
@@ -206,3 +210,77 @@ def ensure_haproxy() -> str | None:
             if _find_haproxy() is not None:
                 break
     return _find_haproxy()
+
+
+HEADER_ECHO = """
+import http.server, sys
+
+class Echo(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        body = "".join(f"{k}: {v}\\n" for k, v in self.headers.items()).encode()
+        self.send_response(200)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+server = http.server.HTTPServer(("127.0.0.1", 0), Echo)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"""
+
+
+@pytest.mark.interop
+@pytest.mark.usefixtures("tls_engine")
+async def test_http_header_identity_replaces_a_forged_xfcc(pki: Pki, curl: str) -> None:
+    """forward_identity = http-header: Python's http.server behind us sees our X-Forwarded-Client-Cert
+    on every request of a keep-alive connection, and never the one curl was told to forge."""
+    backend = await trio.lowlevel.open_process(
+        [sys.executable, "-c", HEADER_ECHO], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+    )
+    assert backend.stdout is not None
+    try:
+        with trio.fail_after(15):
+            backend_port = int((await backend.stdout.receive_some(64)).split()[0])
+        async with trio.open_nursery() as nursery:
+            server, port, log = await start_server(
+                nursery, pki, forward=f"127.0.0.1:{backend_port}", forward_identity="http-header"
+            )
+            with trio.fail_after(30):
+                done = await trio.run_process(
+                    [
+                        curl,
+                        "-s",
+                        "--cacert",
+                        str(pki.ca_cert),
+                        "--cert",
+                        str(pki.client.chain),
+                        "--key",
+                        str(pki.client.key),
+                        "-H",
+                        'X-Forwarded-Client-Cert: Hash=0;Subject="CN=admin"',
+                        f"https://localhost:{port}/one",
+                        f"https://localhost:{port}/two",
+                    ],
+                    capture_stdout=True,
+                )
+            server.shutdown()
+    finally:
+        backend.kill()
+        await backend.wait()
+        await backend.stdout.aclose()
+    seen = done.stdout.decode()
+    xfcc = [line for line in seen.splitlines() if line.lower().startswith("x-forwarded-client-cert:")]
+    assert len(xfcc) == 2, seen  # one per request, on one connection
+    ident = identity_from_der(load_certificates(pki.client.cert)[0].public_bytes(Encoding.DER))
+    expected = (
+        f'Hash={ident.sha256.replace(":", "").lower()};Subject="CN=alice";URI=spiffe://mtls-ref.test/alice'
+    )
+    assert all(line.split(": ", 1)[1] == expected for line in xfcc), xfcc
+    assert "CN=admin" not in seen
+    (entry,) = log_events(log, "connection")
+    assert entry["protocol"] == "forward" and entry["outcome"] == "accepted"
