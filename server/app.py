@@ -12,7 +12,6 @@ import dataclasses
 import errno
 import resource
 import socket
-from pathlib import Path
 from typing import Any, Final
 
 import trio
@@ -118,7 +117,7 @@ class Server:
             why=why,
             client_ca=self.settings.ca_subject,
             trust_anchors=_describe_anchors(anchors),
-            server_cert=_leaf_fingerprint(self.config.cert),
+            server_cert=fingerprint(credentials.server_cert.public_bytes(Encoding.DER)),
             crl=str(self.config.crl or "off"),
         )
         return True
@@ -336,13 +335,6 @@ def _describe_anchors(anchors: tuple[x509.Certificate, ...]) -> list[str]:
 
 def _ca_subject(ca: x509.Certificate | None) -> str:
     return ca.subject.rfc4514_string() if ca is not None else "?"
-
-
-def _leaf_fingerprint(path: Path) -> str:
-    try:
-        return fingerprint(load_certificates(path)[0].public_bytes(Encoding.DER))
-    except MTLSError:
-        return "unreadable"
 
 
 def _version_range(low: str, high: str) -> str:

@@ -51,16 +51,14 @@ def reason_code(record: ConnectionRecord) -> str:
 class Credentials:
     """What readiness and the expiry gauges look at: the credentials the server has loaded now."""
 
-    server_cert: x509.Certificate | None
+    server_cert: x509.Certificate
     trust_anchors: tuple[x509.Certificate, ...]
     crls: tuple[x509.CertificateRevocationList, ...]
 
     def problems(self, now: dt.datetime) -> list[str]:
         """Why the server should not be called ready (empty: it is)."""
         found = []
-        if self.server_cert is None:
-            found.append("no server certificate is loaded")
-        elif self.server_cert.not_valid_after_utc <= now:
+        if self.server_cert.not_valid_after_utc <= now:
             ended = self.server_cert.not_valid_after_utc
             found.append(f"the server certificate expired on {ended:%Y-%m-%d}")
         if not self.trust_anchors:
@@ -139,11 +137,10 @@ class ServerMetrics:
         now = dt.datetime.now(dt.UTC)
         creds = self._credentials()
         self._expiry.clear()
-        if creds.server_cert is not None:
-            subject = creds.server_cert.subject.rfc4514_string()
-            self._expiry.labels("server_certificate", subject).set(
-                _days_left(creds.server_cert.not_valid_after_utc, now)
-            )
+        subject = creds.server_cert.subject.rfc4514_string()
+        self._expiry.labels("server_certificate", subject).set(
+            _days_left(creds.server_cert.not_valid_after_utc, now)
+        )
         for ca in creds.trust_anchors:
             self._expiry.labels("ca", ca.subject.rfc4514_string()).set(
                 _days_left(ca.not_valid_after_utc, now)

@@ -72,12 +72,7 @@ http {{
             await wait_for_port(port, process, "nginx")
             yield port, root / "error.log"
         finally:
-            process.terminate()
-            with trio.move_on_after(10):
-                await process.wait()
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
+            await stop_process(process)
 
 
 async def wait_for_port(port: int, process: trio.Process, what: str) -> None:
@@ -93,3 +88,13 @@ async def wait_for_port(port: int, process: trio.Process, what: str) -> None:
                 continue
             await stream.aclose()
             return
+
+
+async def stop_process(process: trio.Process) -> None:
+    """SIGTERM, up to 10 s to go, then SIGKILL."""
+    process.terminate()
+    with trio.move_on_after(10):
+        await process.wait()
+    if process.returncode is None:
+        process.kill()
+        await process.wait()

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-import shutil
 import struct
 import subprocess
 import sys
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 import pytest
 import trio
@@ -23,8 +21,8 @@ from mtls_ref.shared.pki.keys import load_certificates
 from mtls_ref.shared.tls.context import client_context
 from mtls_ref.shared.tls.identity import identity_from_der
 
-from .bench.servers import free_port
-from .peers import wait_for_port
+from .bench.servers import ensure_haproxy, free_port
+from .peers import stop_process, wait_for_port
 from .pkitools import Pki
 from .tlstools import client_config, log_events, start_server
 
@@ -184,32 +182,12 @@ async def test_haproxy_accepts_our_proxy_v2_header(pki: Pki) -> None:
                     while b"client=" not in said:
                         said += await process.stdout.receive_some(4096)
             finally:
-                process.terminate()
-                with trio.move_on_after(10):
-                    await process.wait()
-                if process.returncode is None:
-                    process.kill()
-                    await process.wait()
+                await stop_process(process)
                 await process.stdout.aclose()
     assert report.result is Exit.OK, report.summary
     assert b"".join(received) == b"ping through\n"  # HAProxy consumed the header itself
     peer = log_events(log, "connection")[0]["peer"]
     assert f"client={peer}".encode() in said, said
-
-
-def _find_haproxy() -> str | None:
-    return shutil.which("haproxy") or ("/usr/sbin/haproxy" if Path("/usr/sbin/haproxy").exists() else None)
-
-
-def ensure_haproxy() -> str | None:
-    """Debian's HAProxy, installed when missing (lists updated if the first install finds none)."""
-    install = ["apt-get", "install", "-y", "-q", "haproxy"]
-    if _find_haproxy() is None and shutil.which("apt-get"):
-        for argv in (install, ["apt-get", "update", "-q"], install):
-            subprocess.run(argv, capture_output=True, check=False, timeout=600)
-            if _find_haproxy() is not None:
-                break
-    return _find_haproxy()
 
 
 HEADER_ECHO = """

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import http
 import http.server
 import os
@@ -23,7 +24,7 @@ from cryptography.x509.oid import NameOID
 from mtls_ref.client.session import Exit, run_client
 from mtls_ref.server.app import Server
 from mtls_ref.server.log import EventLog
-from mtls_ref.shared.core.config import ClientConfig, PKIConfig, ServerConfig
+from mtls_ref.shared.core.config import PKIConfig, ServerConfig
 from mtls_ref.shared.core.errors import CertificateError, ConfigError
 from mtls_ref.shared.pki.authority import (
     CertificateAuthority,
@@ -74,9 +75,7 @@ async def test_certificate_in_crl_file_refuses_reload(badset: Manifest, pki: Pki
         crl.write_bytes(crl_with_foreign_root(badset, pki, tmp_path).read_bytes())
         assert not server.reload("test: root in the CRL file")
         config = client_config(pki, pki.foreign_client, port=port)
-        config = ClientConfig(
-            **{f: getattr(config, f) for f in config.__slots__ if f != "ca"}, ca=badset.path(badset.ca)
-        )
+        config = dataclasses.replace(config, ca=badset.path(badset.ca))
         with trio.fail_after(15):
             report = await run_client(config, client_context(config, alpn=[ALPN_LINE]))
         server.shutdown()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -14,8 +13,8 @@ import trio
 from mtls_ref.client.tunnel import TunnelSettings, main, run_tunnel
 from mtls_ref.shared.tls.context import client_context
 
-from .bench.servers import free_port
-from .peers import wait_for_port
+from .bench.servers import ensure_debian, free_port
+from .peers import stop_process, wait_for_port
 from .pkitools import Pki
 from .test_forward import echo_backend
 from .tlstools import client_config, log_events, start_server
@@ -101,17 +100,9 @@ def test_tunnel_listens_on_loopback_unless_told(capsys: pytest.CaptureFixture[st
 
 
 def _redis() -> tuple[str, str] | None:
-    def find() -> tuple[str, str] | None:
-        server, cli = shutil.which("redis-server"), shutil.which("redis-cli")
-        return (server, cli) if server and cli else None
-
-    if find() is None and shutil.which("apt-get"):
-        install = ["apt-get", "install", "-y", "-q", "redis-server"]
-        for argv in (install, ["apt-get", "update", "-q"], install):
-            subprocess.run(argv, capture_output=True, check=False, timeout=600)
-            if find() is not None:
-                break
-    return find()
+    server = ensure_debian("redis-server", "redis-server")
+    cli = ensure_debian("redis-cli", "redis-tools")
+    return (server, cli) if server and cli else None
 
 
 @pytest.mark.interop
@@ -149,11 +140,6 @@ async def test_redis_cli_through_the_whole_chain(pki: Pki) -> None:
                 server.shutdown()
                 nursery.cancel_scope.cancel()
         finally:
-            redis.terminate()
-            with trio.move_on_after(10):
-                await redis.wait()
-            if redis.returncode is None:
-                redis.kill()
-                await redis.wait()
+            await stop_process(redis)
     assert results == ["PONG", "OK", "hello over mTLS"]
     assert Path(folder).name  # the data folder was a throwaway one

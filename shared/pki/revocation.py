@@ -26,7 +26,7 @@ from mtls_ref.shared.core.errors import CertificateError
 from mtls_ref.shared.pki.authority import CertificateAuthority
 from mtls_ref.shared.pki.keys import PrivateKey, atomic_write, signature_hash, utcnow
 
-__all__ = ["RevokedEntry", "build_crl", "load_crls", "load_revoked", "revoke", "write_crl"]
+__all__ = ["RevokedEntry", "build_crl", "load_crls", "load_revoked", "parse_crls", "revoke", "write_crl"]
 
 REVOKED_DB: Final = "revoked.json"
 
@@ -62,6 +62,11 @@ def load_crls(path: Path) -> list[x509.CertificateRevocationList]:
         data = path.read_bytes()
     except OSError as exc:
         raise CertificateError(f"cannot read CRL {str(path)!r}: {exc.strerror}; check the path") from exc
+    return parse_crls(data, path)
+
+
+def parse_crls(data: bytes, path: Path) -> list[x509.CertificateRevocationList]:
+    """Every CRL in PEM ``data`` read from ``path`` (named in the error when one does not parse)."""
     blocks = [b for b in data.split(b"-----END X509 CRL-----") if b"-----BEGIN X509 CRL-----" in b]
     try:
         return [x509.load_pem_x509_crl(b + b"-----END X509 CRL-----\n") for b in blocks]

@@ -37,7 +37,7 @@ from cryptography import x509
 from mtls_ref.shared.core.config import ClientConfig, ServerConfig
 from mtls_ref.shared.core.errors import CertificateError, ConfigError
 from mtls_ref.shared.pki.keys import read_passphrase
-from mtls_ref.shared.pki.revocation import load_crls
+from mtls_ref.shared.pki.revocation import parse_crls
 from mtls_ref.shared.tls import trace
 
 __all__ = [
@@ -170,7 +170,7 @@ def _load_crl(ctx: ssl.SSLContext, crl: Path) -> None:
     to hold CRLs only, and what OpenSSL loads is the checked copy, never the
     path again (which could have changed in between).
     """
-    pem = read_crl_pem(crl)
+    pem, _ = read_crl_file(crl)
     with tempfile.TemporaryDirectory(prefix="mtls-crl-") as folder:
         checked = Path(folder) / "crl.pem"
         checked.write_bytes(pem)
@@ -178,8 +178,8 @@ def _load_crl(ctx: ssl.SSLContext, crl: Path) -> None:
     ctx.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
 
 
-def read_crl_pem(path: Path) -> bytes:
-    """The CRL file's bytes, after checking that every PEM block in it is a CRL that parses."""
+def read_crl_file(path: Path) -> tuple[bytes, list[x509.CertificateRevocationList]]:
+    """The CRL file's bytes and CRLs, read once, after checking that every PEM block is a CRL that parses."""
     if not path.is_file():
         raise ConfigError(
             f"server CRL file {str(path)!r} not found; write one with 'mtls-certs crl', or unset [server] crl"
@@ -194,14 +194,12 @@ def read_crl_pem(path: Path) -> bytes:
         )
     if not labels:
         raise CertificateError(f"server CRL file {str(path)!r} holds no PEM CRL ('-----BEGIN X509 CRL-----')")
-    load_crls(path)  # each must parse; the error names the file
-    return data
+    return data, parse_crls(data, path)
 
 
 def read_crls(path: Path) -> list[x509.CertificateRevocationList]:
-    """The CRLs of a checked CRL file (see :func:`read_crl_pem`)."""
-    read_crl_pem(path)
-    return load_crls(path)
+    """The CRLs of a checked CRL file (see :func:`read_crl_file`)."""
+    return read_crl_file(path)[1]
 
 
 def prepare_keylog(path: Path) -> Path:

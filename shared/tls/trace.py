@@ -147,7 +147,6 @@ class HandshakeRecorder:
     events: list[TraceEvent] = field(default_factory=list)
     tls13: bool | None = None  # known once ServerHello passes
     sent_alert: str | None = None  # the alert this side sent, e.g. "unknown_ca"
-    handshake_only: bool = field(default=False, init=False)  # wants records and alerts too
     peer_certificates: list[bytes] = field(default_factory=list)  # DER, leaf first
     _start: float = field(default_factory=time.monotonic)
     _held_header: tuple[Role, int] | None = None
@@ -296,8 +295,6 @@ class PeerCertificateCatcher:
     tls13: bool | None = None
     peer_certificates: list[bytes] = field(default_factory=list)
     sent_alert: str | None = None  # the alert this side sent, e.g. "decode_error"
-    # Adapters may skip calling record() for anything but handshake messages.
-    handshake_only: bool = field(default=True, init=False)
 
     def record(self, direction: str, version: int, content_type: int, msg_type: int, data: bytes) -> None:
         if content_type == _ALERT and direction == "write" and len(data) >= 2:
@@ -312,7 +309,6 @@ class PeerCertificateCatcher:
 
 
 class Recorder(Protocol):
-    handshake_only: bool
     peer_certificates: list[bytes]
     sent_alert: str | None
 

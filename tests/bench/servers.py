@@ -125,21 +125,8 @@ def start_plain_backend(work: Path) -> Running:
 
 
 def ensure_haproxy() -> str | None:
-    """Debian's HAProxy, installed when missing (as for nginx); None if impossible."""
-
-    def find() -> str | None:
-        fallback = "/usr/sbin/haproxy"
-        return shutil.which("haproxy") or (fallback if Path(fallback).exists() else None)
-
-    if find() is None and shutil.which("apt-get"):
-        print("installing Debian's haproxy (apt-get install haproxy) ...", flush=True)
-        env = {"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
-        install = ["apt-get", "install", "-y", "-q", "haproxy"]
-        for argv in (install, ["apt-get", "update", "-q"], install):
-            subprocess.run(argv, env=env, check=False, capture_output=True, timeout=600)
-            if find() is not None:
-                break
-    return find()
+    """Debian's HAProxy, installed when missing; None if impossible."""
+    return ensure_debian("haproxy", "haproxy")
 
 
 def start_haproxy(creds: Credentials, work: Path, backend: int) -> Running:
@@ -269,25 +256,29 @@ def library_version(name: str) -> str:
     return next((line.strip() for line in told.splitlines() if "OpenSSL" in line), "?")
 
 
-def _find_nginx() -> str | None:
-    return shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+def _find(binary: str) -> str | None:
+    fallback = f"/usr/sbin/{binary}"
+    return shutil.which(binary) or (fallback if Path(fallback).exists() else None)
+
+
+def ensure_debian(binary: str, package: str) -> str | None:
+    """``binary`` from Debian's ``package``, installed if missing (root and the mirror needed); None if
+    impossible. On a machine whose package lists were never fetched the first install finds nothing,
+    so the lists are updated and the install tried once more."""
+    if _find(binary) is None and shutil.which("apt-get"):
+        print(f"installing Debian's {package} (apt-get install {package}) ...", flush=True)
+        env = {"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+        install = ["apt-get", "install", "-y", "-q", package]
+        for argv in (install, ["apt-get", "update", "-q"], install):
+            subprocess.run(argv, env=env, check=False, capture_output=True, timeout=600)
+            if _find(binary) is not None:
+                break
+    return _find(binary)
 
 
 def ensure_nginx() -> str | None:
-    """Debian's nginx, installed if missing (root and the package mirror needed); None if impossible.
-
-    On a machine whose package lists were never fetched the first install finds
-    nothing, so the lists are updated and the install tried once more.
-    """
-    if _find_nginx() is None and shutil.which("apt-get"):
-        print("installing Debian's nginx (apt-get install nginx) ...", flush=True)
-        env = {"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
-        install = ["apt-get", "install", "-y", "-q", "nginx"]
-        for argv in (install, ["apt-get", "update", "-q"], install):
-            subprocess.run(argv, env=env, check=False, capture_output=True, timeout=600)
-            if _find_nginx() is not None:
-                break
-    return _find_nginx()
+    """Debian's nginx, installed if missing; None if impossible."""
+    return ensure_debian("nginx", "nginx")
 
 
 def start_nginx(nginx: str, creds: Credentials, work: Path, www: Path) -> Running:
