@@ -39,11 +39,12 @@ lint: $(STAMP)
 certs: $(STAMP)
 	$(BIN)/mtls-certs demo
 
+# ARGS: extra flags, e.g. `make run-server ARGS=--record-handshakes` (see README "Try it in your browser").
 run-server: certs
-	$(BIN)/mtls-server
+	$(BIN)/mtls-server $(ARGS)
 
 run-client: certs
-	$(BIN)/mtls-client
+	$(BIN)/mtls-client $(ARGS)
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -65,6 +65,8 @@ class Server:
             max_line=config.max_line,
             allow=self.allow,
             trace=config.trace,
+            record_handshakes=config.record_handshakes or config.trace,
+            crl=config.crl,
             forward=_forward_target(config),
         )
         self.active = 0
@@ -219,6 +221,7 @@ class Server:
             ),
             "ca_names_advertised": self.config.tls_engine == "openssl",
             "trace": self.config.trace,
+            "record_handshakes": self.config.record_handshakes or self.config.trace,
             # A warning, not a setting: session secrets on disk decrypt every captured connection.
             "keylog_warning": (
                 f"writing TLS session secrets to {self.config.keylog} (0600): anyone holding that file "

@@ -67,6 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="log each connection's TLS messages as a sequence diagram",
     )
     parser.add_argument(
+        "--record-handshakes",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="keep each connection's TLS messages for the browser page (GET / as HTML) "
+        "without logging them; costs CPU per handshake on the openssl engine",
+    )
+    parser.add_argument(
         "--keylog", type=Path, metavar="FILE", help="append NSS key-log lines (for Wireshark) to FILE"
     )
     parser.add_argument("--handshake-timeout", type=float, metavar="SECONDS")
@@ -166,6 +173,7 @@ def _body(args: argparse.Namespace) -> int:
             "allow": args.allow,
             "log_format": args.log_format,
             "trace": args.trace,
+            "record_handshakes": args.record_handshakes,
             "keylog": args.keylog,
             "handshake_timeout": args.handshake_timeout,
             "idle_timeout": args.idle_timeout,

@@ -32,6 +32,7 @@ import json
 import ssl
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Final, NoReturn
 
 import trio
@@ -83,7 +84,9 @@ class HandlerSettings:
     request_timeout: float = 10.0  # a whole request line (or HTTP head) once it has started
     max_line: int = 4096
     allow: AllowList = field(default_factory=AllowList)
-    trace: bool = False
+    trace: bool = False  # log each connection's handshake diagram
+    record_handshakes: bool = False  # keep each connection's messages for the browser page
+    crl: Path | None = None  # the CRL file client leaves are checked against, if any
     protocol_sniff: float = 0.3
     ca_subject: str = "the configured CA"
     trusted: tuple[x509.Certificate, ...] = ()  # the CA file's certificates, to explain refusals
@@ -159,7 +162,9 @@ async def handle_connection(
     record = ConnectionRecord(peer=peer)
     tls = TLSConnection(transport, context, server_side=True)
     recorder: HandshakeRecorder | PeerCertificateCatcher = (
-        HandshakeRecorder(Role.SERVER) if settings.trace else PeerCertificateCatcher(Role.SERVER)
+        HandshakeRecorder(Role.SERVER)
+        if settings.trace or settings.record_handshakes
+        else PeerCertificateCatcher(Role.SERVER)
     )
     established = False
     try:
@@ -170,7 +175,7 @@ async def handle_connection(
                 if not established:
                     cap = slot.budget.max_established
                     _refuse(record, "rejected", f"connection cap of {cap} reached (max_connections)")
-            await _serve(tls, settings, record, addresses)
+            await _serve(tls, settings, record, addresses, recorder)
     except _Refused:
         pass
     except _PeerNotReading as stalled:
@@ -192,7 +197,7 @@ async def handle_connection(
                 slot.close_established()
         with trio.CancelScope(shield=True):
             await tls.aclose(goodbye_within=CLOSE_TIMEOUT)
-            if isinstance(recorder, HandshakeRecorder):
+            if settings.trace and isinstance(recorder, HandshakeRecorder):
                 events = recorder.finish()
                 log.event(
                     "trace",
@@ -214,6 +219,7 @@ async def _serve(
     settings: HandlerSettings,
     record: ConnectionRecord,
     addresses: tuple[tuple[str, int], tuple[str, int]] | None,
+    recorder: HandshakeRecorder | PeerCertificateCatcher,
 ) -> None:
     record.tls_version = tls.stream.version()
     cipher = tls.stream.cipher()
@@ -232,6 +238,9 @@ async def _serve(
         ca_subject=settings.ca_subject,
         resumed=record.resumed,
         verified_chain=lambda: _chain_subjects(tls.verified_chain()),
+        alpn=tls.stream.selected_alpn_protocol(),
+        crl=settings.crl,
+        handshake=recorder if isinstance(recorder, HandshakeRecorder) else None,
     )
     record.outcome = "accepted" if decision.allowed else "forbidden"
     record.reason = decision.reason

@@ -20,6 +20,7 @@ import trio
 
 from mtls_ref.shared.tls.connection import TLSConnection
 
+from .page import PAGE_HEADERS, accepts_html, forbidden_html, home_html, request_host
 from .views import SessionInfo, forbidden_document, home_page, whoami_document
 
 __all__ = ["HTTP_REQUEST_LINE", "serve_http"]
@@ -36,6 +37,7 @@ BULK_MAX_BYTES: Final = 1 << 30
 BULK_CHUNK: Final = 256 * 1024
 HTTP_REQUEST_LINE: Final = re.compile(rb"^[A-Z]{3,10} \S+ HTTP/1\.[01]\r?\n")
 SERVER_HEADER: Final = (b"server", b"mtls-ref")
+HTML: Final = b"text/html; charset=utf-8"
 
 
 class _Closed(Exception):
@@ -84,8 +86,17 @@ async def serve_http(
                 await _send_bytes(conn, tls, path.removeprefix(b"/bytes/"), limits)
             else:
                 status, ctype, body = _route(event, info)
+                extra = PAGE_HEADERS if ctype == HTML else ()
                 await _respond(
-                    conn, tls, status, ctype, body, limits, head=event.method == b"HEAD", close=close
+                    conn,
+                    tls,
+                    status,
+                    ctype,
+                    body,
+                    limits,
+                    head=event.method == b"HEAD",
+                    close=close,
+                    extra=extra,
                 )
             if close or conn.our_state is h11.MUST_CLOSE:
                 if ambiguous:
@@ -207,14 +218,24 @@ def _header(request: h11.Request, name: bytes) -> bool:
     return any(key == name for key, _ in request.headers)
 
 
+def _header_value(request: h11.Request, name: bytes) -> bytes | None:
+    return next((value for key, value in request.headers if key == name), None)
+
+
 def _route(request: h11.Request, info: SessionInfo) -> tuple[int, bytes, bytes]:
+    browser = accepts_html(b",".join(v for k, v in request.headers if k == b"accept"))
+    host = request_host(_header_value(request, b"host"), fallback="localhost:8443")
     if not info.decision.allowed:
+        if browser:
+            return 403, HTML, forbidden_html(info, host=host).encode()
         return 403, b"application/json", _json(forbidden_document(info))
     if request.method not in (b"GET", b"HEAD"):
         return 405, b"text/plain", b"only GET and HEAD are served here (and POST /sink)\n"
     path = request.target.split(b"?", 1)[0]
     if path == b"/whoami":
         return 200, b"application/json", _json(whoami_document(info))
+    if path == b"/" and browser:
+        return 200, HTML, home_html(info, host=host).encode()
     if path == b"/":
         return 200, b"text/plain; charset=utf-8", home_page(info).encode()
     if path == b"/healthz":
@@ -236,8 +257,10 @@ async def _respond(  # noqa: PLR0917 - status, type and body read best in that o
     *,
     head: bool = False,
     close: bool = False,
+    extra: tuple[tuple[bytes, bytes], ...] = (),
 ) -> None:
     headers = [SERVER_HEADER, (b"content-type", content_type), (b"content-length", str(len(body)).encode())]
+    headers.extend(extra)
     if status == 405:
         headers.append((b"allow", b"GET, HEAD"))
     if close:

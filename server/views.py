@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from mtls_ref.shared.tls.identity import Decision, PeerIdentity
+from mtls_ref.shared.tls.trace import HandshakeRecorder
 
 __all__ = ["SessionInfo", "forbidden_document", "home_page", "whoami_document"]
 
@@ -24,6 +26,10 @@ class SessionInfo:
     # Subjects of the verified chain, leaf to root; asked only by whoami and the home page
     # (building it costs more than the rest of a connection's bookkeeping). None: unknown.
     verified_chain: Callable[[], list[str] | None] = field(default=lambda: None, repr=False)
+    alpn: str | None = None
+    crl: Path | None = None  # the CRL file the leaf was checked against; None: no revocation check
+    # This connection's messages so far, when the server records them (record_handshakes/trace).
+    handshake: HandshakeRecorder | None = field(default=None, repr=False)
 
 
 def whoami_document(info: SessionInfo) -> dict[str, Any]:

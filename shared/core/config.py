@@ -123,6 +123,10 @@ class ServerConfig:
     workers: int = field(default=1, metadata=_range(1, 256))
     log_format: str = field(default="text", metadata=_choice(*LOG_FORMATS))
     trace: bool = False
+    # Keep each connection's handshake messages (without logging them) so the browser page,
+    # GET / with Accept: text/html, can draw them. Off by default: on the openssl engine it
+    # costs a callback per TLS message (see README "Performance"). trace = true records too.
+    record_handshakes: bool = False
     keylog: Path | None = None
     # HOST:PORT of the plain-HTTP status port (/healthz, /metrics); empty: off.
     status: str = ""

@@ -23,7 +23,7 @@ newer one does a full P-256 mTLS handshake in about half the time (README,
 * ALPN chosen by the server (``http/1.1`` or ``mtls-ref/1``; a client offering
   only other protocols gets none, not an alert, and is sniffed by the handler);
 * the NSS key log through pyOpenSSL's keylog callback, into a 0600 file;
-* OpenSSL's message callback for the trace, only with ``trace = true``, and a
+* OpenSSL's message callback for the trace, only with ``trace`` or ``record_handshakes``, and a
   C-level verify callback that keeps a refused peer's chain
   (:mod:`.openssl_lowlevel`);
 * ``MODE_RELEASE_BUFFERS``: an idle connection gives its 34 KiB of record
@@ -98,7 +98,9 @@ def openssl_server_context(config: ServerConfig) -> SSL.Context:
     ctx.set_alpn_select_callback(_select_alpn)
     if config.keylog is not None:
         _log_keys_to(ctx, prepare_keylog(config.keylog))
-    if config.trace:  # every message, for the diagram; costs ~10% of a handshake, so only when asked
+    # Every message, for the diagram (logged, or kept for the browser page); costs ~10% of a
+    # handshake, so only when asked.
+    if config.trace or config.record_handshakes:
         openssl_lowlevel.install_message_callback(ctx)
     return ctx
 

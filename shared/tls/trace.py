@@ -59,6 +59,9 @@ _TLS13: Final = 0x0304
 _SERVER_HELLO: Final = 2
 _SUPPORTED_VERSIONS: Final = 43  # extension type, RFC 8446 §4.2
 _CERTIFICATE: Final = 11
+# A connection that stays open keeps recording its records; beyond this many events
+# (a handshake is about 15) only a count is kept, so a long download costs no memory.
+MAX_EVENTS: Final = 200
 
 # Handshake message names as RFC 5246 / RFC 8446 spell them.
 _MESSAGE_NAMES: Final = {
@@ -148,6 +151,7 @@ class HandshakeRecorder:
     tls13: bool | None = None  # known once ServerHello passes
     sent_alert: str | None = None  # the alert this side sent, e.g. "unknown_ca"
     peer_certificates: list[bytes] = field(default_factory=list)  # DER, leaf first
+    omitted: int = 0  # events past MAX_EVENTS, counted but not kept
     _start: float = field(default_factory=time.monotonic)
     _held_header: tuple[Role, int] | None = None
 
@@ -192,6 +196,9 @@ class HandshakeRecorder:
         self._add(sender, "handshake", name, max(len(data) - 4, 0), detail)
 
     def _add(self, sender: Role, kind: str, name: str, length: int, detail: str = "") -> None:
+        if len(self.events) >= MAX_EVENTS:
+            self.omitted += 1
+            return
         at = round(time.monotonic() - self._start, 6)
         self.events.append(
             TraceEvent(sender=sender, kind=kind, name=name, length=length, at=at, detail=detail)

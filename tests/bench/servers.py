@@ -268,7 +268,7 @@ def ensure_debian(binary: str, package: str) -> str | None:
     if _find(binary) is None and shutil.which("apt-get"):
         print(f"installing Debian's {package} (apt-get install {package}) ...", flush=True)
         env = {"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
-        install = ["apt-get", "install", "-y", "-q", package]
+        install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", package]
         for argv in (install, ["apt-get", "update", "-q"], install):
             subprocess.run(argv, env=env, check=False, capture_output=True, timeout=600)
             if _find(binary) is not None:
