@@ -11,7 +11,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def test_bench_smoke_run_produces_every_figure(tmp_path: Path) -> None:
-    """The smoke plan runs ours on both engines, s_server and both floors, and writes every kind of figure."""
+    """The smoke plan runs ours on both engines (and recording handshakes), s_server and both floors,
+    and writes every kind of figure."""
     out = tmp_path / "bench.json"
     done = subprocess.run(
         [sys.executable, "-m", "tests.bench", "--smoke", "--json", str(out)],
@@ -24,7 +25,7 @@ def test_bench_smoke_run_produces_every_figure(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     figures = json.loads(out.read_text())
     row = figures["handshakes"]["p256/TLS1.3"]
-    assert set(row) == {"ours", "ours-stdlib", "s_server", "trio-floor", "pyopenssl-floor"}
+    assert set(row) == {"ours", "ours-stdlib", "ours-recording", "s_server", "trio-floor", "pyopenssl-floor"}
     for name, (result,) in row.items():
         assert result["handshakes"] > 0 and result["failures"] == 0, (name, result)
         assert result["per_cpu_s"] > 0 and result["p99_ms"] >= result["p50_ms"] > 0
@@ -33,4 +34,6 @@ def test_bench_smoke_run_produces_every_figure(tmp_path: Path) -> None:
         assert figures["idle"][name]["20"]["held"] == 20
         assert figures["resumed"][name]["resumed_fraction"] == 1.0
     assert figures["libraries"]["ours"].startswith("OpenSSL ")
+    assert "ours-recording" not in figures["bulk"]  # it is there for the handshake figure only
     assert "ours/pyopenssl-floor" in done.stdout and "Targets" in done.stdout
+    assert "ours-recording/ours" in done.stdout

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import zlib
 from collections.abc import Iterator
@@ -25,12 +26,13 @@ from pathlib import Path
 import pytest
 import trio
 
+from mtls_ref.shared.core.events import listening_port
 from mtls_ref.shared.pki.bundle import write_bundle
 from mtls_ref.shared.pki.keys import load_certificates, load_private_key
 
 from .bench.servers import ensure_debian
 from .pkitools import Pki
-from .tlstools import log_events, start_server
+from .tlstools import log_events, read_until, start_server
 
 pytestmark = pytest.mark.interop
 
@@ -255,3 +257,66 @@ def test_chromedriver_matches_chromium(browser_tools: Browser) -> None:
         chromium_version.stdout,
         driver_version.stdout,
     )
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def readme_imports(tools: Browser, home: Path) -> None:
+    """`make certs`, then the README's two imports into the NSS database Chromium reads from ``home``."""
+    subprocess.run(["make", "--no-print-directory", "-C", str(REPO), "certs"], check=True, timeout=240)
+    certs = REPO / "certs"
+    db = home / ".pki" / "nssdb"
+    db.mkdir(parents=True)
+    nss = ["-d", f"sql:{db}"]
+    imports = (
+        [tools.certutil, *nss, "-N", "--empty-password"],
+        [
+            tools.certutil,
+            *nss,
+            "-A",
+            "-n",
+            "mtls-ref demo CA",
+            "-t",
+            "C,,",
+            "-i",
+            str(certs / "ca.pem"),
+        ],
+        [
+            tools.pk12util,
+            *nss,
+            "-i",
+            str(certs / "client.p12"),
+            "-w",
+            str(certs / "client.p12.passphrase"),
+        ],
+    )
+    for argv in imports:
+        subprocess.run(argv, check=True, capture_output=True)
+
+
+async def test_the_readme_steps_in_chromium(browser_tools: Browser, tmp_path: Path) -> None:
+    """README "Try it in your browser", with certutil and pk12util doing the two imports the README
+    also shows for a browser's settings: `make certs`, import certs/ca.pem and certs/client.p12 (with
+    its passphrase file), `make run-server ARGS=--record-handshakes`, open the page."""
+    await trio.to_thread.run_sync(readme_imports, browser_tools, tmp_path / "home")
+    argv = ["make", "--no-print-directory", "-C", str(REPO), "run-server"]
+    # --port 0 and JSON lines only so the test finds the port; the README's server uses 8443.
+    argv.append("ARGS=--record-handshakes --port 0 --log-format json")
+    server = await trio.lowlevel.open_process(argv, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        assert server.stderr is not None
+        banner = await read_until(server.stderr, b'"event": "listening"', "make run-server")
+        port = next((p for p in map(listening_port, banner.splitlines()) if p), None)
+        assert port, banner.decode(errors="replace")
+        seen = await trio.to_thread.run_sync(visit, browser_tools, tmp_path / "home", port, None)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)  # make and the server it started
+        with trio.move_on_after(10):
+            await server.wait()
+        if server.returncode is None:
+            os.killpg(server.pid, signal.SIGKILL)
+            await server.wait()
+    assert seen.get("subject") == "CN=client", seen["load_error"]
+    assert seen["spiffe"] == "spiffe://mtls-ref.test/demo-client"
+    assert ("client", "CertificateVerify") in seen["arrows"]  # type: ignore[operator]

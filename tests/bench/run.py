@@ -39,6 +39,7 @@ from .proc import cpu_seconds, rss_bytes
 LINE_REQUEST = {
     "ours": (b"PING\n", 2, ("mtls-ref/1",)),
     "ours-stdlib": (b"PING\n", 2, ("mtls-ref/1",)),
+    "ours-recording": (b"PING\n", 2, ("mtls-ref/1",)),
     "s_server": (b"ping\n", 1, ()),
     "trio-floor": (b"ping\n", 1, ()),
     "pyopenssl-floor": (b"ping\n", 1, ()),
@@ -48,6 +49,8 @@ LINE_REQUEST = {
     "haproxy": (b"ping\n", 1, ()),
 }
 OURS = ("ours", "ours-stdlib")
+# Measured in the handshake rounds only: what record_handshakes (the browser page's diagram) costs.
+HANDSHAKES_ONLY = ("ours-recording",)
 # The engine issue's targets: (figure, numerator, denominator, at least).
 TARGETS = (
     ("p256/TLS1.3", "ours", "nginx", 1.0),
@@ -241,6 +244,7 @@ def _start_nginx(creds: servers.Credentials, work: Path) -> servers.Running:
 _START: dict[str, Callable[..., servers.Running]] = {
     "ours": servers.start_ours,
     "ours-stdlib": lambda creds, work, **options: servers.start_ours(creds, work, engine="stdlib", **options),
+    "ours-recording": lambda creds, work: servers.start_ours(creds, work, record=True),
     "s_server": servers.start_s_server,
     "pyopenssl-floor": lambda creds, work: servers.start_floor(creds, work, module="pyopenssl_floor"),
     "trio-floor": servers.start_floor,
@@ -275,6 +279,8 @@ def _once(
 ) -> None:
     """The figures measured once: s_time, resumption, bulk, idle memory."""
     for name, server in running.items():
+        if name in HANDSHAKES_ONLY:
+            continue
         for tls in plan.versions:
             row = out["s_time"].setdefault(f"{creds.key_type}/TLS{tls}", {})
             row[name] = s_time(server, creds, tls, plan.s_time_seconds)
@@ -291,7 +297,7 @@ def _once(
 
 
 def run(plan: Plan, work: Path, out: dict[str, Any]) -> None:
-    names = ["ours", "ours-stdlib", "pyopenssl-floor", "trio-floor", "s_server"]
+    names = ["ours", "ours-stdlib", "ours-recording", "pyopenssl-floor", "trio-floor", "s_server"]
     if plan.nginx and servers.ensure_nginx():
         names.append("nginx")
     out["libraries"] = {name: servers.library_version(name) for name in names}
@@ -384,6 +390,7 @@ def report(out: dict[str, Any]) -> str:
                 ("ours", "s_server"),
                 ("ours-stdlib", "nginx"),
                 ("ours", "ours-stdlib"),
+                ("ours-recording", "ours"),
             )
             if (value := median_ratio(rows, top, bottom)) is not None
         ]

@@ -86,14 +86,22 @@ def _watch(process: subprocess.Popen[bytes], log: list[str], ready: Callable[[st
 
 
 def start_ours(
-    creds: Credentials, work: Path, *, workers: int = 1, engine: str = "openssl", forward: str = ""
+    creds: Credentials,
+    work: Path,
+    *,
+    workers: int = 1,
+    engine: str = "openssl",
+    forward: str = "",
+    record: bool = False,
 ) -> Running:
     """Our server with the default config (logging, authorization, greeting on; trace off) on ``engine``,
-    or in forward mode to ``forward``."""
-    config = work / f"ours-{engine}-{creds.key_type}{'-forward' if forward else ''}.toml"
+    or in forward mode to ``forward``, or keeping every connection's messages for the browser page."""
+    variant = "-forward" if forward else "-recording" if record else ""
+    config = work / f"ours-{engine}-{creds.key_type}{variant}.toml"
     config.write_text(
         "[server]\n"
         f"tls_engine = {json.dumps(engine)}\nforward = {json.dumps(forward)}\n"
+        f"record_handshakes = {json.dumps(record)}\n"
         f"cert = {json.dumps(str(creds.server_cert))}\nkey = {json.dumps(str(creds.server_key))}\n"
         f"ca = {json.dumps(str(creds.ca))}\n"
         'allow = ["URI:spiffe://bench.test/*"]\nmax_connections = 20000\nlog_format = "json"\n',
@@ -103,7 +111,15 @@ def start_ours(
     if workers > 1:
         argv += ["--workers", str(workers)]
     process = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    name = "ours-forward" if forward else "ours" if engine == "openssl" else f"ours-{engine}"
+    name = (
+        "ours-forward"
+        if forward
+        else "ours-recording"
+        if record
+        else "ours"
+        if engine == "openssl"
+        else f"ours-{engine}"
+    )
     running = Running(name=name, port=0, process=process)
     running.port = _watch(process, running.log, listening_port)
     return running
@@ -242,7 +258,7 @@ def start_floor(creds: Credentials, work: Path, *, module: str = "floor_server")
 
 def library_version(name: str) -> str:
     """The OpenSSL each contestant runs on, as it reports it."""
-    if name in ("ours", "pyopenssl-floor"):
+    if name in ("ours", "ours-recording", "pyopenssl-floor"):
         return SSL.OpenSSL_version(SSL.OPENSSL_VERSION).decode()
     if name in ("ours-stdlib", "trio-floor"):
         return ssl.OPENSSL_VERSION
