@@ -218,29 +218,33 @@ def _header(request: h11.Request, name: bytes) -> bool:
     return any(key == name for key, _ in request.headers)
 
 
-def _header_value(request: h11.Request, name: bytes) -> bytes | None:
-    return next((value for key, value in request.headers if key == name), None)
-
-
 def _route(request: h11.Request, info: SessionInfo) -> tuple[int, bytes, bytes]:
-    browser = accepts_html(b",".join(v for k, v in request.headers if k == b"accept"))
-    host = request_host(_header_value(request, b"host"), fallback="localhost:8443")
+    path = request.target.split(b"?", 1)[0]
     if not info.decision.allowed:
-        if browser:
-            return 403, HTML, forbidden_html(info, host=host).encode()
+        if _wants_html(request):
+            return 403, HTML, forbidden_html(info, host=_host(request)).encode()
         return 403, b"application/json", _json(forbidden_document(info))
     if request.method not in (b"GET", b"HEAD"):
         return 405, b"text/plain", b"only GET and HEAD are served here (and POST /sink)\n"
-    path = request.target.split(b"?", 1)[0]
     if path == b"/whoami":
         return 200, b"application/json", _json(whoami_document(info))
-    if path == b"/" and browser:
-        return 200, HTML, home_html(info, host=host).encode()
+    if path == b"/" and _wants_html(request):
+        return 200, HTML, home_html(info, host=_host(request)).encode()
     if path == b"/":
         return 200, b"text/plain; charset=utf-8", home_page(info).encode()
     if path == b"/healthz":
         return 200, b"text/plain", b"ok\n"
     return 404, b"text/plain", b"not found: try /, /whoami, /healthz, /bytes/N or POST /sink\n"
+
+
+def _wants_html(request: h11.Request) -> bool:
+    return accepts_html(b",".join(value for key, value in request.headers if key == b"accept"))
+
+
+def _host(request: h11.Request) -> str:
+    """The Host the client used, for the page's commands (HTTP/1.0 may send none)."""
+    host = next((value for key, value in request.headers if key == b"host"), None)
+    return request_host(host, fallback="localhost:8443")
 
 
 def _json(document: object) -> bytes:

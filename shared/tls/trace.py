@@ -62,6 +62,8 @@ _CERTIFICATE: Final = 11
 # A connection that stays open keeps recording its records; beyond this many events
 # (a handshake is about 15) only a count is kept, so a long download costs no memory.
 MAX_EVENTS: Final = 200
+# Reports kept undecoded before the recorder decodes them (a full handshake is about 45).
+RAW_BATCH: Final = 64
 
 # Handshake message names as RFC 5246 / RFC 8446 spell them.
 _MESSAGE_NAMES: Final = {
@@ -144,77 +146,137 @@ class TraceEvent:
 
 @dataclass(slots=True)
 class HandshakeRecorder:
-    """Collects the :class:`TraceEvent` list of one connection, from ``role``'s side."""
+    """Collects the :class:`TraceEvent` list of one connection, from ``role``'s side.
+
+    The callback only appends what OpenSSL reported; the messages are decoded
+    when someone asks (the browser page, the trace log, a refusal's words) or
+    every ``RAW_BATCH`` reports. Decoding in the callback cost a server with
+    ``record_handshakes`` 15-30% of its handshakes per CPU-second (``make bench``).
+    """
 
     role: Role
-    events: list[TraceEvent] = field(default_factory=list)
-    tls13: bool | None = None  # known once ServerHello passes
-    sent_alert: str | None = None  # the alert this side sent, e.g. "unknown_ca"
-    peer_certificates: list[bytes] = field(default_factory=list)  # DER, leaf first
     omitted: int = 0  # events past MAX_EVENTS, counted but not kept
+    _events: list[TraceEvent] = field(default_factory=list)
+    _tls13: bool | None = None  # known once ServerHello passes
+    _sent_alert: str | None = None  # the alert this side sent, e.g. "unknown_ca"
+    _peer_certificates: list[bytes] = field(default_factory=list)  # DER, leaf first
     _start: float = field(default_factory=time.monotonic)
-    _held_header: tuple[Role, int] | None = None
+    _held_header: tuple[Role, int, float] | None = None
+    _raw: list[tuple[float, str, int, int, int, bytes]] = field(default_factory=list)
 
     # -- the callback -----------------------------------------------------------
 
     def record(self, direction: str, version: int, content_type: int, msg_type: int, data: bytes) -> None:
+        raw = self._raw
+        raw.append((time.monotonic(), direction, version, content_type, msg_type, data))
+        if len(raw) >= RAW_BATCH:
+            self._decode_pending()
+
+    # -- what was recorded, decoded on demand -------------------------------------
+
+    @property
+    def events(self) -> list[TraceEvent]:
+        self._decode_pending()
+        return self._events
+
+    @property
+    def tls13(self) -> bool | None:
+        self._decode_pending()
+        return self._tls13
+
+    @tls13.setter
+    def tls13(self, value: bool | None) -> None:
+        self._tls13 = value
+
+    @property
+    def sent_alert(self) -> str | None:
+        self._decode_pending()
+        return self._sent_alert
+
+    @sent_alert.setter
+    def sent_alert(self, value: str | None) -> None:
+        self._sent_alert = value
+
+    @property
+    def peer_certificates(self) -> list[bytes]:
+        self._decode_pending()
+        return self._peer_certificates
+
+    @peer_certificates.setter
+    def peer_certificates(self, value: list[bytes]) -> None:
+        self._peer_certificates = value
+
+    def _decode_pending(self) -> None:
+        raw, self._raw = self._raw, []
+        for at, direction, version, content_type, msg_type, data in raw:
+            self._decode(at, direction, version, content_type, msg_type, data)
+
+    def _decode(  # noqa: PLR0917 - one reported message, as the callback gave it
+        self, at: float, direction: str, version: int, content_type: int, msg_type: int, data: bytes
+    ) -> None:
         sender = self.role if direction == "write" else self.role.peer
         if content_type == _HEADER:
             self._flush_held()
             if data[:1] == bytes([_CHANGE_CIPHER_SPEC]):
                 # OpenSSL reports a *received* ChangeCipherSpec only by its record header,
                 # so both directions are taken from the header (and the body callback ignored).
-                self._add(sender, "change_cipher_spec", "ChangeCipherSpec", int.from_bytes(data[3:5], "big"))
+                self._add(
+                    at, sender, "change_cipher_spec", "ChangeCipherSpec", int.from_bytes(data[3:5], "big")
+                )
             elif len(data) >= 5 and data[0] == _APPLICATION_DATA:
-                self._held_header = (sender, int.from_bytes(data[3:5], "big"))
-                if self.tls13 is False:
+                self._held_header = (sender, int.from_bytes(data[3:5], "big"), at)
+                if self._tls13 is False:
                     self._flush_held()
             return
         if content_type == _INNER_CONTENT_TYPE:
             held, self._held_header = self._held_header, None
             if held is not None and data[:1] == bytes([_APPLICATION_DATA]):
-                self._add(held[0], "application_data", "ApplicationData", held[1])
+                self._add(held[2], held[0], "application_data", "ApplicationData", held[1])
             return
         if content_type == _HANDSHAKE:
-            self._on_handshake(sender, version, msg_type, data)
+            self._on_handshake(at, sender, version, msg_type, data)
         elif content_type == _ALERT and len(data) >= 2:
             level = {1: "warning", 2: "fatal"}.get(data[0], str(data[0]))
             if direction == "write" and data[0] == 2:
-                self.sent_alert = ALERT_NAMES.get(data[1], str(data[1]))
-            self._add(sender, "alert", "Alert", len(data), f"{level} {ALERT_NAMES.get(data[1], data[1])}")
+                self._sent_alert = ALERT_NAMES.get(data[1], str(data[1]))
+            detail = f"{level} {ALERT_NAMES.get(data[1], data[1])}"
+            self._add(at, sender, "alert", "Alert", len(data), detail)
 
-    def _on_handshake(self, sender: Role, version: int, msg_type: int, data: bytes) -> None:
+    def _on_handshake(self, at: float, sender: Role, version: int, msg_type: int, data: bytes) -> None:
         name = _MESSAGE_NAMES.get(msg_type, f"Handshake({msg_type})")
         if name == "ServerHello":
-            self.tls13 = server_hello_is_tls13(data)
+            self._tls13 = server_hello_is_tls13(data)
         detail = ""
         if name == "Certificate":
-            certs = parse_certificate_message(data, tls13=bool(self.tls13))
+            certs = parse_certificate_message(data, tls13=bool(self._tls13))
             if sender is self.role.peer:
-                self.peer_certificates = certs
+                self._peer_certificates = certs
             detail = _certificate_detail(certs)
-        self._add(sender, "handshake", name, max(len(data) - 4, 0), detail)
+        self._add(at, sender, "handshake", name, max(len(data) - 4, 0), detail)
 
-    def _add(self, sender: Role, kind: str, name: str, length: int, detail: str = "") -> None:
-        if len(self.events) >= MAX_EVENTS:
+    def _add(  # noqa: PLR0917 - the fields of one event
+        self, at: float, sender: Role, kind: str, name: str, length: int, detail: str = ""
+    ) -> None:
+        if len(self._events) >= MAX_EVENTS:
             self.omitted += 1
             return
-        at = round(time.monotonic() - self._start, 6)
-        self.events.append(
-            TraceEvent(sender=sender, kind=kind, name=name, length=length, at=at, detail=detail)
+        offset = round(at - self._start, 6)
+        self._events.append(
+            TraceEvent(sender=sender, kind=kind, name=name, length=length, at=offset, detail=detail)
         )
 
     def _flush_held(self) -> None:
         held, self._held_header = self._held_header, None
-        if held is not None and self.tls13 is False:
-            self._add(held[0], "application_data", "ApplicationData", held[1])
+        if held is not None and self._tls13 is False:
+            self._add(held[2], held[0], "application_data", "ApplicationData", held[1])
 
     # -- questions the reports ask ------------------------------------------------
 
     def finish(self) -> list[TraceEvent]:
         """All events, with any TLS 1.2 application record still held flushed."""
+        self._decode_pending()
         self._flush_held()
-        return list(self.events)
+        return list(self._events)
 
     def saw(self, name: str, sender: Role) -> bool:
         return any(e.name == name and e.sender is sender for e in self.events)
