@@ -358,6 +358,7 @@ def _banner(posture: dict[str, Any]) -> str:
             "  CA names sent    no: Python's ssl sends no certificate_authorities list in",
             "                   CertificateRequest, so clients that pick a certificate by CA name",
             "                   (browsers, some HTTP clients) get no hint; give them one explicitly",
+            "                   (Chromium then sends its leaf alone: put the intermediate in the ca file)",
         ]
     return "\n".join(
         [
@@ -374,6 +375,11 @@ def _banner(posture: dict[str, Any]) -> str:
             *ca_names,
             *_status_line(posture.get("status")),
             *([f"  forwarding to    {posture['forward']}"] if posture.get("forward") else []),
+            *(
+                ["  handshakes       recorded per connection, for the browser page (GET / as HTML)"]
+                if posture.get("record_handshakes")
+                else []
+            ),
             *([f"  WARNING          {posture['keylog_warning']}"] if posture.get("keylog_warning") else []),
         ]
     )
