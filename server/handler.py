@@ -238,7 +238,7 @@ async def _serve(
         ca_subject=settings.ca_subject,
         resumed=record.resumed,
         verified_chain=lambda: _chain_subjects(tls.verified_chain()),
-        alpn=tls.stream.selected_alpn_protocol(),
+        alpn=tls.stream.selected_alpn_protocol,
         crl=settings.crl,
         handshake=recorder if isinstance(recorder, HandshakeRecorder) else None,
     )

@@ -4,6 +4,8 @@ Chosen when the client negotiates ALPN ``http/1.1``, or sends no ALPN and its
 first line is an HTTP request line. Keep-alive, bounded request heads and
 bodies, and the same idle timeout as the line protocol. A client refused by the
 allow-list gets 403 with a JSON body naming the identity and the rule missed.
+A request whose Accept names text/html (a browser) gets ``/`` and the 403 as the
+HTML pages of :mod:`.page`.
 """
 
 from __future__ import annotations

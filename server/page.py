@@ -90,7 +90,7 @@ def home_html(info: SessionInfo, *, host: str, now: datetime | None = None) -> s
             [
                 ("TLS version", escape(info.tls_version or "unknown")),
                 ("Cipher", f"<code>{escape(info.cipher or 'unknown')}</code>"),
-                ("ALPN", f"<code>{escape(info.alpn)}</code>" if info.alpn else "none negotiated"),
+                ("ALPN", f"<code>{escape(alpn)}</code>" if (alpn := info.alpn()) else "none negotiated"),
                 ("Session", "resumed (abbreviated handshake)" if info.resumed else "new (full handshake)"),
             ]
         ),

@@ -26,7 +26,7 @@ class SessionInfo:
     # Subjects of the verified chain, leaf to root; asked only by whoami and the home page
     # (building it costs more than the rest of a connection's bookkeeping). None: unknown.
     verified_chain: Callable[[], list[str] | None] = field(default=lambda: None, repr=False)
-    alpn: str | None = None
+    alpn: Callable[[], str | None] = field(default=lambda: None, repr=False)  # asked by the page only
     crl: Path | None = None  # the CRL file the leaf was checked against; None: no revocation check
     # This connection's messages so far, when the server records them (record_handshakes/trace).
     handshake: HandshakeRecorder | None = field(default=None, repr=False)

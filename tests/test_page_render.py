@@ -58,7 +58,7 @@ def info_for(
         tls_version="TLSv1.3",
         cipher="TLS_AES_256_GCM_SHA384",
         ca_subject=HOSTILE,
-        alpn="http/1.1",
+        alpn=lambda: "http/1.1",
         handshake=recorder,
         verified_chain=lambda: [identity.subject, "CN=Root <CA>"],
     )
