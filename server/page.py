@@ -45,7 +45,8 @@ _HOST_PORT: Final = re.compile(r"(.+?)(?::(\d+))?")
 _CSS: Final = (
     "body{font:15px/1.5 system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#1f2328}"
     "h1{font-size:1.6rem}h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #d0d7de}"
-    "dl{display:grid;grid-template-columns:12rem 1fr;gap:.3rem 1rem}dt{color:#57606a}dd{margin:0}"
+    "dl{display:grid;grid-template-columns:12rem 1fr;gap:.3rem 1rem}dt{color:#57606a}dd{margin:0;min-width:0}"
+    "dd code{overflow-wrap:anywhere}"
     "code,pre{font-family:ui-monospace,monospace;font-size:13px}"
     "pre{background:#f6f8fa;padding:.8rem;overflow-x:auto;white-space:pre-wrap;word-break:break-all}"
     ".ok{color:#1a7f37}.bad{color:#cf222e}.figure{overflow-x:auto}ol.chain{margin:0;padding-left:1.2rem}"
