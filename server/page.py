@@ -129,7 +129,8 @@ def _document(title: str, sections: Iterable[str]) -> str:
 def _dl(rows: Iterable[tuple[str, str]], *, id_: str = "") -> str:
     """A definition list of (label, already-escaped HTML) rows."""
     body = "".join(f"<dt>{escape(label)}</dt><dd>{value}</dd>" for label, value in rows)
-    return f"<dl{f' id={chr(34)}{id_}{chr(34)}' if id_ else ''}>{body}</dl>"
+    attribute = f' id="{id_}"' if id_ else ""
+    return f"<dl{attribute}>{body}</dl>"
 
 
 def _names(names: list[str]) -> str:

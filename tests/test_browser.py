@@ -279,44 +279,35 @@ def test_chromedriver_matches_chromium(browser_tools: Browser) -> None:
 REPO = Path(__file__).resolve().parent.parent
 
 
-def readme_imports(tools: Browser, home: Path) -> None:
-    """`make certs`, then the README's two imports into the NSS database Chromium reads from ``home``."""
+def readme_nss_commands() -> str:
+    """The README's Chromium-on-Linux import commands, as written there."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    blocks = [block.split("```", 1)[0] for block in readme.split("```sh\n")[1:]]
+    found = [block for block in blocks if "pk12util" in block and "certutil" in block]
+    assert len(found) == 1, "README: expected one sh block with the certutil/pk12util imports"
+    return "\n".join(line.strip() for line in found[0].splitlines())
+
+
+def readme_imports(home: Path) -> None:
+    """`make certs`, then the README's import commands verbatim, into a throwaway ``home``."""
     subprocess.run(["make", "--no-print-directory", "-C", str(REPO), "certs"], check=True, timeout=240)
-    certs = REPO / "certs"
-    db = home / ".pki" / "nssdb"
-    db.mkdir(parents=True)
-    nss = ["-d", f"sql:{db}"]
-    imports = (
-        [tools.certutil, *nss, "-N", "--empty-password"],
-        [
-            tools.certutil,
-            *nss,
-            "-A",
-            "-n",
-            "mtls-ref demo CA",
-            "-t",
-            "C,,",
-            "-i",
-            str(certs / "ca.pem"),
-        ],
-        [
-            tools.pk12util,
-            *nss,
-            "-i",
-            str(certs / "client.p12"),
-            "-w",
-            str(certs / "client.p12.passphrase"),
-        ],
+    home.mkdir(parents=True)
+    subprocess.run(
+        ["bash", "-euc", readme_nss_commands()],
+        cwd=REPO,
+        env={**os.environ, "HOME": str(home)},
+        stdin=subprocess.DEVNULL,  # certutil prompts for a password if a command is wrong: fail instead
+        check=True,
+        capture_output=True,
+        timeout=120,
     )
-    for argv in imports:
-        subprocess.run(argv, check=True, capture_output=True)
 
 
 async def test_the_readme_steps_in_chromium(browser_tools: Browser, tmp_path: Path) -> None:
-    """README "Try it in your browser", with certutil and pk12util doing the two imports the README
-    also shows for a browser's settings: `make certs`, import certs/ca.pem and certs/client.p12 (with
-    its passphrase file), `make run-server ARGS=--record-handshakes`, open the page."""
-    await trio.to_thread.run_sync(readme_imports, browser_tools, tmp_path / "home")
+    """README "Try it in your browser" for Chromium on Linux, command for command: `make certs`, the
+    certutil/pk12util imports of certs/ca.pem and certs/client.p12 (read from the README itself),
+    `make run-server ARGS=--record-handshakes`, open the page."""
+    await trio.to_thread.run_sync(readme_imports, tmp_path / "home")
     argv = ["make", "--no-print-directory", "-C", str(REPO), "run-server"]
     # --port 0 and JSON lines only so the test finds the port; the README's server uses 8443.
     argv.append("ARGS=--record-handshakes --port 0 --log-format json")

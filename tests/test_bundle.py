@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import stat
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from mtls_ref.shared.core.cli_support import module_command
 from mtls_ref.shared.pki.cli import main
 
 pytestmark = pytest.mark.interop
@@ -87,17 +87,7 @@ def test_export_generates_and_prints_a_passphrase(tmp_path: Path) -> None:
     assert certs(tmp_path, "init") == 0
     assert certs(tmp_path, "issue", "client", "bob") == 0
     done = subprocess.run(
-        [
-            sys.executable,
-            "-P",
-            "-m",
-            "mtls_ref.shared.pki.cli",
-            "--pki-dir",
-            str(tmp_path),
-            "export",
-            "bob",
-            "--p12",
-        ],
+        module_command("mtls_ref.shared.pki.cli", "--pki-dir", str(tmp_path), "export", "bob", "--p12"),
         capture_output=True,
         text=True,
         timeout=60,

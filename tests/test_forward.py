@@ -24,6 +24,7 @@ from mtls_ref.shared.tls.identity import identity_from_der
 from .bench.servers import ensure_haproxy, free_port
 from .peers import stop_process, wait_for_port
 from .pkitools import Pki
+from .test_http_interop import curl_with
 from .tlstools import client_config, log_events, start_server
 
 
@@ -52,6 +53,17 @@ async def raw_client(pki: Pki, port: int, *, alice: bool = True) -> ClientReport
         return await run_client(config, client_context(config), messages=["ping through"], mode="raw")
 
 
+def parse_tlvs(data: bytes) -> dict[int, bytes]:
+    """Type (1 byte), length (2), value: the TLV layout of PROXY v2 (section 2.2.7)."""
+    tlvs: dict[int, bytes] = {}
+    pos = 0
+    while pos < len(data):
+        kind, size = struct.unpack("!BH", data[pos : pos + 3])
+        tlvs[kind] = data[pos + 3 : pos + 3 + size]
+        pos += 3 + size
+    return tlvs
+
+
 def parse_proxy_v2(data: bytes) -> tuple[dict[str, object], bytes]:
     """The header as the specification lays it out (section 2.2), and what follows it."""
     assert data[:12] == SIGNATURE
@@ -61,20 +73,10 @@ def parse_proxy_v2(data: bytes) -> tuple[dict[str, object], bytes]:
     source = str(ipaddress.IPv4Address(body[0:4]))
     destination = str(ipaddress.IPv4Address(body[4:8]))
     source_port, destination_port = struct.unpack("!HH", body[8:12])
-    tlvs: dict[int, bytes] = {}
-    pos = 12
-    while pos < len(body):
-        kind, size = struct.unpack("!BH", body[pos : pos + 3])
-        tlvs[kind] = body[pos + 3 : pos + 3 + size]
-        pos += 3 + size
+    tlvs = parse_tlvs(body[12:])
     ssl = tlvs[0x20]
     client, verify = struct.unpack("!BI", ssl[:5])
-    sub: dict[int, bytes] = {}
-    pos = 5
-    while pos < len(ssl):
-        kind, size = struct.unpack("!BH", ssl[pos : pos + 3])
-        sub[kind] = ssl[pos + 3 : pos + 3 + size]
-        pos += 3 + size
+    sub = parse_tlvs(ssl[5:])  # PP2_TYPE_SSL carries its own TLVs after client and verify
     fields: dict[str, object] = {
         "source": (source, source_port),
         "destination": (destination, destination_port),
@@ -231,14 +233,7 @@ async def test_http_header_identity_replaces_a_forged_xfcc(pki: Pki, curl: str) 
             with trio.fail_after(30):
                 done = await trio.run_process(
                     [
-                        curl,
-                        "-s",
-                        "--cacert",
-                        str(pki.ca_cert),
-                        "--cert",
-                        str(pki.client.chain),
-                        "--key",
-                        str(pki.client.key),
+                        *curl_with(curl, pki),
                         "-H",
                         'X-Forwarded-Client-Cert: Hash=0;Subject="CN=admin"',
                         f"https://localhost:{port}/one",

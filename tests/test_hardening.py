@@ -11,7 +11,6 @@ import shutil
 import ssl
 import stat
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from cryptography.x509.oid import NameOID
 from mtls_ref.client.session import Exit, run_client
 from mtls_ref.server.app import Server
 from mtls_ref.server.log import EventLog
+from mtls_ref.shared.core.cli_support import module_command
 from mtls_ref.shared.core.config import PKIConfig, ServerConfig
 from mtls_ref.shared.core.errors import CertificateError, ConfigError
 from mtls_ref.shared.pki.authority import (
@@ -197,7 +197,7 @@ def test_sign_takes_sans_only_from_the_flags(tmp_path: Path, openssl: str) -> No
     --san-from-csr is given (and then they are printed for review)."""
     ca_dir = tmp_path / "ca"
     subprocess.run(
-        [sys.executable, "-P", "-m", "mtls_ref.shared.pki.cli", "--pki-dir", str(ca_dir), "init"],
+        module_command("mtls_ref.shared.pki.cli", "--pki-dir", str(ca_dir), "init"),
         check=True,
         capture_output=True,
         timeout=60,
@@ -230,10 +230,7 @@ def test_sign_takes_sans_only_from_the_flags(tmp_path: Path, openssl: str) -> No
     def sign(*flags: str) -> tuple[x509.Certificate, str]:
         out = tmp_path / f"bob{len(flags)}.pem"
         done = subprocess.run(
-            [
-                sys.executable,
-                "-P",
-                "-m",
+            module_command(
                 "mtls_ref.shared.pki.cli",
                 "--pki-dir",
                 str(ca_dir),
@@ -244,7 +241,7 @@ def test_sign_takes_sans_only_from_the_flags(tmp_path: Path, openssl: str) -> No
                 "--out",
                 str(out),
                 *flags,
-            ],
+            ),
             check=True,
             capture_output=True,
             text=True,
@@ -304,28 +301,12 @@ def test_client_warns_when_writing_a_keylog(pki: Pki, tmp_path: Path) -> None:
     """mtls-client --keylog says on stderr that it writes session secrets, and creates the file 0600."""
     keys = tmp_path / "client.keylog"
     done = subprocess.run(
-        [
-            sys.executable,
-            "-P",
-            "-m",
+        module_command(
             "mtls_ref.client",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "9",
-            "--server-name",
-            "localhost",
-            "--ca",
-            str(pki.ca_cert),
-            "--cert",
-            str(pki.client.chain),
-            "--key",
-            str(pki.client.key),
-            "--keylog",
-            str(keys),
-            "--timeout",
-            "2",
-        ],
+            *("--host", "127.0.0.1", "--port", "9", "--server-name", "localhost", "--timeout", "2"),
+            *("--ca", str(pki.ca_cert), "--cert", str(pki.client.chain), "--key", str(pki.client.key)),
+            *("--keylog", str(keys)),
+        ),
         capture_output=True,
         text=True,
         timeout=60,

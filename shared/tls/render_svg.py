@@ -84,7 +84,7 @@ def _arrow(y: int, event: TraceEvent, *, css: str, label: str, note: str, title:
     )
 
 
-def _band(y: int, text: str, css: str = "band") -> tuple[str, int]:
+def _band(y: int, text: str) -> tuple[str, int]:
     """A note across both lifelines, wrapped; the markup and the height it takes."""
     lines = textwrap.wrap(text, BAND_TEXT) or [""]
     middle = (CLIENT_X + SERVER_X) // 2
@@ -94,7 +94,7 @@ def _band(y: int, text: str, css: str = "band") -> tuple[str, int]:
     )
     height = 12 + LINE * len(lines)
     markup = (
-        f'<g class="{css}-note"><rect class="{css}" x="{CLIENT_X - 40}" y="{y - 14}" '
+        f'<g class="band-note"><rect class="band" x="{CLIENT_X - 40}" y="{y - 14}" '
         f'width="{SERVER_X - CLIENT_X + 80}" height="{height}" rx="4"/>'
         f'<text class="note" y="{y + 4}" text-anchor="middle">{spans}</text></g>'
     )

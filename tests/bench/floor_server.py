@@ -33,7 +33,10 @@ async def handle(stream: trio.SSLStream[trio.SocketStream]) -> None:
         elif line.startswith(b"POST /sink"):
             head, _, body = data.partition(b"\r\n\r\n")
             while b"\r\n\r\n" not in data:
-                data += await stream.receive_some(65536)
+                chunk = await stream.receive_some(65536)
+                if not chunk:
+                    return
+                data += chunk
                 head, _, body = data.partition(b"\r\n\r\n")
             length = int(
                 next(h.split(b":")[1] for h in head.split(b"\r\n") if h.lower().startswith(b"content-length"))

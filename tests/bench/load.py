@@ -97,21 +97,27 @@ def download(target: Target, size: int) -> float:
     with ctx.wrap_socket(raw, server_hostname="localhost") as sock:
         start = time.perf_counter()
         sock.sendall(f"GET /bytes/{size} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode())
-        received, head = 0, b""
-        while b"\r\n\r\n" not in head:
-            head += sock.recv(65536)
-        if not head.startswith((b"HTTP/1.1 200", b"HTTP/1.0 200")):
-            raise ConnectionError(f"download refused: {head[:80]!r}")
-        received = len(head.split(b"\r\n\r\n", 1)[1])
-        while received < size:
-            chunk = sock.recv(1 << 20)
-            if not chunk:
-                break
-            received += len(chunk)
+        _receive_body(sock, size)
         elapsed = time.perf_counter() - start
-    if received < size:
-        raise ConnectionError(f"download stopped at {received} of {size} bytes")
     return size / elapsed / 1e6
+
+
+def _receive_body(sock: socket.socket, size: int) -> None:
+    """Read a 200 response's head and ``size`` bytes of body; a refusal or short body raises."""
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = sock.recv(65536)
+        if not chunk or len(head) > 65536:
+            raise ConnectionError(f"no complete response head: {head[:80]!r}")
+        head += chunk
+    if not head.startswith((b"HTTP/1.1 200", b"HTTP/1.0 200")):
+        raise ConnectionError(f"download refused: {head[:80]!r}")
+    received = len(head.split(b"\r\n\r\n", 1)[1])
+    while received < size:
+        chunk = sock.recv(1 << 20)
+        if not chunk:
+            raise ConnectionError(f"download stopped at {received} of {size} bytes")
+        received += len(chunk)
 
 
 def upload(target: Target, size: int) -> float:
@@ -142,16 +148,6 @@ def download_plain(port: int, size: int) -> float:
     with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
         start = time.perf_counter()
         sock.sendall(f"GET /bytes/{size} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
-        head = b""
-        while b"\r\n\r\n" not in head:
-            head += sock.recv(65536)
-        received = len(head.split(b"\r\n\r\n", 1)[1])
-        while received < size:
-            chunk = sock.recv(1 << 20)
-            if not chunk:
-                break
-            received += len(chunk)
+        _receive_body(sock, size)
         elapsed = time.perf_counter() - start
-    if received < size:
-        raise ConnectionError(f"download stopped at {received} of {size} bytes")
     return size / elapsed / 1e6
