@@ -38,6 +38,7 @@ import trio
 from mtls_ref.shared.core.cli_support import add_config_argument, run_cli
 from mtls_ref.shared.core.config import TLS_VERSIONS, ClientConfig, load_config
 from mtls_ref.shared.core.errors import ConfigError
+from mtls_ref.shared.core.relay import relay
 from mtls_ref.shared.tls.connection import TLSConnection
 from mtls_ref.shared.tls.context import client_context
 from mtls_ref.shared.tls.diagnose import diagnose_ssl_error
@@ -45,7 +46,6 @@ from mtls_ref.shared.tls.trace import Role
 
 __all__ = ["TunnelSettings", "main", "run_tunnel"]
 
-CHUNK: Final = 65536
 DEFAULT_IDLE: Final = 300.0
 HALF_CLOSE_GRACE: Final = 0.5  # seconds the service may go on answering a client that ended its stream
 
@@ -125,45 +125,24 @@ async def _tunnel_one(
             await tls.abort()
             return
         try:
-            up, down, ended = await _relay(local, tls, settings.idle_timeout)
+            relayed = await relay(
+                local,
+                tls.stream,
+                idle_timeout=settings.idle_timeout,
+                names=("local client", "service"),
+                half_close_grace=HALF_CLOSE_GRACE,
+            )
+            # Under TLS 1.3 a server refuses our certificate after our handshake is done:
+            # its alert arrives in the relay, on the first read.
+            ended = _why_broken(relayed.error) if relayed.error is not None else relayed.ended
             version = tls.stream.version()
-            say(f"tunnel: {source}: {version} session ended ({ended}); {up} bytes up, {down} down")
+            say(
+                f"tunnel: {source}: {version} session ended ({ended}); "
+                f"{relayed.up} bytes up, {relayed.down} down"
+            )
         finally:
             with trio.CancelScope(shield=True):
                 await tls.aclose(goodbye_within=2.0)
-
-
-async def _relay(local: trio.SocketStream, tls: TLSConnection, idle_timeout: float) -> tuple[int, int, str]:
-    counts = {"up": 0, "down": 0}
-    ended = f"idle for {idle_timeout:g}s"
-    with trio.CancelScope(deadline=trio.current_time() + idle_timeout) as idle:
-
-        def progress() -> None:
-            idle.deadline = trio.current_time() + idle_timeout
-
-        async def upstream() -> None:
-            nonlocal ended
-            while data := await local.receive_some(CHUNK):
-                await tls.stream.send_all(data)
-                counts["up"] += len(data)
-                progress()
-            ended = "the local client ended its stream"
-            idle.deadline = min(idle.deadline, trio.current_time() + HALF_CLOSE_GRACE)
-
-        try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(upstream)
-                while data := await tls.stream.receive_some(CHUNK):
-                    await local.send_all(data)
-                    counts["down"] += len(data)
-                    progress()
-                ended = "the service closed the connection"
-                nursery.cancel_scope.cancel()
-        except* (trio.BrokenResourceError, trio.ClosedResourceError) as group:
-            # Under TLS 1.3 a server refuses our certificate after our handshake is done:
-            # its alert arrives here, on the first read.
-            ended = _why_broken(group.exceptions[0])
-    return counts["up"], counts["down"], ended
 
 
 def _why_broken(exc: BaseException) -> str:
