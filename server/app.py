@@ -387,7 +387,11 @@ def _banner(posture: dict[str, Any]) -> str:
 
 def _forward_target(config: ServerConfig) -> ForwardTarget | None:
     try:
-        return ForwardTarget.parse(config.forward, config.forward_identity)
+        return ForwardTarget.parse(
+            config.forward,
+            config.forward_identity,
+            keep_underscore_headers=config.forward_underscore_headers,
+        )
     except ValueError as exc:
         raise ConfigError(f"[server] {exc}; e.g. forward = \"127.0.0.1:8080\" (or leave it empty)") from exc
 

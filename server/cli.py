@@ -100,8 +100,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--forward-identity",
         choices=FORWARD_IDENTITIES,
         help="how the backend learns the client: none; proxy-v2 (a PROXY protocol v2 header with the "
-        "TLS facts); http-header (HTTP backends: X-Forwarded-Client-Cert on every request, any "
-        "the client sent removed)",
+        "TLS facts); http-header (HTTP backends: X-Forwarded-Client-Cert on every request); "
+        "client-cert (HTTP backends: RFC 9440 Client-Cert and Client-Cert-Chain). In the HTTP modes "
+        "any identity header the client sent is removed",
+    )
+    parser.add_argument(
+        "--forward-underscore-headers",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="HTTP forward modes: pass on request headers whose names hold '_' (default: dropped, "
+        "as nginx does, since WSGI/CGI backends read '_' as '-')",
     )
     parser.add_argument("--worker-child", action="store_true", help=argparse.SUPPRESS)
     return parser
@@ -183,6 +191,7 @@ def _body(args: argparse.Namespace) -> int:
             "status": "" if args.worker_child else args.status,
             "forward": args.forward,
             "forward_identity": args.forward_identity,
+            "forward_underscore_headers": args.forward_underscore_headers,
         }
     }
     config = load_config(args.config, overrides=overrides)

@@ -37,6 +37,7 @@ from typing import Any, Final, NoReturn
 
 import trio
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from mtls_ref.shared.core.errors import ProtocolError
 from mtls_ref.shared.core.protocol import (
@@ -65,6 +66,7 @@ from mtls_ref.shared.tls.trace import HandshakeRecorder, PeerCertificateCatcher,
 
 from .admission import HandshakeSlot
 from .forward import ForwardTarget, forward
+from .forward_headers import XFCC, Headers, client_cert_headers, unforwardable_name, xfcc_value
 from .forward_http import forward_http
 from .http import HTTP_REQUEST_LINE, serve_http
 from .log import EventLog
@@ -110,6 +112,7 @@ class ConnectionRecord:
     presented: list[str] | None = None  # subjects of a refused peer's certificates, as sent
     handshake_seconds: float | None = None  # from accept to the handshake's end, done or failed
     forwarded: tuple[int, int] | None = None  # forward mode: bytes to the backend, to the client
+    dropped_headers: list[str] | None = None  # HTTP forward modes: request header names removed
     started: float = field(default_factory=time.monotonic)
 
     def fields(self) -> dict[str, Any]:
@@ -129,6 +132,7 @@ class ConnectionRecord:
             "presented": self.presented,
             "to_backend": self.forwarded[0] if self.forwarded else None,
             "to_client": self.forwarded[1] if self.forwarded else None,
+            "dropped_headers": self.dropped_headers,
             "resumed": self.resumed or None,
             "requests": self.requests,
             "duration_ms": round((time.monotonic() - self.started) * 1000, 1),
@@ -246,8 +250,11 @@ async def _serve(
     record.reason = decision.reason
     if settings.forward is not None:
         record.protocol = "forward"
+        if decision.allowed and (bad_name := unforwardable_name(identity)):
+            why = f"the certificate's name {bad_name} holds a control character: never forwarded"
+            _refuse(record, "forbidden", why)
         if decision.allowed:
-            await _forward(tls, settings, settings.forward, record, addresses)
+            await _forward(tls, settings, identity, record, addresses)
         return  # a refused client gets close_notify: the backend's protocol is not ours to speak
     record.protocol, initial = await _choose_protocol(tls, settings)
     if record.protocol == "http":
@@ -270,31 +277,27 @@ async def _serve(
 async def _forward(
     tls: TLSConnection,
     settings: HandlerSettings,
-    target: ForwardTarget,
+    ident: PeerIdentity,
     record: ConnectionRecord,
     addresses: tuple[tuple[str, int], tuple[str, int]] | None,
 ) -> None:
-    header = b""
-    if target.identity == "proxy-v2" and addresses is not None and record.identity is not None:
-        ident = record.identity
-        header = ProxyHeader(
-            source=addresses[0],
-            destination=addresses[1],
-            tls_version=record.tls_version,
-            cipher=record.cipher,
-            common_name=ident.common_name,
-            sans=tuple(n for n in ident.names() if n.startswith(("URI:", "DNS:"))),
-            resumed=record.resumed,
-        ).encode()
-    if target.identity == "http-header" and record.identity is not None:
+    target = settings.forward
+    if target is None:  # only called in forward mode
+        return
+    if target.identity in ("http-header", "client-cert"):
         result = await forward_http(
             tls,
             target,
-            record.identity,
+            _identity_headers(tls, target.identity, ident),
             idle_timeout=settings.idle_timeout,
             connect_timeout=settings.handshake_timeout,
         )
+        record.requests = result.requests
+        record.dropped_headers = sorted(result.dropped_headers) or None
     else:
+        header = b""
+        if target.identity == "proxy-v2" and addresses is not None:
+            header = _proxy_header(record, ident, addresses)
         result = await forward(
             tls,
             target,
@@ -304,6 +307,31 @@ async def _forward(
         )
     record.forwarded = (result.to_backend, result.to_client)
     record.reason = result.ended
+
+
+def _proxy_header(
+    record: ConnectionRecord, ident: PeerIdentity, addresses: tuple[tuple[str, int], tuple[str, int]]
+) -> bytes:
+    try:
+        return ProxyHeader(
+            source=addresses[0],
+            destination=addresses[1],
+            tls_version=record.tls_version,
+            cipher=record.cipher,
+            common_name=ident.common_name,
+            sans=tuple(n for n in ident.names() if n.startswith(("URI:", "DNS:"))),
+            resumed=record.resumed,
+        ).encode()
+    except ValueError as exc:  # a name too long for a TLV: never cut short
+        _refuse(record, "forbidden", f"the certificate's identity does not fit a PROXY v2 header: {exc}")
+
+
+def _identity_headers(tls: TLSConnection, kind: str, identity: PeerIdentity) -> Headers:
+    """The headers every forwarded request carries, computed once per connection."""
+    if kind == "http-header":
+        return [(XFCC, xfcc_value(identity))]
+    chain = tls.verified_chain() or []  # leaf to trust anchor; neither is sent in Client-Cert-Chain
+    return client_cert_headers(identity.der, [cert.public_bytes(Encoding.DER) for cert in chain[1:-1]])
 
 
 async def _choose_protocol(tls: TLSConnection, settings: HandlerSettings) -> tuple[str, bytes]:

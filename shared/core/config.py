@@ -49,7 +49,7 @@ TLS_ENGINES: Final = ("openssl", "stdlib")
 KEY_TYPES: Final = ("rsa2048", "rsa3072", "rsa4096", "p256", "p384", "ed25519")
 LOG_FORMATS: Final = ("text", "json")
 # How a forwarded connection's backend learns who the client is.
-FORWARD_IDENTITIES: Final = ("none", "proxy-v2", "http-header")
+FORWARD_IDENTITIES: Final = ("none", "proxy-v2", "http-header", "client-cert")
 
 
 def _choice(*allowed: str) -> dict[str, Any]:
@@ -134,6 +134,9 @@ class ServerConfig:
     # copied both ways (mTLS in front of any service); empty: the server answers itself.
     forward: str = ""
     forward_identity: str = field(default="none", metadata=_choice(*FORWARD_IDENTITIES))
+    # HTTP forward modes: pass on request headers whose names hold '_'. Off (the default), they
+    # are dropped, as nginx does: WSGI and CGI read X_Forwarded_Client_Cert as X-Forwarded-Client-Cert.
+    forward_underscore_headers: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -8,8 +8,14 @@ the addresses of the original connection and, in TLVs, what TLS established.
   ``SSL_VERSION`` (0x21, e.g. ``TLSv1.3``), ``SSL_CN`` (0x22), ``SSL_CIPHER``
   (0x23);
 * a custom TLV, ``0xE0`` (the first of the range the specification leaves to
-  applications), with the client's URI and DNS SANs, comma-separated and
-  prefixed as the allow-list spells them (``URI:spiffe://...,DNS:api.example``).
+  applications), once per URI or DNS SAN of the client, in the certificate's
+  order, each value one SAN prefixed as the allow-list spells it
+  (``URI:spiffe://example.org/alice``, then ``DNS:api.example``). A TLV is
+  length-prefixed, so one SAN can never read as two, whatever it holds (an
+  earlier version joined them with ``,``, which a SAN may contain).
+
+A value longer than a TLV can hold (65,535 bytes) is an error, never cut
+short: a truncated name could be another, shorter identity.
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ _MAX_VALUE: Final = 0xFFFF
 
 def _tlv(kind: int, value: bytes) -> bytes:
     if len(value) > _MAX_VALUE:
-        value = value[:_MAX_VALUE]
+        raise ValueError(f"a PROXY v2 TLV holds at most {_MAX_VALUE} bytes, not {len(value)}")
     return struct.pack("!BH", kind, len(value)) + value
 
 
@@ -55,7 +61,10 @@ class ProxyHeader:
     resumed: bool = False
 
     def encode(self) -> bytes:
-        """The header's bytes: signature, version/command, family, length, addresses, TLVs."""
+        """The header's bytes: signature, version/command, family, length, addresses, TLVs.
+
+        Raises ValueError when a value does not fit a TLV.
+        """
         src, dst = ipaddress.ip_address(self.source[0]), ipaddress.ip_address(self.destination[0])
         if src.version != dst.version:  # an IPv4 client on a dual-stack socket: say it in IPv6 terms
             src, dst = (_as_v6(src), _as_v6(dst))
@@ -72,8 +81,7 @@ class ProxyHeader:
         )
         client = CLIENT_SSL | (CLIENT_CERT_SESS if self.resumed else CLIENT_CERT_CONN)
         tlvs = _tlv(TLV_SSL, struct.pack("!BI", client, 0) + ssl_sub)
-        if self.sans:
-            tlvs += _tlv(TLV_SANS, ",".join(self.sans).encode())
+        tlvs += b"".join(_tlv(TLV_SANS, san.encode()) for san in self.sans)
         body = addresses + tlvs
         return SIGNATURE + struct.pack("!BBH", _VERSION_PROXY, family, len(body)) + body
 
