@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
-
 import pytest
 
 from mtls_ref.shared.core.config import TLS_ENGINES
@@ -47,22 +44,16 @@ def tls_engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
 # reason under pytest-trio, and `make test-deps` installs them all (tests/peers.py).
 
 
-@pytest.fixture
-def openssl() -> Iterator[str]:
+@pytest.fixture(scope="session")
+def openssl() -> str:
     """Path of the openssl CLI: the independent judge of interop tests."""
-    path = shutil.which("openssl")
-    if path is None:
-        pytest.fail("the openssl CLI is required for interop tests (apt-get install openssl)")
-    yield path
+    return peer_or_skip("openssl")
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def curl() -> str:
     """Path of the curl CLI: an HTTP client nobody here wrote."""
-    path = shutil.which("curl")
-    if path is None:
-        pytest.fail("the curl CLI is required for HTTP interop tests (apt-get install curl)")
-    return path
+    return peer_or_skip("curl")
 
 
 @pytest.fixture(scope="session")
