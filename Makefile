@@ -6,10 +6,11 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 CERTS  := certs
 
-.PHONY: help venv test lint certs run-server run-client demo bench bench-quick clean
+.PHONY: help venv test test-deps lint certs run-server run-client demo bench bench-quick clean
 
 help:
 	@echo "make demo        start a server, run the client against it, show the handshake"
+	@echo "make test-deps   .venv, and the Debian packages the tests drive (root or sudo; tools/test-peers.txt)"
 	@echo "make test        run the test suite (bootstraps .venv)"
 	@echo "make lint        ruff + mypy --strict"
 	@echo "make certs       create the demo PKI under $(CERTS)/ (keeps what exists)"
@@ -25,6 +26,12 @@ venv: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# The peers nobody here wrote (nginx, HAProxy, redis, Chromium, ...; tools/test-peers.txt): apt-get
+# installs the missing ones. Tests never install anything: without a peer they skip saying which
+# package to install, and fail under CI=true.
+test-deps: $(STAMP)
+	bash tools/test-deps
 
 # mypy checks the package as it installs (mtls_ref.server, ...): a link tree under
 # build/ maps the top-level folders to that name, as pyproject's package-dir does.
@@ -52,9 +59,10 @@ clean:
 demo: certs
 	$(BIN)/python -P -m mtls_ref.client.demo
 
-# The benchmark is not part of `make test` (it takes minutes and installs nginx); see README "Performance".
-bench: $(STAMP)
+# The benchmark is not part of `make test` (it takes minutes); it runs nginx and HAProxy, which
+# test-deps installs. See README "Performance".
+bench: test-deps
 	$(BIN)/python -m tests.bench
 
-bench-quick: $(STAMP)
+bench-quick: test-deps
 	$(BIN)/python -m tests.bench --quick

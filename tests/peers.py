@@ -1,7 +1,18 @@
-"""Servers nobody here wrote (nginx, HAProxy, redis): installed from Debian when missing, run on loopback."""
+"""Peers nobody here wrote (nginx, HAProxy, redis, Chromium, the openssl and curl CLIs): found, never
+installed, and run on loopback.
+
+``make test-deps`` installs them: tools/test-peers.txt is the one list of the programs and the Debian
+package of each, read here so a skip names the package that list installs. A test asks for a peer
+through a sync fixture (tests/conftest.py), never in an async test body: pytest-trio loses the reason
+of a skip raised there, and ``-ra`` shows only "Skipped".
+"""
 
 from __future__ import annotations
 
+import functools
+import os
+import shutil
+import socket
 import subprocess
 import tempfile
 from collections.abc import AsyncIterator
@@ -11,25 +22,88 @@ from pathlib import Path
 import pytest
 import trio
 
-from .bench.servers import ensure_nginx, free_port
-
+REPO = Path(__file__).resolve().parent.parent
+PEER_LIST = REPO / "tools" / "test-peers.txt"
+# Debian keeps daemons (nginx, haproxy) in the sbin folders, which a non-root PATH leaves out;
+# tools/test-deps looks in the same places.
+SBIN = ("/usr/local/sbin", "/usr/sbin", "/sbin")
 STARTUP_TIMEOUT = 20.0
 
 
-def nginx_or_skip() -> str:
-    """The nginx binary, or a skip that says why (it could not be installed here)."""
-    path = ensure_nginx()
-    if path is None:
-        pytest.skip("nginx is not installed and 'apt-get install nginx' was not possible on this machine")
+@functools.cache
+def debian_packages() -> dict[str, str]:
+    """Each program of tools/test-peers.txt, and the Debian package that ships it."""
+    packages = {}
+    for line in PEER_LIST.read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.startswith("#"):
+            program, package = line.split()
+            packages[program] = package
+    return packages
+
+
+def find_peer(program: str) -> str | None:
+    """Where ``program`` is (PATH, then the sbin folders), or None. It only looks: nothing is installed."""
+    if program not in debian_packages():
+        raise ValueError(
+            f"{program!r} is not in {PEER_LIST}: add it with its Debian package, "
+            "so that `make test-deps` installs it"
+        )
+    return shutil.which(program, path=os.pathsep.join([os.environ.get("PATH", os.defpath), *SBIN]))
+
+
+def missing_message(programs: list[str]) -> str:
+    """What is missing and the fix, e.g. "nginx is not installed: run 'make test-deps' (Debian package
+    nginx)"."""
+    packages = list(dict.fromkeys(debian_packages()[program] for program in programs))
+    return (
+        f"{', '.join(programs)} {'is' if len(programs) == 1 else 'are'} not installed: run 'make test-deps' "
+        f"(Debian package{'' if len(packages) == 1 else 's'} {', '.join(packages)})"
+    )
+
+
+def under_ci() -> bool:
+    """CI runs `make test-deps` before the tests, so there a missing peer is a failure, not a skip."""
+    return os.environ.get("CI", "").lower() in ("true", "1")
+
+
+def peers_or_skip(*programs: str) -> list[str]:
+    """The paths of ``programs``; if any is missing, a skip naming each missing one and its Debian
+    package (a failure under CI). Call it from a sync fixture, where pytest keeps the reason."""
+    found = {program: find_peer(program) for program in programs}
+    missing = [program for program, path in found.items() if path is None]
+    if missing:
+        if under_ci():
+            pytest.fail(missing_message(missing), pytrace=False)
+        pytest.skip(missing_message(missing))
+    return [path for path in found.values() if path is not None]
+
+
+def peer_or_skip(program: str) -> str:
+    """The path of ``program``, or a skip that says which package to install (a failure under CI)."""
+    (path,) = peers_or_skip(program)
     return path
+
+
+def require_peer(program: str) -> str:
+    """The path of ``program``, or a RuntimeError that says which package to install (for the bench)."""
+    path = find_peer(program)
+    if path is None:
+        raise RuntimeError(missing_message([program]))
+    return path
+
+
+def free_port() -> int:
+    """A loopback port free right now, for peers that cannot report the port they bound to."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 @asynccontextmanager
 async def mtls_nginx(
-    *, cert: Path, key: Path, ca: Path, crl: Path | None = None, verify_depth: int = 2
+    nginx: str, *, cert: Path, key: Path, ca: Path, crl: Path | None = None, verify_depth: int = 2
 ) -> AsyncIterator[tuple[int, Path]]:
-    """nginx with ``ssl_verify_client on`` (and ``ssl_crl`` when given); yields (port, its error log)."""
-    nginx = nginx_or_skip()
+    """``nginx`` with ``ssl_verify_client on`` (and ``ssl_crl`` when given); yields (port, its error log)."""
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="mtls-nginx-") as folder:
         root = Path(folder)

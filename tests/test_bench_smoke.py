@@ -7,9 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.usefixtures("openssl")  # s_server is a contestant: without it, a skip that says so
 def test_bench_smoke_run_produces_every_figure(tmp_path: Path) -> None:
     """The smoke plan runs ours on both engines (and recording handshakes), s_server and both floors,
     and writes every kind of figure."""

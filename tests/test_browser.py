@@ -7,8 +7,8 @@ database in a throwaway ``HOME``, picks the certificate itself (the
 profile), and talks to our server over loopback. Selenium drives it through
 Debian's chromedriver, so the DOM and the browser's own error page can be read.
 
-Chromium, chromedriver and certutil/pk12util are installed from Debian when
-missing; where that is impossible the tests are skipped, saying why.
+Chromium, chromedriver and certutil/pk12util come from `make test-deps`; when
+one is missing the tests are skipped, naming its Debian package.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from mtls_ref.shared.core.events import listening_port
 from mtls_ref.shared.pki.bundle import write_bundle
 from mtls_ref.shared.pki.keys import load_certificates, load_private_key
 
-from .bench.servers import ensure_debian
+from .peers import peers_or_skip
 from .pkitools import Pki
 from .tlstools import log_events, read_until, start_server
 
@@ -69,19 +69,8 @@ class Browser:
 
 @pytest.fixture(scope="session")
 def browser_tools() -> Browser:
-    """Debian's Chromium, chromedriver and NSS tools, installed when missing; skipped with a reason if not."""
-    found = {
-        "chromium": ensure_debian("chromium", "chromium"),
-        "chromedriver": ensure_debian("chromedriver", "chromium-driver"),
-        "certutil": ensure_debian("certutil", "libnss3-tools"),
-        "pk12util": ensure_debian("pk12util", "libnss3-tools"),
-    }
-    missing = [name for name, path in found.items() if path is None]
-    if missing:
-        pytest.skip(
-            f"no browser: could not install {', '.join(missing)} from Debian (needs root and the mirror)"
-        )
-    return Browser(**{name: str(path) for name, path in found.items()})
+    """Debian's Chromium, chromedriver and NSS tools; a skip naming the missing ones' packages if not."""
+    return Browser(*peers_or_skip("chromium", "chromedriver", "certutil", "pk12util"))
 
 
 def nss_home(tools: Browser, pki: Pki, home: Path, *, with_client: bool) -> Path:

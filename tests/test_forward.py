@@ -21,8 +21,7 @@ from mtls_ref.shared.pki.keys import load_certificates
 from mtls_ref.shared.tls.context import client_context
 from mtls_ref.shared.tls.identity import identity_from_der
 
-from .bench.servers import ensure_haproxy, free_port
-from .peers import stop_process, wait_for_port
+from .peers import free_port, stop_process, wait_for_port
 from .pkitools import Pki
 from .test_http_interop import curl_with
 from .tlstools import client_config, log_events, start_server
@@ -148,12 +147,9 @@ async def test_forward_refuses_before_the_backend(pki: Pki) -> None:
 
 
 @pytest.mark.interop
-async def test_haproxy_accepts_our_proxy_v2_header(pki: Pki) -> None:
+async def test_haproxy_accepts_our_proxy_v2_header(pki: Pki, haproxy: str) -> None:
     """HAProxy 2.6 with accept-proxy in front of the backend takes our header and logs the client's
     original address from it."""
-    haproxy = await trio.to_thread.run_sync(ensure_haproxy)
-    if haproxy is None:
-        pytest.skip("haproxy is not installed and 'apt-get install haproxy' was not possible here")
     received: list[bytes] = []
     async with echo_backend(received) as backend:
         with tempfile.TemporaryDirectory() as folder:

@@ -212,10 +212,13 @@ def test_crl_file_has_a_crl_for_every_ca(badset: Manifest, openssl: str) -> None
 
 
 @pytest.mark.interop
-async def test_nginx_enforces_the_crl_and_conformance_reports_its_http_answers(badset: Manifest) -> None:
+async def test_nginx_enforces_the_crl_and_conformance_reports_its_http_answers(
+    badset: Manifest, nginx: str
+) -> None:
     """nginx with ssl_crl set to the bad set's CRL file: the good control is accepted (no 'unable to get
     certificate CRL'), the revoked client refused; conformance names nginx's HTTP status and reason."""
     async with mtls_nginx(
+        nginx,
         cert=badset.path(badset.server_cert),
         key=badset.path(badset.server_key),
         ca=badset.path(badset.ca),

@@ -13,8 +13,7 @@ import trio
 from mtls_ref.client.tunnel import TunnelSettings, main, run_tunnel
 from mtls_ref.shared.tls.context import client_context
 
-from .bench.servers import ensure_debian, free_port
-from .peers import stop_process, wait_for_port
+from .peers import free_port, stop_process, wait_for_port
 from .pkitools import Pki
 from .test_forward import echo_backend
 from .tlstools import client_config, log_events, start_server
@@ -99,19 +98,10 @@ def test_tunnel_listens_on_loopback_unless_told(capsys: pytest.CaptureFixture[st
     assert "is not a loopback address" in capsys.readouterr().err
 
 
-def _redis() -> tuple[str, str] | None:
-    server = ensure_debian("redis-server", "redis-server")
-    cli = ensure_debian("redis-cli", "redis-tools")
-    return (server, cli) if server and cli else None
-
-
 @pytest.mark.interop
-async def test_redis_cli_through_the_whole_chain(pki: Pki) -> None:
+async def test_redis_cli_through_the_whole_chain(pki: Pki, redis: tuple[str, str]) -> None:
     """redis-cli -> tunnel -> mutual TLS -> our server in forward mode -> redis-server: PING, SET, GET."""
-    tools = await trio.to_thread.run_sync(_redis)
-    if tools is None:
-        pytest.skip("redis-server is not installed and 'apt-get install redis-server' was not possible here")
-    redis_server, redis_cli = tools
+    redis_server, redis_cli = redis
     redis_port = free_port()
     with tempfile.TemporaryDirectory() as folder:
         redis = await trio.lowlevel.open_process(

@@ -33,6 +33,7 @@ from typing import Any
 from mtls_ref.shared.core.config import PKIConfig
 from mtls_ref.shared.pki.authority import CertificateAuthority, Profile, parse_san
 
+from ..peers import require_peer
 from . import load, servers
 from .proc import cpu_seconds, rss_bytes
 
@@ -235,10 +236,7 @@ def serving(name: str, creds: servers.Credentials, work: Path, **options: Any) -
 
 
 def _start_nginx(creds: servers.Credentials, work: Path) -> servers.Running:
-    nginx = servers.ensure_nginx()
-    if nginx is None:
-        raise RuntimeError("nginx is not installed and could not be installed")
-    return servers.start_nginx(nginx, creds, work, work / "bytes")
+    return servers.start_nginx(require_peer("nginx"), creds, work, work / "bytes")
 
 
 _START: dict[str, Callable[..., servers.Running]] = {
@@ -298,7 +296,7 @@ def _once(
 
 def run(plan: Plan, work: Path, out: dict[str, Any]) -> None:
     names = ["ours", "ours-stdlib", "ours-recording", "pyopenssl-floor", "trio-floor", "s_server"]
-    if plan.nginx and servers.ensure_nginx():
+    if plan.nginx:
         names.append("nginx")
     out["libraries"] = {name: servers.library_version(name) for name in names}
     www = work / "bytes"
@@ -313,7 +311,7 @@ def run(plan: Plan, work: Path, out: dict[str, Any]) -> None:
         with serving("s_server", creds, work, www=True) as running:
             tgt = target("s_server", creds, running.port, "1.3")
             out["bulk"]["s_server"] = {"download_mb_s": load.download(tgt, plan.bulk_bytes)}
-        if plan.forward and servers.ensure_haproxy():
+        if plan.forward:
             _forward_figures(plan, creds, work, out)
         if plan.workers:
             for workers in (1, 2):
@@ -486,6 +484,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     plan = PLANS["smoke" if args.smoke else "quick" if args.quick else "full"]
+    peers = ["openssl", *(["nginx"] if plan.nginx else []), *(["haproxy"] if plan.forward else [])]
+    try:
+        for peer in peers:  # before minutes of measuring, not in the middle of them
+            require_peer(peer)
+    except RuntimeError as missing:
+        print(f"bench: {missing}", file=sys.stderr)
+        return 1
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # the idle test holds thousands of sockets
     out: dict[str, Any] = {

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import socket
 import ssl
 import subprocess
@@ -18,6 +17,7 @@ from OpenSSL import SSL
 from mtls_ref.shared.core.cli_support import SERVER_MODULE, module_command
 from mtls_ref.shared.core.events import listening_port
 
+from ..peers import free_port, require_peer
 from .proc import children
 
 REPO = Path(__file__).resolve().parents[2]
@@ -54,12 +54,6 @@ class Running:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(timeout=10)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _watch(process: subprocess.Popen[bytes], log: list[str], ready: Callable[[str], int | None]) -> int:
@@ -140,16 +134,9 @@ def start_plain_backend(work: Path) -> Running:
     return running
 
 
-def ensure_haproxy() -> str | None:
-    """Debian's HAProxy, installed when missing; None if impossible."""
-    return ensure_debian("haproxy", "haproxy")
-
-
 def start_haproxy(creds: Credentials, work: Path, backend: int) -> Running:
     """HAProxy 2.6 doing forward mode's job: TLS with client certificates required, TCP to ``backend``."""
-    haproxy = ensure_haproxy()
-    if haproxy is None:
-        raise RuntimeError("haproxy is not installed and could not be installed")
+    haproxy = require_peer("haproxy")
     port = free_port()
     bundle = work / f"haproxy-{creds.key_type}.pem"
     bundle.write_bytes(creds.server_cert.read_bytes() + creds.server_key.read_bytes())
@@ -265,36 +252,8 @@ def library_version(name: str) -> str:
     if name == "s_server":
         done = subprocess.run(["openssl", "version"], capture_output=True, text=True, check=False)
         return done.stdout.strip()
-    nginx = ensure_nginx()
-    if nginx is None:
-        return "?"
-    told = subprocess.run([nginx, "-V"], capture_output=True, text=True, check=False).stderr
+    told = subprocess.run([require_peer("nginx"), "-V"], capture_output=True, text=True, check=False).stderr
     return next((line.strip() for line in told.splitlines() if "OpenSSL" in line), "?")
-
-
-def _find(binary: str) -> str | None:
-    fallback = f"/usr/sbin/{binary}"
-    return shutil.which(binary) or (fallback if Path(fallback).exists() else None)
-
-
-def ensure_debian(binary: str, package: str) -> str | None:
-    """``binary`` from Debian's ``package``, installed if missing (root and the mirror needed); None if
-    impossible. On a machine whose package lists were never fetched the first install finds nothing,
-    so the lists are updated and the install tried once more."""
-    if _find(binary) is None and shutil.which("apt-get"):
-        print(f"installing Debian's {package} (apt-get install {package}) ...", flush=True)
-        env = {"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
-        install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", package]
-        for argv in (install, ["apt-get", "update", "-q"], install):
-            subprocess.run(argv, env=env, check=False, capture_output=True, timeout=600)
-            if _find(binary) is not None:
-                break
-    return _find(binary)
-
-
-def ensure_nginx() -> str | None:
-    """Debian's nginx, installed if missing; None if impossible."""
-    return ensure_debian("nginx", "nginx")
 
 
 def start_nginx(nginx: str, creds: Credentials, work: Path, www: Path) -> Running:
