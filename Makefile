@@ -10,7 +10,7 @@ CERTS  := certs
 
 help:
 	@echo "make demo        start a server, run the client against it, show the handshake"
-	@echo "make test-deps   .venv, and the Debian packages the tests drive (root or sudo; tools/test-peers.txt)"
+	@echo "make test-deps   .venv, and the Debian packages the tests drive (root or sudo; .ci/test-peers.txt)"
 	@echo "make test        run the test suite (bootstraps .venv)"
 	@echo "make lint        ruff + mypy --strict"
 	@echo "make certs       create the demo PKI under $(CERTS)/ (keeps what exists)"
@@ -27,11 +27,11 @@ venv: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
-# The peers nobody here wrote (nginx, HAProxy, redis, Chromium, ...; tools/test-peers.txt): apt-get
+# The peers nobody here wrote (nginx, HAProxy, redis, Chromium, ...; .ci/test-peers.txt): apt-get
 # installs the missing ones. Tests never install anything: without a peer they skip saying which
 # package to install, and fail under CI=true.
 test-deps: $(STAMP)
-	bash tools/test-deps
+	bash .ci/test-deps
 
 # mypy checks the package as it installs (mtls_ref.server, ...): a link tree under
 # build/ maps the top-level folders to that name, as pyproject's package-dir does.

@@ -1,7 +1,7 @@
 """Peers nobody here wrote (nginx, HAProxy, redis, Chromium, the openssl and curl CLIs): found, never
 installed, and run on loopback.
 
-``make test-deps`` installs them: tools/test-peers.txt is the one list of the programs and the Debian
+``make test-deps`` installs them: .ci/test-peers.txt is the one list of the programs and the Debian
 package of each, read here so a skip names the package that list installs. A test asks for a peer
 through a sync fixture (tests/conftest.py), never in an async test body: pytest-trio loses the reason
 of a skip raised there, and ``-ra`` shows only "Skipped".
@@ -25,14 +25,14 @@ import trio
 REPO = Path(__file__).resolve().parent.parent
 PEER_LIST = REPO / "tools" / "test-peers.txt"
 # Debian keeps daemons (nginx, haproxy) in the sbin folders, which a non-root PATH leaves out;
-# tools/test-deps looks in the same places.
+# .ci/test-deps looks in the same places.
 SBIN = ("/usr/local/sbin", "/usr/sbin", "/sbin")
 STARTUP_TIMEOUT = 20.0
 
 
 @functools.cache
 def debian_packages() -> dict[str, str]:
-    """Each program of tools/test-peers.txt, and the Debian package that ships it."""
+    """Each program of .ci/test-peers.txt, and the Debian package that ships it."""
     packages = {}
     for line in PEER_LIST.read_text(encoding="utf-8").splitlines():
         if line.strip() and not line.startswith("#"):
