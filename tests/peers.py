@@ -23,7 +23,7 @@ import pytest
 import trio
 
 REPO = Path(__file__).resolve().parent.parent
-PEER_LIST = REPO / "tools" / "test-peers.txt"
+PEER_LIST = REPO / ".ci" / "test-peers.txt"
 # Debian keeps daemons (nginx, haproxy) in the sbin folders, which a non-root PATH leaves out;
 # .ci/test-deps looks in the same places.
 SBIN = ("/usr/local/sbin", "/usr/sbin", "/sbin")
