@@ -319,7 +319,7 @@ def _proxy_header(
             tls_version=record.tls_version,
             cipher=record.cipher,
             common_name=ident.common_name,
-            sans=tuple(n for n in ident.names() if n.startswith(("URI:", "DNS:"))),
+            sans=(*(f"URI:{uri}" for uri in ident.uris), *(f"DNS:{name}" for name in ident.dns)),
             resumed=record.resumed,
         ).encode()
     except ValueError as exc:  # a name too long for a TLV: never cut short

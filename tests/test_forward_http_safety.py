@@ -8,10 +8,14 @@ from __future__ import annotations
 import contextlib
 import functools
 import secrets
+import subprocess
+import threading
+from pathlib import Path
 
 import pytest
 import trio
 
+from mtls_ref.shared.core.cli_support import SERVER_MODULE, module_command
 from mtls_ref.shared.tls.context import client_context
 
 from .forward_peers import (
@@ -26,7 +30,8 @@ from .forward_peers import (
     wsgi_backend,
 )
 from .pkitools import Pki
-from .tlstools import client_config
+from .test_entry_points import stop_server_process, write_config
+from .tlstools import client_config, read_until
 
 SMUGGLED = b'GET /smuggled HTTP/1.1\r\nHost: x\r\nX-Forwarded-Client-Cert: Hash=0;Subject="CN=admin"\r\n\r\n'
 
@@ -275,3 +280,54 @@ async def test_a_client_that_never_reads_is_dropped(pki: Pki) -> None:
         nursery.cancel_scope.cancel()
     assert entry["reason"] == "waited 0.5s for the client to read the response"
     assert entry["to_client"] < big
+
+
+async def test_an_upgraded_connection_never_keeps_the_server_from_others(pki: Pki, tmp_path: Path) -> None:
+    """With a websocket open through the server process (the review's freeze: a 101 made the relay spin),
+    three other clients each get a handshake and an answer within a second, and SIGTERM still stops it."""
+    from websockets.sync.client import connect
+
+    config = write_config(pki, tmp_path)
+    config.write_text(config.read_text().replace("[server]\n", "[server]\nshutdown_grace = 0.5\n"))
+    with websocket_echo_backend() as backend:
+        server = await trio.lowlevel.open_process(
+            module_command(
+                SERVER_MODULE,
+                *("--config", str(config), "--forward", f"127.0.0.1:{backend}"),
+                *("--forward-identity", "http-header", "--log-format", "json"),
+            ),
+            stderr=subprocess.PIPE,
+        )
+        assert server.stderr is not None
+        try:
+            seen = await read_until(server.stderr, b'"event": "listening"', "the server process")
+            port = int(seen.split(b'"addresses": ["127.0.0.1:', 1)[1].split(b'"', 1)[0])
+            opened, release = threading.Event(), threading.Event()
+
+            def hold_websocket() -> None:
+                context = client_context(client_config(pki))
+                with connect(f"wss://127.0.0.1:{port}/", ssl=context, open_timeout=5) as ws:
+                    ws.send("held open")
+                    assert ws.recv(timeout=5) == "held open"
+                    opened.set()
+                    release.wait(WAIT)
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(trio.to_thread.run_sync, hold_websocket)
+                try:
+                    assert await trio.to_thread.run_sync(opened.wait, WAIT), "no websocket through the proxy"
+                    for _ in range(3):
+                        with trio.fail_after(1.0):
+                            raw = await tls_exchange(
+                                pki, port, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                            )
+                        assert responses(raw), raw  # whatever the websocket server says to a plain GET
+                    rest = await stop_server_process(server, server.stderr)  # the websocket still open
+                finally:
+                    release.set()
+        finally:
+            if server.returncode is None:
+                server.kill()
+                await server.wait()
+            await server.stderr.aclose()
+    assert b'"event": "stopped"' in rest

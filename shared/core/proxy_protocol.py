@@ -8,8 +8,9 @@ the addresses of the original connection and, in TLVs, what TLS established.
   ``SSL_VERSION`` (0x21, e.g. ``TLSv1.3``), ``SSL_CN`` (0x22), ``SSL_CIPHER``
   (0x23);
 * a custom TLV, ``0xE0`` (the first of the range the specification leaves to
-  applications), once per URI or DNS SAN of the client, in the certificate's
-  order, each value one SAN prefixed as the allow-list spells it
+  applications), once per URI or DNS SAN of the client (URI SANs first, then
+  DNS, each in the certificate's order), each value one SAN prefixed as the
+  allow-list spells it
   (``URI:spiffe://example.org/alice``, then ``DNS:api.example``). A TLV is
   length-prefixed, so one SAN can never read as two, whatever it holds (an
   earlier version joined them with ``,``, which a SAN may contain).
