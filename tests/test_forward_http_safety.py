@@ -325,6 +325,8 @@ async def test_an_upgraded_connection_never_keeps_the_server_from_others(pki: Pk
                     rest = await stop_server_process(server, server.stderr)  # the websocket still open
                 finally:
                     release.set()
+                    if not opened.is_set():  # a frozen server holds the client's socket: free it
+                        server.kill()
         finally:
             if server.returncode is None:
                 server.kill()
