@@ -74,7 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
         "without logging them; costs CPU per handshake on the openssl engine",
     )
     parser.add_argument(
-        "--keylog", type=Path, metavar="FILE", help="append NSS key-log lines (for Wireshark) to FILE"
+        "--keylog",
+        type=Path,
+        metavar="FILE",
+        help="append NSS key-log lines (for Wireshark) to FILE: created 0600; a link, another user's "
+        "file or one others can read is refused",
     )
     parser.add_argument("--handshake-timeout", type=float, metavar="SECONDS")
     parser.add_argument("--idle-timeout", type=float, metavar="SECONDS")
