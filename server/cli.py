@@ -96,6 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
         "(with --workers, the first process's figures only)",
     )
     parser.add_argument(
+        "--status-allow-remote",
+        action="store_true",
+        default=None,
+        help="let --status listen off loopback (anyone reaching it reads /metrics: no authentication)",
+    )
+    parser.add_argument(
         "--forward",
         metavar="HOST:PORT",
         help="forward mode: after the handshake and the allow-list, relay bytes to this plain TCP backend",
@@ -185,6 +191,7 @@ def _body(args: argparse.Namespace) -> int:
             "workers": args.workers,
             # Workers share the TLS port; the status port stays with the first process.
             "status": "" if args.worker_child else args.status,
+            "status_allow_remote": args.status_allow_remote,
             "forward": args.forward,
             "forward_identity": args.forward_identity,
         }
