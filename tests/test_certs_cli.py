@@ -192,3 +192,53 @@ def test_entry_point_runs_as_a_process(tmp_path: Path) -> None:
     """`python -m mtls_ref.shared.pki.cli --help` works outside pytest too."""
     done = run(sys.executable, "-P", "-m", "mtls_ref.shared.pki.cli", "--help")
     assert done.returncode == 0 and "mtls-certs" in done.stdout
+
+
+def tree(folder: Path) -> dict[str, bytes | None]:
+    """Every path under ``folder``, with a file's bytes (None for a folder): to see that nothing moved."""
+    return {str(p.relative_to(folder)): p.read_bytes() if p.is_file() else None for p in folder.rglob("*")}
+
+
+NOT_FILE_NAMES = ["../../trav/evil", "<b>x</b>", ".hidden", "", "a/b", "x" * 65, "caf\u00e9", "a b"]
+
+
+@pytest.mark.parametrize("name", NOT_FILE_NAMES)
+@pytest.mark.parametrize("mode", [[], ["--self-signed"]], ids=["ca", "self-signed"])
+def test_issue_refuses_a_name_that_is_no_plain_file_name(
+    tmp_path: Path, name: str, mode: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """issue NAME writes NAME.key/.csr/.pem: a path, markup, a hidden or empty name is refused, saying how
+    to name it, and nothing is written anywhere (the PKI sits two folders down, so '../..' stays here)."""
+    pki_dir = tmp_path / "a" / "b" / "pki"
+    assert certs(pki_dir, "init") == 0
+    capsys.readouterr()
+    before = tree(tmp_path)
+    assert certs(pki_dir, "issue", "client", name, *mode) == 3
+    said = capsys.readouterr().err
+    assert f"certificate name {name!r} cannot be used as a file name" in said, said
+    assert "letters, digits, '.', '_' and '-'" in said and "mtls-certs sign" in said
+    assert tree(tmp_path) == before
+
+
+@pytest.mark.parametrize("name", ["../../trav/evil", ".hidden", ""])
+def test_export_refuses_a_name_that_is_no_plain_file_name(
+    tmp_path: Path, name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """export NAME reads NAME.pem/.key and writes NAME.p12 in the PKI folder: same rule, nothing written."""
+    pki_dir = tmp_path / "a" / "b" / "pki"
+    assert certs(pki_dir, "init") == 0
+    trav = tmp_path / "a" / "trav"
+    trav.mkdir()
+    assert certs(trav, "init") == 0 and certs(trav, "issue", "client", "evil") == 0  # what '..' would reach
+    capsys.readouterr()
+    before = tree(tmp_path)
+    assert certs(pki_dir, "export", name, "--p12") == 3
+    assert f"certificate name {name!r} cannot be used as a file name" in capsys.readouterr().err
+    assert tree(tmp_path) == before
+
+
+def test_plain_file_names_are_issued(ca_dir: Path) -> None:
+    """Letters, digits, '.', '_' and '-', up to 64 characters, make a leaf whose CN is the name."""
+    for name in ("web-01.example_2", "x" * 64):
+        assert certs(ca_dir, "issue", "client", name) == 0
+        assert (ca_dir / f"{name}-chain.pem").is_file()

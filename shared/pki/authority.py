@@ -21,9 +21,11 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import ipaddress
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -53,6 +55,7 @@ __all__ = [
     "LeafOptions",
     "Profile",
     "build_certificate",
+    "check_file_name",
     "issue_self_signed",
     "make_csr",
     "parse_san",
@@ -249,6 +252,25 @@ class LeafOptions:
         return not_before, not_after
 
 
+# A leaf's name becomes its file names (NAME.key, NAME.pem, NAME.p12...) in the PKI folder, so
+# it must be one plain, portable file name: no folder, no markup, not hidden. 64 is also X.520's
+# upper bound for the CN (RFC 5280 ub-common-name) that ``issue`` makes of the same name.
+_FILE_NAME: Final = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}")
+
+
+def check_file_name(name: str) -> str:
+    """``name``, if it is safe as the stem of a leaf's files; else an error saying how to name it."""
+    if not _FILE_NAME.fullmatch(name):
+        raise CertificateError(
+            f"certificate name {name!r} cannot be used as a file name: it becomes NAME.key, NAME.pem... "
+            "in the PKI folder, so use letters, digits, '.', '_' and '-' only, not starting with '.', "
+            "at most 64 characters (e.g. alice, web-01). 'issue' also makes NAME the certificate's CN; "
+            "for another CN, make a CSR with it (openssl req -new -subj '/CN=...') and sign that with "
+            "'mtls-certs sign CSR --profile ... --out FILE'"
+        )
+    return name
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class IssuedFiles:
     """The files one ``issue`` wrote, in the order the docs make them."""
@@ -260,6 +282,8 @@ class IssuedFiles:
 
     @classmethod
     def named(cls, name: str, out_dir: Path) -> IssuedFiles:
+        """The files of leaf ``name`` in ``out_dir``; ``name`` must pass :func:`check_file_name`."""
+        check_file_name(name)
         return cls(
             key=out_dir / f"{name}.key",
             csr=out_dir / f"{name}.csr",

@@ -21,6 +21,7 @@ from mtls_ref.shared.pki.authority import (
     IssuedFiles,
     LeafOptions,
     Profile,
+    check_file_name,
     issue_self_signed,
     parse_san,
     requested_sans,
@@ -77,7 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
         "issue", help="generate key, write CSR, have the CA sign it, write the certificate"
     )
     issue.add_argument("role", choices=["server", "client"], help="profile: EKU serverAuth or clientAuth")
-    issue.add_argument("name", help="common name; also the file name stem (NAME.key, NAME.csr, NAME.pem)")
+    issue.add_argument(
+        "name",
+        help="common name, and the stem of the files (NAME.key, NAME.csr, NAME.pem): letters, digits, "
+        "'.', '_', '-', up to 64 (for any other CN, sign a CSR with 'sign')",
+    )
     issue.add_argument(
         "--san",
         action="append",
@@ -508,6 +513,7 @@ def _ca_chain(pki: PKIConfig) -> list[x509.Certificate]:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
+    check_file_name(args.name)  # NAME.pem, NAME.key and NAME.p12 are files in the PKI folder
     config = _config(args)
     folder = config.pki.dir
     out = args.out or folder / f"{args.name}.p12"
