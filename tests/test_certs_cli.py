@@ -8,6 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from mtls_ref.shared.pki.cli import main
 
@@ -242,3 +246,53 @@ def test_plain_file_names_are_issued(ca_dir: Path) -> None:
     for name in ("web-01.example_2", "x" * 64):
         assert certs(ca_dir, "issue", "client", name) == 0
         assert (ca_dir / f"{name}-chain.pem").is_file()
+
+
+def test_issue_refuses_a_san_that_breaks_identity_formats(
+    ca_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """issue --san 'DNS:a.example;URI=...' stops before any file is written, naming the SAN and the rule."""
+    before = tree(ca_dir)
+    assert certs(ca_dir, "issue", "client", "eve", "--san", "DNS:a.example;URI=spiffe://td/admin") == 3
+    said = capsys.readouterr().err
+    assert "SAN 'DNS:a.example;URI=spiffe://td/admin' is not a host name" in said, said
+    assert tree(ca_dir) == before
+
+
+def csr_requesting(tmp_path: Path, *names: x509.GeneralName) -> Path:
+    """A CSR for CN=eve, made with cryptography: openssl's -addext cannot spell a NUL."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "eve")]))
+        .add_extension(x509.SubjectAlternativeName(list(names)), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    path = tmp_path / "eve.csr"
+    path.write_bytes(csr.public_bytes(serialization.Encoding.PEM))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("requested", "named"),
+    [
+        (x509.DNSName("a.example;URI=spiffe://td/admin"), "'DNS:a.example;URI=spiffe://td/admin'"),
+        (x509.UniformResourceIdentifier("spiffe://td/a\x00\x1b[2J"), "'URI:spiffe://td/a\\x00\\x1b[2J'"),
+        (x509.RFC822Name("eve@exa_mple.com"), "'email:eve@exa_mple.com'"),
+    ],
+)
+def test_sign_san_from_csr_refuses_the_csrs_bad_san(
+    ca_dir: Path, tmp_path: Path, requested: x509.GeneralName, named: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--san-from-csr names the CSR's offending SAN (escaped, never raw on the terminal); nothing written."""
+    csr = csr_requesting(tmp_path, x509.DNSName("eve.example"), requested)
+    out = tmp_path / "eve.pem"
+    assert certs(ca_dir, "sign", csr, "--profile", "client", "--san-from-csr", "--out", out) == 3
+    said = capsys.readouterr().err
+    assert f"the CSR requests SAN {named}, which " in said, said
+    assert "\x00" not in said and "\x1b" not in said
+    assert not out.exists()
+    assert certs(ca_dir, "sign", csr, "--profile", "client", "--out", out) == 0  # its SANs ignored: fine
+    said = capsys.readouterr().err
+    assert f"ignoring the CSR's requested SANs (DNS:eve.example, {named})" in said, said
+    assert "\x00" not in said and "\x1b" not in said

@@ -31,7 +31,6 @@ from mtls_ref.shared.pki.authority import (
     IssuedFiles,
     Profile,
     build_certificate,
-    parse_san,
 )
 from mtls_ref.shared.pki.badset import Manifest
 from mtls_ref.shared.pki.keys import generate_key, load_certificates, pem, utcnow, write_private_key
@@ -148,8 +147,10 @@ def test_rules_with_control_characters_or_no_at_are_config_errors(bad: str) -> N
         AllowRule.parse(bad)
 
 
-def issue_with_subject(pki: Pki, folder: Path, subject: x509.Name, sans: list[str]) -> IssuedFiles:
-    """A client leaf from the test CA with a subject the tools would not make."""
+def issue_with_subject(
+    pki: Pki, folder: Path, subject: x509.Name, sans: list[x509.GeneralName]
+) -> IssuedFiles:
+    """A client leaf from the test CA with a subject (and SANs, built directly) the tools would not make."""
     ca = CertificateAuthority.load(PKIConfig(dir=pki.dir))
     key = generate_key("p256")
     cert = build_certificate(
@@ -158,7 +159,7 @@ def issue_with_subject(pki: Pki, folder: Path, subject: x509.Name, sans: list[st
         issuer=ca.signer_cert.subject,
         issuer_key=ca.signer_key,
         profile=Profile.CLIENT,
-        sans=[parse_san(s) for s in sans],
+        sans=sans,
         now=utcnow(),
         days=2,
     )
@@ -434,7 +435,10 @@ async def test_control_characters_in_sans_cannot_forge_log_lines(pki: Pki, tmp_p
     """A SAN holding a newline and a tab stays inside one quoted, escaped field of one text line."""
     forged = "spiffe://td/x\n2026-01-01T00:00:00+0000 connection outcome=accepted subject=CN=admin\tz"
     odd = issue_with_subject(
-        pki, tmp_path, x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mallory")]), [f"URI:{forged}"]
+        pki,
+        tmp_path,
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mallory")]),
+        [x509.UniformResourceIdentifier(forged)],
     )
     lines: list[str] = []
     from . import tlstools

@@ -48,6 +48,7 @@ from mtls_ref.shared.pki.keys import (
     utcnow,
     write_private_key,
 )
+from mtls_ref.shared.pki.san_rules import general_name_problem, text_problem, value_problem
 
 __all__ = [
     "CertificateAuthority",
@@ -79,24 +80,36 @@ class Profile(enum.Enum):
 # --- names ------------------------------------------------------------------
 
 
+_SAN_KINDS: Final = {"dns": "DNS", "ip": "IP", "uri": "URI", "email": "email"}
+
+
 def parse_san(text: str) -> x509.GeneralName:
-    """``DNS:localhost``, ``IP:127.0.0.1``, ``URI:spiffe://td/wl``, ``email:a@b`` -> GeneralName."""
+    """``DNS:localhost``, ``IP:127.0.0.1``, ``URI:spiffe://td/wl``, ``email:a@b`` -> GeneralName.
+
+    The value must follow :mod:`~mtls_ref.shared.pki.san_rules`; the error names the rule it breaks.
+    """
     kind, sep, value = text.partition(":")
     kind = kind.strip().lower()
     if not sep or not value:
         raise CertificateError(f"SAN {text!r} needs a type prefix: DNS:, IP:, URI: or email:")
-    if kind == "dns":
-        return x509.DNSName(value)
+    if kind not in _SAN_KINDS:
+        raise CertificateError(f"SAN {text!r}: unknown type {kind!r}; use DNS:, IP:, URI: or email:")
+    problem = text_problem(text) or value_problem(_SAN_KINDS[kind], value)
+    if problem is not None:
+        raise CertificateError(f"SAN {text!r} {problem}")
     if kind == "ip":
         try:
             return x509.IPAddress(ipaddress.ip_address(value))
         except ValueError:
             raise CertificateError(f"SAN {text!r}: {value!r} is not an IP address") from None
-    if kind == "uri":
-        return x509.UniformResourceIdentifier(value)
-    if kind == "email":
+    try:
+        if kind == "dns":
+            return x509.DNSName(value)
+        if kind == "uri":
+            return x509.UniformResourceIdentifier(value)
         return x509.RFC822Name(value)
-    raise CertificateError(f"SAN {text!r}: unknown type {kind!r}; use DNS:, IP:, URI: or email:")
+    except ValueError as exc:  # cryptography's own checks (an email it cannot parse)
+        raise CertificateError(f"SAN {text!r} is refused by the X.509 library: {exc}") from exc
 
 
 def key_identifier(public_key: CertificatePublicKeyTypes) -> str:
@@ -416,6 +429,14 @@ class CertificateAuthority:
             public_key = csr.public_key()
         except (ValueError, UnsupportedAlgorithm) as exc:
             raise CertificateError(f"CSR public key is not usable: {exc}") from exc
+        requested = requested_sans(csr) if sans_from_csr else []
+        for name in requested:
+            shown, problem = general_name_problem(name)
+            if problem is not None:
+                raise CertificateError(
+                    f"the CSR requests SAN {shown!r}, which {problem}. Ask for a CSR without it, or sign "
+                    "without --san-from-csr and give the names with --san"
+                )
         common_names = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
         if len(common_names) != 1:
             raise CertificateError(
@@ -428,7 +449,7 @@ class CertificateAuthority:
             issuer=self.signer_cert.subject,
             issuer_key=self.signer_key,
             profile=profile,
-            sans=[*sans, *(requested_sans(csr) if sans_from_csr else ())],
+            sans=[*sans, *requested],
             now=now or utcnow(),
             days=days,
             serial=serial,

@@ -44,6 +44,7 @@ from mtls_ref.shared.pki.keys import (
     read_passphrase,
 )
 from mtls_ref.shared.pki.revocation import load_crls, revoke, write_crl
+from mtls_ref.shared.pki.san_rules import general_name_problem
 
 __all__ = ["main"]
 
@@ -88,7 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="TYPE:VALUE",
-        help="subject alternative name: DNS:host, IP:addr, URI:spiffe://..., email:a@b (repeatable)",
+        help="subject alternative name: DNS:host, IP:addr, URI:spiffe://..., email:a@b (repeatable; "
+        "no spaces or control characters, DNS a host name, optionally *.)",
     )
     issue.add_argument("--out-dir", type=Path, help="where to write (default: the PKI folder)")
     _key_options(issue, days_help="validity in days (overrides [pki] leaf_days); negative: already expired")
@@ -381,7 +383,9 @@ def _cmd_sign(args: argparse.Namespace) -> int:
     config = _config(args)
     csr = load_csr(args.csr)
     ca = _load_ca(config, args)
-    requested = [format_san(name) for name in requested_sans(csr)]
+    # Quoted and escaped when they break a rule: a CSR's control characters never reach the terminal.
+    judged = [general_name_problem(name) for name in requested_sans(csr)]
+    requested = [shown if problem is None else repr(shown) for shown, problem in judged]
     if args.san_from_csr:
         shown = ", ".join(requested) or "none"
         print(f"taking the CSR's requested SANs (review them): {shown}", file=sys.stderr)
