@@ -35,6 +35,7 @@ from .log import EventLog
 from .metrics import Credentials, ServerMetrics
 from .reload import FileWatch
 from .status import serve_status
+from .views import describe_crls
 
 __all__ = ["Server"]
 
@@ -68,7 +69,7 @@ class Server:
             allow=self.allow,
             trace=config.trace,
             record_handshakes=config.record_handshakes or config.trace,
-            crl=config.crl,
+            crl=describe_crls(self.credentials.crls),
             forward=_forward_target(config),
         )
         self.active = 0
@@ -114,7 +115,10 @@ class Server:
             return False
         self.context, self.trust_anchors, self.credentials = context, anchors, credentials
         self.settings = dataclasses.replace(
-            self.settings, ca_subject=_ca_subject(self.ca_certificate), trusted=anchors
+            self.settings,
+            ca_subject=_ca_subject(self.ca_certificate),
+            trusted=anchors,
+            crl=describe_crls(credentials.crls),
         )
         self.log.event(
             "reloaded",

@@ -196,9 +196,9 @@ def _verification_list(info: SessionInfo) -> str:
 
 def _revocation(info: SessionInfo) -> str:
     """Which CRLs are checked, never the server's file: its path is no business of the client."""
-    if info.revocation:
-        return "on: " + "<br>".join(escape(line) for line in info.revocation)
-    return "on" if info.crl is not None else "off"
+    if info.crl:
+        return "on: " + "<br>".join(escape(line) for line in info.crl)
+    return "off"
 
 
 def _handshake_section(info: SessionInfo) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from cryptography import x509
@@ -29,12 +28,10 @@ class SessionInfo:
     # (building it costs more than the rest of a connection's bookkeeping). None: unknown.
     verified_chain: Callable[[], list[str] | None] = field(default=lambda: None, repr=False)
     alpn: Callable[[], str | None] = field(default=lambda: None, repr=False)  # asked by the page only
-    # The server's CRL file when leaves are checked against one; None: no revocation check. Only
-    # *whether* is shown: a path of the server is no business of its clients.
-    crl: Path | None = None
     # The CRLs the leaf was checked against, as :func:`describe_crls` names them (issuer, next
-    # update); computed when the CRL file is loaded, not per request. Empty: not known here.
-    revocation: tuple[str, ...] = ()
+    # update), computed when the CRL file is loaded, not per request; empty: no revocation check.
+    # Never the file's path: that is no business of the server's clients.
+    crl: tuple[str, ...] = ()
     # This connection's messages so far, when the server records them (record_handshakes/trace).
     handshake: HandshakeRecorder | None = field(default=None, repr=False)
 
