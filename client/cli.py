@@ -83,7 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--json", action="store_true", help="print one JSON report (includes the trace)")
     parser.add_argument(
-        "--keylog", type=Path, metavar="FILE", help="append NSS key-log lines (for Wireshark) to FILE"
+        "--keylog",
+        type=Path,
+        metavar="FILE",
+        help="append NSS key-log lines (for Wireshark) to FILE: created 0600; a link, another user's "
+        "file or one others can read is refused",
     )
     parser.add_argument(
         "--timeout", type=float, metavar="SECONDS", help="deadline for connect, handshake and each read"

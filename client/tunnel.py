@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import ipaddress
 import ssl
 import sys
 from collections.abc import Callable, Sequence
@@ -35,6 +34,7 @@ from typing import Any, Final
 
 import trio
 
+from mtls_ref.shared.core.addresses import is_loopback
 from mtls_ref.shared.core.cli_support import add_config_argument, run_cli
 from mtls_ref.shared.core.config import TLS_VERSIONS, ClientConfig, load_config
 from mtls_ref.shared.core.errors import ConfigError
@@ -63,15 +63,6 @@ def _host_port(text: str, what: str) -> tuple[str, int]:
     if not sep or not port.isdigit() or not host:
         raise ConfigError(f"{what} {text!r} is not HOST:PORT (e.g. 127.0.0.1:15000)")
     return host.strip("[]"), int(port)
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 async def run_tunnel(
@@ -183,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _body(args: argparse.Namespace) -> int:
     listen_host, listen_port = _host_port(args.listen, "--listen")
-    if not _is_loopback(listen_host) and not args.allow_remote:
+    if not is_loopback(listen_host) and not args.allow_remote:
         raise ConfigError(
             f"--listen {args.listen} is not a loopback address: anyone who reaches it would act with our "
             "certificate; listen on 127.0.0.1, or pass --allow-remote if that is what you mean"

@@ -18,6 +18,7 @@ import trio
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from mtls_ref.shared.core.addresses import is_loopback
 from mtls_ref.shared.core.config import ServerConfig
 from mtls_ref.shared.core.errors import ConfigError, MTLSError
 from mtls_ref.shared.pki.inspect import fingerprint
@@ -34,6 +35,7 @@ from .log import EventLog
 from .metrics import Credentials, ServerMetrics
 from .reload import FileWatch
 from .status import serve_status
+from .views import describe_crls
 
 __all__ = ["Server"]
 
@@ -49,6 +51,7 @@ class Server:
     def __init__(self, config: ServerConfig, *, log: EventLog | None = None) -> None:
         self.config = config
         self.log = log or EventLog(config.log_format)
+        self.status_address = _status_address(config)
         self.allow = AllowList.parse(config.allow)
         self.context: ServerContext = build_server_context(config)
         self.trust_anchors = _trust_anchors(config)
@@ -66,7 +69,7 @@ class Server:
             allow=self.allow,
             trace=config.trace,
             record_handshakes=config.record_handshakes or config.trace,
-            crl=config.crl,
+            crl=describe_crls(self.credentials.crls),
             forward=_forward_target(config),
         )
         self.active = 0
@@ -112,7 +115,10 @@ class Server:
             return False
         self.context, self.trust_anchors, self.credentials = context, anchors, credentials
         self.settings = dataclasses.replace(
-            self.settings, ca_subject=_ca_subject(self.ca_certificate), trusted=anchors
+            self.settings,
+            ca_subject=_ca_subject(self.ca_certificate),
+            trusted=anchors,
+            crl=describe_crls(credentials.crls),
         )
         self.log.event(
             "reloaded",
@@ -185,15 +191,11 @@ class Server:
 
     async def _listen_status(self) -> list[trio.SocketListener]:
         """The status port's listeners, or none when ``status`` is empty."""
-        if not self.config.status:
+        if self.status_address is None:
             return []
-        host, sep, port = self.config.status.rpartition(":")
-        if not sep or not port.isdigit():
-            raise ConfigError(
-                f"[server] status {self.config.status!r} is not HOST:PORT; e.g. status = \"127.0.0.1:9100\""
-            )
+        host, port = self.status_address
         try:
-            return await trio.open_tcp_listeners(int(port), host=host.strip("[]") or "127.0.0.1")
+            return await trio.open_tcp_listeners(port, host=host)
         except OSError as exc:
             raise ConfigError(
                 f"cannot listen for the status port on {self.config.status}: {exc.strerror or exc}; "
@@ -214,6 +216,13 @@ class Server:
             "allow": list(self.allow.describe()) or "any verified client",
             "alpn": [ALPN_HTTP, ALPN_LINE],
             "status": [f"http://{_host_port(h, p)}/metrics" for h, p in self.status_addresses] or None,
+            # A warning, not a setting: nothing on the status port asks who is asking.
+            "status_warning": (
+                f"the status port {self.config.status} is open to the network (status_allow_remote): "
+                "/healthz and /metrics answer anyone who reaches it, without authentication"
+                if self.status_address is not None and not is_loopback(self.status_address[0])
+                else None
+            ),
             "forward": (
                 f"{self.settings.forward} (identity: {self.settings.forward.identity})"
                 if self.settings.forward
@@ -374,6 +383,7 @@ def _banner(posture: dict[str, Any]) -> str:
             f"  ALPN             {', '.join(posture['alpn'])} (no ALPN: HTTP if it sends a request line)",
             *ca_names,
             *_status_line(posture.get("status")),
+            *([f"  WARNING          {posture['status_warning']}"] if posture.get("status_warning") else []),
             *([f"  forwarding to    {posture['forward']}"] if posture.get("forward") else []),
             *(
                 ["  handshakes       recorded per connection, for the browser page (GET / as HTML)"]
@@ -394,6 +404,30 @@ def _forward_target(config: ServerConfig) -> ForwardTarget | None:
         )
     except ValueError as exc:
         raise ConfigError(f"[server] {exc}; e.g. forward = \"127.0.0.1:8080\" (or leave it empty)") from exc
+
+
+def _status_address(config: ServerConfig) -> tuple[str, int] | None:
+    """The status port's (host, port), or None when ``status`` is empty.
+
+    Off loopback only with ``status_allow_remote``: the port is plain HTTP with no
+    authentication, like the tunnel's local port (``--allow-remote``).
+    """
+    if not config.status:
+        return None
+    host, sep, port = config.status.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ConfigError(
+            f"[server] status {config.status!r} is not HOST:PORT; e.g. status = \"127.0.0.1:9100\""
+        )
+    host = host.strip("[]") or "127.0.0.1"
+    if not is_loopback(host) and not config.status_allow_remote:
+        raise ConfigError(
+            f"[server] status {config.status!r} is not a loopback address: /healthz and /metrics need no "
+            "authentication, so anyone who reaches it would read them; listen on 127.0.0.1 (e.g. status = "
+            '"127.0.0.1:9100"), or pass --status-allow-remote (status_allow_remote = true) if that is what '
+            "you mean"
+        )
+    return host, int(port)
 
 
 def _status_line(status: list[str] | None) -> list[str]:

@@ -74,7 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
         "without logging them; costs CPU per handshake on the openssl engine",
     )
     parser.add_argument(
-        "--keylog", type=Path, metavar="FILE", help="append NSS key-log lines (for Wireshark) to FILE"
+        "--keylog",
+        type=Path,
+        metavar="FILE",
+        help="append NSS key-log lines (for Wireshark) to FILE: created 0600; a link, another user's "
+        "file or one others can read is refused",
     )
     parser.add_argument("--handshake-timeout", type=float, metavar="SECONDS")
     parser.add_argument("--idle-timeout", type=float, metavar="SECONDS")
@@ -90,6 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="HOST:PORT",
         help="serve plain-HTTP /healthz and /metrics (Prometheus) there, e.g. 127.0.0.1:9100 "
         "(with --workers, the first process's figures only)",
+    )
+    parser.add_argument(
+        "--status-allow-remote",
+        action="store_true",
+        default=None,
+        help="let --status listen off loopback (anyone reaching it reads /metrics: no authentication)",
     )
     parser.add_argument(
         "--forward",
@@ -189,6 +199,7 @@ def _body(args: argparse.Namespace) -> int:
             "workers": args.workers,
             # Workers share the TLS port; the status port stays with the first process.
             "status": "" if args.worker_child else args.status,
+            "status_allow_remote": args.status_allow_remote,
             "forward": args.forward,
             "forward_identity": args.forward_identity,
             "forward_underscore_headers": args.forward_underscore_headers,

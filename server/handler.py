@@ -32,7 +32,6 @@ import json
 import ssl
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Final, NoReturn
 
 import trio
@@ -88,7 +87,7 @@ class HandlerSettings:
     allow: AllowList = field(default_factory=AllowList)
     trace: bool = False  # log each connection's handshake diagram
     record_handshakes: bool = False  # keep each connection's messages for the browser page
-    crl: Path | None = None  # the CRL file client leaves are checked against, if any
+    crl: tuple[str, ...] = ()  # the CRLs client leaves are checked against (views.describe_crls)
     protocol_sniff: float = 0.3
     ca_subject: str = "the configured CA"
     trusted: tuple[x509.Certificate, ...] = ()  # the CA file's certificates, to explain refusals

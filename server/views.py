@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
+
+from cryptography import x509
 
 from mtls_ref.shared.tls.identity import Decision, PeerIdentity
 from mtls_ref.shared.tls.trace import HandshakeRecorder
 
-__all__ = ["SessionInfo", "forbidden_document", "home_page", "whoami_document"]
+__all__ = ["SessionInfo", "describe_crls", "forbidden_document", "home_page", "whoami_document"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -27,9 +28,21 @@ class SessionInfo:
     # (building it costs more than the rest of a connection's bookkeeping). None: unknown.
     verified_chain: Callable[[], list[str] | None] = field(default=lambda: None, repr=False)
     alpn: Callable[[], str | None] = field(default=lambda: None, repr=False)  # asked by the page only
-    crl: Path | None = None  # the CRL file the leaf was checked against; None: no revocation check
+    # The CRLs the leaf was checked against, as :func:`describe_crls` names them (issuer, next
+    # update), computed when the CRL file is loaded, not per request; empty: no revocation check.
+    # Never the file's path: that is no business of the server's clients.
+    crl: tuple[str, ...] = ()
     # This connection's messages so far, when the server records them (record_handshakes/trace).
     handshake: HandshakeRecorder | None = field(default=None, repr=False)
+
+
+def describe_crls(crls: Iterable[x509.CertificateRevocationList]) -> tuple[str, ...]:
+    """``CRL from O=...,CN=... Intermediate, next update 2027-01-31``, one per CRL: what a client is told."""
+    return tuple(
+        f"CRL from {crl.issuer.rfc4514_string()}, "
+        + (f"next update {crl.next_update_utc:%Y-%m-%d}" if crl.next_update_utc else "no next update")
+        for crl in crls
+    )
 
 
 def whoami_document(info: SessionInfo) -> dict[str, Any]:

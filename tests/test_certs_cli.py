@@ -8,6 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from mtls_ref.shared.pki.cli import main
 
@@ -192,3 +196,103 @@ def test_entry_point_runs_as_a_process(tmp_path: Path) -> None:
     """`python -m mtls_ref.shared.pki.cli --help` works outside pytest too."""
     done = run(sys.executable, "-P", "-m", "mtls_ref.shared.pki.cli", "--help")
     assert done.returncode == 0 and "mtls-certs" in done.stdout
+
+
+def tree(folder: Path) -> dict[str, bytes | None]:
+    """Every path under ``folder``, with a file's bytes (None for a folder): to see that nothing moved."""
+    return {str(p.relative_to(folder)): p.read_bytes() if p.is_file() else None for p in folder.rglob("*")}
+
+
+NOT_FILE_NAMES = ["../../trav/evil", "<b>x</b>", ".hidden", "", "a/b", "x" * 65, "caf\u00e9", "a b"]
+
+
+@pytest.mark.parametrize("name", NOT_FILE_NAMES)
+@pytest.mark.parametrize("mode", [[], ["--self-signed"]], ids=["ca", "self-signed"])
+def test_issue_refuses_a_name_that_is_no_plain_file_name(
+    tmp_path: Path, name: str, mode: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """issue NAME writes NAME.key/.csr/.pem: a path, markup, a hidden or empty name is refused, saying how
+    to name it, and nothing is written anywhere (the PKI sits two folders down, so '../..' stays here)."""
+    pki_dir = tmp_path / "a" / "b" / "pki"
+    assert certs(pki_dir, "init") == 0
+    capsys.readouterr()
+    before = tree(tmp_path)
+    assert certs(pki_dir, "issue", "client", name, *mode) == 3
+    said = capsys.readouterr().err
+    assert f"certificate name {name!r} cannot be used as a file name" in said, said
+    assert "letters, digits, '.', '_' and '-'" in said and "mtls-certs sign" in said
+    assert tree(tmp_path) == before
+
+
+@pytest.mark.parametrize("name", ["../../trav/evil", ".hidden", ""])
+def test_export_refuses_a_name_that_is_no_plain_file_name(
+    tmp_path: Path, name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """export NAME reads NAME.pem/.key and writes NAME.p12 in the PKI folder: same rule, nothing written."""
+    pki_dir = tmp_path / "a" / "b" / "pki"
+    assert certs(pki_dir, "init") == 0
+    trav = tmp_path / "a" / "trav"
+    trav.mkdir()
+    assert certs(trav, "init") == 0 and certs(trav, "issue", "client", "evil") == 0  # what '..' would reach
+    capsys.readouterr()
+    before = tree(tmp_path)
+    assert certs(pki_dir, "export", name, "--p12") == 3
+    assert f"certificate name {name!r} cannot be used as a file name" in capsys.readouterr().err
+    assert tree(tmp_path) == before
+
+
+def test_plain_file_names_are_issued(ca_dir: Path) -> None:
+    """Letters, digits, '.', '_' and '-', up to 64 characters, make a leaf whose CN is the name."""
+    for name in ("web-01.example_2", "x" * 64):
+        assert certs(ca_dir, "issue", "client", name) == 0
+        assert (ca_dir / f"{name}-chain.pem").is_file()
+
+
+def test_issue_refuses_a_san_that_breaks_identity_formats(
+    ca_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """issue --san 'DNS:a.example;URI=...' stops before any file is written, naming the SAN and the rule."""
+    before = tree(ca_dir)
+    assert certs(ca_dir, "issue", "client", "eve", "--san", "DNS:a.example;URI=spiffe://td/admin") == 3
+    said = capsys.readouterr().err
+    assert "SAN 'DNS:a.example;URI=spiffe://td/admin' is not a host name" in said, said
+    assert tree(ca_dir) == before
+
+
+def csr_requesting(tmp_path: Path, *names: x509.GeneralName) -> Path:
+    """A CSR for CN=eve, made with cryptography: openssl's -addext cannot spell a NUL."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "eve")]))
+        .add_extension(x509.SubjectAlternativeName(list(names)), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    path = tmp_path / "eve.csr"
+    path.write_bytes(csr.public_bytes(serialization.Encoding.PEM))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("requested", "named"),
+    [
+        (x509.DNSName("a.example;URI=spiffe://td/admin"), "'DNS:a.example;URI=spiffe://td/admin'"),
+        (x509.UniformResourceIdentifier("spiffe://td/a\x00\x1b[2J"), "'URI:spiffe://td/a\\x00\\x1b[2J'"),
+        (x509.RFC822Name("eve@exa_mple.com"), "'email:eve@exa_mple.com'"),
+    ],
+)
+def test_sign_san_from_csr_refuses_the_csrs_bad_san(
+    ca_dir: Path, tmp_path: Path, requested: x509.GeneralName, named: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--san-from-csr names the CSR's offending SAN (escaped, never raw on the terminal); nothing written."""
+    csr = csr_requesting(tmp_path, x509.DNSName("eve.example"), requested)
+    out = tmp_path / "eve.pem"
+    assert certs(ca_dir, "sign", csr, "--profile", "client", "--san-from-csr", "--out", out) == 3
+    said = capsys.readouterr().err
+    assert f"the CSR requests SAN {named}, which " in said, said
+    assert "\x00" not in said and "\x1b" not in said
+    assert not out.exists()
+    assert certs(ca_dir, "sign", csr, "--profile", "client", "--out", out) == 0  # its SANs ignored: fine
+    said = capsys.readouterr().err
+    assert f"ignoring the CSR's requested SANs (DNS:eve.example, {named})" in said, said
+    assert "\x00" not in said and "\x1b" not in said

@@ -31,12 +31,12 @@ from mtls_ref.shared.pki.authority import (
     IssuedFiles,
     Profile,
     build_certificate,
-    parse_san,
 )
 from mtls_ref.shared.pki.badset import Manifest
 from mtls_ref.shared.pki.keys import generate_key, load_certificates, pem, utcnow, write_private_key
 from mtls_ref.shared.tls.context import ALPN_LINE, client_context
 from mtls_ref.shared.tls.identity import AllowList, AllowRule, PeerIdentity
+from mtls_ref.shared.tls.keylog import set_stdlib_keylog
 
 from .pkitools import Pki
 from .tlstools import client_config, log_events, start_server, start_server_with
@@ -147,8 +147,10 @@ def test_rules_with_control_characters_or_no_at_are_config_errors(bad: str) -> N
         AllowRule.parse(bad)
 
 
-def issue_with_subject(pki: Pki, folder: Path, subject: x509.Name, sans: list[str]) -> IssuedFiles:
-    """A client leaf from the test CA with a subject the tools would not make."""
+def issue_with_subject(
+    pki: Pki, folder: Path, subject: x509.Name, sans: list[x509.GeneralName]
+) -> IssuedFiles:
+    """A client leaf from the test CA with a subject (and SANs, built directly) the tools would not make."""
     ca = CertificateAuthority.load(PKIConfig(dir=pki.dir))
     key = generate_key("p256")
     cert = build_certificate(
@@ -157,7 +159,7 @@ def issue_with_subject(pki: Pki, folder: Path, subject: x509.Name, sans: list[st
         issuer=ca.signer_cert.subject,
         issuer_key=ca.signer_key,
         profile=Profile.CLIENT,
-        sans=[parse_san(s) for s in sans],
+        sans=sans,
         now=utcnow(),
         days=2,
     )
@@ -297,6 +299,113 @@ def test_keylog_readable_by_others_is_refused(pki: Pki, tmp_path: Path) -> None:
         Server(tlstools.server_config(pki, keylog=keys), log=EventLog("json", [].append))
 
 
+def keylog_refusal(pki: Pki, keys: Path) -> str:
+    """The ConfigError a server with key log ``keys`` stops with (the engine the fixture chose)."""
+    from . import tlstools
+
+    with pytest.raises(ConfigError) as refused:
+        Server(tlstools.server_config(pki, keylog=keys), log=EventLog("json", [].append))
+    return str(refused.value)
+
+
+@pytest.mark.usefixtures("tls_engine")
+def test_keylog_symlink_is_refused(pki: Pki, tmp_path: Path) -> None:
+    """A key log that is a symbolic link (even to a 0600 file of ours) is refused: it could point anywhere."""
+    target = tmp_path / "target.keylog"
+    target.write_text("")
+    target.chmod(0o600)
+    link = tmp_path / "link.keylog"
+    link.symlink_to(target)
+    said = keylog_refusal(pki, link)
+    assert f"key log {str(link)!r} is a symbolic link" in said
+    assert target.read_text() == ""
+
+
+@pytest.mark.usefixtures("tls_engine")
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another user (chown) needs root")
+def test_keylog_owned_by_another_user_is_refused(pki: Pki, tmp_path: Path) -> None:
+    """A 0600 key log that belongs to another user is refused: that user would read the secrets."""
+    keys = tmp_path / "theirs.keylog"
+    keys.write_text("")
+    keys.chmod(0o600)
+    os.chown(keys, 65534, 65534)
+    said = keylog_refusal(pki, keys)
+    assert "belongs to uid 65534" in said and "chown" in said, said
+    assert keys.read_text() == ""
+
+
+@pytest.mark.usefixtures("tls_engine")
+def test_keylog_readable_by_the_group_is_refused(pki: Pki, tmp_path: Path) -> None:
+    """Group bits are refused as others' are: mode 0640 is not 0600."""
+    keys = tmp_path / "group.keylog"
+    keys.write_text("")
+    keys.chmod(0o640)
+    assert "(mode 640)" in keylog_refusal(pki, keys)
+
+
+def test_client_keylog_symlink_is_refused(pki: Pki, tmp_path: Path) -> None:
+    """The client's context builder makes the same checks as the server's."""
+    target = tmp_path / "target.keylog"
+    target.write_text("")
+    target.chmod(0o600)
+    link = tmp_path / "link.keylog"
+    link.symlink_to(target)
+    with pytest.raises(ConfigError, match="is a symbolic link"):
+        client_context(dataclasses.replace(client_config(pki), keylog=link))
+
+
+class _SwappingContext(ssl.SSLContext):
+    """Plays the attacker: replaces the key log with a link just before CPython opens it."""
+
+    swap: tuple[Path, Path] | None = None
+
+    @property  # type: ignore[override]
+    def keylog_filename(self) -> str | None:
+        return ssl.SSLContext.keylog_filename.__get__(self)  # type: ignore[attr-defined,no-any-return]
+
+    @keylog_filename.setter
+    def keylog_filename(self, value: str | None) -> None:
+        if value is not None and self.swap is not None:
+            path, elsewhere = self.swap
+            path.rename(elsewhere)
+            path.symlink_to(elsewhere)
+        ssl.SSLContext.keylog_filename.__set__(self, value)  # type: ignore[attr-defined]
+
+
+def test_stdlib_keylog_swapped_for_a_link_while_opening_is_refused(tmp_path: Path) -> None:
+    """On the stdlib engine CPython opens the path itself: a link swapped in before it does is refused."""
+    keys = tmp_path / "k.keylog"
+    ctx = _SwappingContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.swap = (keys, tmp_path / "elsewhere")
+    with pytest.raises(ConfigError, match="was replaced while it was being opened"):
+        set_stdlib_keylog(ctx, keys)
+    assert ctx.keylog_filename is None
+
+
+async def test_openssl_engine_recreates_a_moved_keylog_0600(pki: Pki, tmp_path: Path) -> None:
+    """A key log moved away while the server runs comes back as a new 0600 file (whatever the umask)
+    with the next handshake's lines; the moved file keeps only the earlier ones."""
+    keys, moved = tmp_path / "server.keylog", tmp_path / "moved.keylog"
+    umask = os.umask(0o022)
+    try:
+        async with trio.open_nursery() as nursery:
+            server, port, _ = await start_server(nursery, pki, tls_engine="openssl", keylog=keys)
+            config = client_config(pki, port=port, tls_min="1.3", tls_max="1.3")
+            with trio.fail_after(15):
+                first = await run_client(config, client_context(config, alpn=[ALPN_LINE]), messages=["QUIT"])
+            keys.rename(moved)
+            with trio.fail_after(15):
+                second = await run_client(config, client_context(config, alpn=[ALPN_LINE]), messages=["QUIT"])
+            server.shutdown()
+    finally:
+        os.umask(umask)
+    assert (first.result, second.result) == (Exit.OK, Exit.OK)
+    assert stat.S_IMODE(keys.lstat().st_mode) == 0o600
+    old, new = moved.read_text().splitlines(), keys.read_text().splitlines()
+    assert any(line.startswith("CLIENT_HANDSHAKE_TRAFFIC_SECRET ") for line in new), new
+    assert len(old) == len(new) and not set(old) & set(new)
+
+
 def test_client_warns_when_writing_a_keylog(pki: Pki, tmp_path: Path) -> None:
     """mtls-client --keylog says on stderr that it writes session secrets, and creates the file 0600."""
     keys = tmp_path / "client.keylog"
@@ -326,7 +435,10 @@ async def test_control_characters_in_sans_cannot_forge_log_lines(pki: Pki, tmp_p
     """A SAN holding a newline and a tab stays inside one quoted, escaped field of one text line."""
     forged = "spiffe://td/x\n2026-01-01T00:00:00+0000 connection outcome=accepted subject=CN=admin\tz"
     odd = issue_with_subject(
-        pki, tmp_path, x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mallory")]), [f"URI:{forged}"]
+        pki,
+        tmp_path,
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mallory")]),
+        [x509.UniformResourceIdentifier(forged)],
     )
     lines: list[str] = []
     from . import tlstools

@@ -69,7 +69,9 @@ async def test_browser_page_draws_this_connections_handshake(
     fields = parse(page).ids
     assert fields["subject"] == "CN=alice" and fields["spiffe-id"] == "spiffe://mtls-ref.test/alice"
     assert f"TLSv{tls_version}" in page and "<code>http/1.1</code>" in page
-    assert "crl.pem" in page  # revocation on, and which file
+    issuer = pki.ca.signer_cert.subject.rfc4514_string()
+    assert f"<dt>Revocation (CRL)</dt><dd>on: CRL from {issuer}, next update 20" in page
+    assert "crl.pem" not in page and tmp_path.name not in page  # the server's files are its own business
     arrows = diagram(page)
     assert arrows[0] == ("client", "ClientHello") and arrows[1] == ("server", "ServerHello")
     client_auth = [name for sender, name in arrows if sender == "client"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
@@ -13,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from mtls_ref.server.page import accepts_html, forbidden_html, home_html, request_host
-from mtls_ref.server.views import SessionInfo
+from mtls_ref.server.views import SessionInfo, describe_crls
 from mtls_ref.shared.tls.identity import AllowList, PeerIdentity, identity_from_certificate
 from mtls_ref.shared.tls.render_svg import render_svg
 from mtls_ref.shared.tls.trace import MAX_EVENTS, HandshakeRecorder, Role, TraceEvent
@@ -219,6 +220,25 @@ def test_commands_follow_the_host_the_browser_used() -> None:
     assert "-connect [::1]:9443 -servername ::1" in page.ids["s-client-command"]
     default_port = parse(home_html(info_for(hostile_identity()), host="example.test"))
     assert "-connect example.test:443" in default_port.ids["s-client-command"]
+
+
+def test_revocation_row_names_each_crl_by_issuer_and_next_update() -> None:
+    """The row says whose CRLs are checked and until when, one line per CRL."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    crls = [
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+        .last_update(dt.datetime(2026, 6, 1, tzinfo=dt.UTC))
+        .next_update(dt.datetime(2027, 3, day, tzinfo=dt.UTC))
+        .sign(key, hashes.SHA256())
+        for name, day in (("Test Intermediate", 4), ("Test <Root>", 5))
+    ]
+    info = dataclasses.replace(info_for(hostile_identity()), crl=describe_crls(crls))
+    page = home_html(info, host="localhost")
+    assert (
+        "<dd>on: CRL from CN=Test Intermediate, next update 2027-03-04<br>"
+        "CRL from CN=Test \\&lt;Root\\&gt;, next update 2027-03-05</dd>"  # RFC 4514 escapes, then HTML
+    ) in page
 
 
 def test_forbidden_page_names_the_identity_and_why() -> None:

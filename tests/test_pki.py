@@ -15,6 +15,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from mtls_ref.shared.core.config import KEY_TYPES, PKIConfig
 from mtls_ref.shared.core.errors import CertificateError
 from mtls_ref.shared.pki.authority import CertificateAuthority, Profile, make_csr, parse_san
+from mtls_ref.shared.pki.inspect import format_san
 from mtls_ref.shared.pki.keys import (
     atomic_write,
     generate_key,
@@ -195,6 +196,65 @@ def test_bad_san_is_explained(text: str, message: str) -> None:
     """A malformed --san value says which forms are accepted."""
     with pytest.raises(CertificateError, match=message):
         parse_san(text)
+
+
+HOST_RULE = "labels of letters, digits and '-'"
+CONTROL_RULE = "no SAN value may hold a control character or whitespace"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        # another kind of name smuggled into a DNS name: what a ';'-separated identity header would split
+        ("DNS:a.example;URI=spiffe://td/admin", f"is not a host name: {HOST_RULE}"),
+        ("DNS:a\x00.example", rf"'\\x00' at position 5: {CONTROL_RULE}"),
+        ("DNS:a.example\n", rf"'\\n' at position 13: {CONTROL_RULE}"),
+        ("DNS: a.example", rf"' ' at position 4: {CONTROL_RULE}"),
+        ("DNS:-a.example", "is not a host name"),
+        ("DNS:a..example", "is not a host name"),
+        ("DNS:a.example.", "is not a host name"),
+        ("DNS:" + "a" * 64 + ".example", "is not a host name"),
+        ("DNS:" + "a" * 62 + ("." + "a" * 62) * 3 + ".example", "is not a host name"),  # 260 characters
+        ("DNS:*.*.example", "is not a host name"),
+        ("DNS:a.*.example", "is not a host name"),
+        ("DNS:under_score.example", "is not a host name"),
+        ("DNS:b\u00fccher.example", "is not a host name"),
+        ("email:alice", "has no '@'"),
+        ("email:@example.com", "has no local part"),
+        ("email:a@evil.test@example.com", "has more than one '@'"),
+        ("email:a@exa_mple.com", "the domain 'exa_mple.com' is not a host name"),
+        ("email:a\t@example.com", rf"'\\t' at position 7: {CONTROL_RULE}"),
+        ("URI:spiffe://td/a b", rf"' ' at position 17: {CONTROL_RULE}"),
+        ("URI:spiffe://td/a\x7f", rf"'\\x7f' at position 17: {CONTROL_RULE}"),
+        ("URI:spiffe://td/a\x9b", rf"'\\x9b' at position 17: {CONTROL_RULE}"),
+        ("URI:spiffe://td/caf\u00e9", "holds non-ASCII characters"),
+        ("IP:127.0.0.1 ", rf"' ' at position 12: {CONTROL_RULE}"),
+        ("IP:fe80::1%eth0", "zone"),
+    ],
+)
+def test_san_values_that_would_break_identity_formats_are_refused(text: str, message: str) -> None:
+    """Each rule a SAN value must follow, named with the offending value."""
+    with pytest.raises(CertificateError, match=message) as refused:
+        parse_san(text)
+    assert str(refused.value).startswith(f"SAN {text!r} ")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "DNS:localhost",
+        "DNS:*.example.com",
+        "DNS:xn--bcher-kva.example",
+        "DNS:" + "a" * 63 + ".example",
+        "email:a.b+c@example.com",
+        "URI:spiffe://td/a;b,c=d",  # legal in URIs: whoever forwards it quotes it
+        "IP:::1",
+        "IP:127.0.0.1",
+    ],
+)
+def test_san_values_that_follow_the_rules_are_taken(text: str) -> None:
+    """The controls: ordinary names of each kind, and the URI characters an identity header must quote."""
+    assert format_san(parse_san(text)) == text
 
 
 def test_load_errors_are_clear(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import socket
 
 import pytest
 import trio
@@ -17,7 +18,7 @@ from mtls_ref.shared.pki.revocation import build_crl
 from mtls_ref.shared.tls.context import ALPN_LINE, client_context
 
 from .pkitools import Pki
-from .tlstools import client_config, no_cert, start_server
+from .tlstools import client_config, log_events, no_cert, start_server
 
 
 async def http_get(port: int, path: str) -> tuple[int, str]:
@@ -118,3 +119,61 @@ def test_status_address_must_be_host_port(pki: Pki) -> None:
 
     with pytest.raises(ConfigError, match="is not HOST:PORT"):
         trio.run(start)
+
+
+def test_status_off_loopback_needs_allow_remote(pki: Pki) -> None:
+    """A status address off loopback without status_allow_remote stops the server as it is made."""
+    from mtls_ref.server.app import Server
+    from mtls_ref.server.log import EventLog
+    from mtls_ref.shared.core.errors import ConfigError
+
+    from .tlstools import server_config
+
+    with pytest.raises(ConfigError, match=r"status '0\.0\.0\.0:9100' is not a loopback address"):
+        Server(server_config(pki, status="0.0.0.0:9100"), log=EventLog("json", [].append))
+
+
+def test_status_flag_off_loopback_is_refused_before_binding(
+    pki: Pki, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`mtls-server --status 0.0.0.0:PORT` exits 2 naming --status-allow-remote, before any socket: the
+    TLS address (203.0.113.1, TEST-NET-3, never local) would fail to bind if the check came later."""
+    from mtls_ref.server.cli import main
+
+    flags = ["--cert", str(pki.server.chain), "--key", str(pki.server.key), "--ca", str(pki.ca_cert)]
+    assert main([*flags, "--host", "203.0.113.1", "--port", "0", "--status", "0.0.0.0:9100"]) == 2
+    said = capsys.readouterr().err
+    assert "status '0.0.0.0:9100' is not a loopback address" in said, said
+    assert "--status-allow-remote" in said and "status_allow_remote = true" in said
+
+
+def test_status_open_to_the_network_is_announced(pki: Pki) -> None:
+    """With status_allow_remote the server starts, and its banner and listening event say the status
+    port answers the network without authentication (announced without binding 0.0.0.0 in a test)."""
+    from mtls_ref.server.app import Server
+    from mtls_ref.server.log import EventLog
+
+    from .tlstools import server_config
+
+    lines: list[str] = []
+    config = server_config(pki, status="0.0.0.0:9100", status_allow_remote=True)
+    server = Server(config, log=EventLog("json", lines.append))
+    assert server.posture([("127.0.0.1", 8443)])["status_warning"] == (
+        "the status port 0.0.0.0:9100 is open to the network (status_allow_remote): /healthz and "
+        "/metrics answer anyone who reaches it, without authentication"
+    )
+    text: list[str] = []
+    Server(config, log=EventLog("text", text.append))._log_start([("127.0.0.1", 8443)])
+    assert f"  WARNING          {server.posture([])['status_warning']}" in text[0].splitlines()
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1:0", "localhost:0", "[::1]:0", ":0"])
+async def test_status_on_loopback_needs_no_opt_in(pki: Pki, address: str) -> None:
+    """Loopback status addresses (and an empty host, which means 127.0.0.1) start as before, unannounced."""
+    if address.startswith("[::1]") and not socket.has_ipv6:
+        pytest.skip("this machine has no IPv6")
+    async with trio.open_nursery() as nursery:
+        server, _, log = await start_server(nursery, pki, status=address)
+        server.shutdown()
+    (listening,) = log_events(log, "listening")
+    assert listening["status"] and "status_warning" not in listening

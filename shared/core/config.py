@@ -130,6 +130,8 @@ class ServerConfig:
     keylog: Path | None = None
     # HOST:PORT of the plain-HTTP status port (/healthz, /metrics); empty: off.
     status: str = ""
+    # The status port has no authentication: an address off loopback is refused without this.
+    status_allow_remote: bool = False
     # HOST:PORT of a plain TCP backend: after the handshake and the allow-list, bytes are
     # copied both ways (mTLS in front of any service); empty: the server answers itself.
     forward: str = ""

@@ -21,9 +21,11 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import ipaddress
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -46,6 +48,7 @@ from mtls_ref.shared.pki.keys import (
     utcnow,
     write_private_key,
 )
+from mtls_ref.shared.pki.san_rules import general_name_problem, text_problem, value_problem
 
 __all__ = [
     "CertificateAuthority",
@@ -53,6 +56,7 @@ __all__ = [
     "LeafOptions",
     "Profile",
     "build_certificate",
+    "check_file_name",
     "issue_self_signed",
     "make_csr",
     "parse_san",
@@ -76,24 +80,36 @@ class Profile(enum.Enum):
 # --- names ------------------------------------------------------------------
 
 
+_SAN_KINDS: Final = {"dns": "DNS", "ip": "IP", "uri": "URI", "email": "email"}
+
+
 def parse_san(text: str) -> x509.GeneralName:
-    """``DNS:localhost``, ``IP:127.0.0.1``, ``URI:spiffe://td/wl``, ``email:a@b`` -> GeneralName."""
+    """``DNS:localhost``, ``IP:127.0.0.1``, ``URI:spiffe://td/wl``, ``email:a@b`` -> GeneralName.
+
+    The value must follow :mod:`~mtls_ref.shared.pki.san_rules`; the error names the rule it breaks.
+    """
     kind, sep, value = text.partition(":")
     kind = kind.strip().lower()
     if not sep or not value:
         raise CertificateError(f"SAN {text!r} needs a type prefix: DNS:, IP:, URI: or email:")
-    if kind == "dns":
-        return x509.DNSName(value)
+    if kind not in _SAN_KINDS:
+        raise CertificateError(f"SAN {text!r}: unknown type {kind!r}; use DNS:, IP:, URI: or email:")
+    problem = text_problem(text) or value_problem(_SAN_KINDS[kind], value)
+    if problem is not None:
+        raise CertificateError(f"SAN {text!r} {problem}")
     if kind == "ip":
         try:
             return x509.IPAddress(ipaddress.ip_address(value))
         except ValueError:
             raise CertificateError(f"SAN {text!r}: {value!r} is not an IP address") from None
-    if kind == "uri":
-        return x509.UniformResourceIdentifier(value)
-    if kind == "email":
+    try:
+        if kind == "dns":
+            return x509.DNSName(value)
+        if kind == "uri":
+            return x509.UniformResourceIdentifier(value)
         return x509.RFC822Name(value)
-    raise CertificateError(f"SAN {text!r}: unknown type {kind!r}; use DNS:, IP:, URI: or email:")
+    except ValueError as exc:  # cryptography's own checks (an email it cannot parse)
+        raise CertificateError(f"SAN {text!r} is refused by the X.509 library: {exc}") from exc
 
 
 def key_identifier(public_key: CertificatePublicKeyTypes) -> str:
@@ -249,6 +265,25 @@ class LeafOptions:
         return not_before, not_after
 
 
+# A leaf's name becomes its file names (NAME.key, NAME.pem, NAME.p12...) in the PKI folder, so
+# it must be one plain, portable file name: no folder, no markup, not hidden. 64 is also X.520's
+# upper bound for the CN (RFC 5280 ub-common-name) that ``issue`` makes of the same name.
+_FILE_NAME: Final = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}")
+
+
+def check_file_name(name: str) -> str:
+    """``name``, if it is safe as the stem of a leaf's files; else an error saying how to name it."""
+    if not _FILE_NAME.fullmatch(name):
+        raise CertificateError(
+            f"certificate name {name!r} cannot be used as a file name: it becomes NAME.key, NAME.pem... "
+            "in the PKI folder, so use letters, digits, '.', '_' and '-' only, not starting with '.', "
+            "at most 64 characters (e.g. alice, web-01). 'issue' also makes NAME the certificate's CN; "
+            "for another CN, make a CSR with it (openssl req -new -subj '/CN=...') and sign that with "
+            "'mtls-certs sign CSR --profile ... --out FILE'"
+        )
+    return name
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class IssuedFiles:
     """The files one ``issue`` wrote, in the order the docs make them."""
@@ -260,6 +295,8 @@ class IssuedFiles:
 
     @classmethod
     def named(cls, name: str, out_dir: Path) -> IssuedFiles:
+        """The files of leaf ``name`` in ``out_dir``; ``name`` must pass :func:`check_file_name`."""
+        check_file_name(name)
         return cls(
             key=out_dir / f"{name}.key",
             csr=out_dir / f"{name}.csr",
@@ -392,6 +429,14 @@ class CertificateAuthority:
             public_key = csr.public_key()
         except (ValueError, UnsupportedAlgorithm) as exc:
             raise CertificateError(f"CSR public key is not usable: {exc}") from exc
+        requested = requested_sans(csr) if sans_from_csr else []
+        for name in requested:
+            shown, problem = general_name_problem(name)
+            if problem is not None:
+                raise CertificateError(
+                    f"the CSR requests SAN {shown!r}, which {problem}. Ask for a CSR without it, or sign "
+                    "without --san-from-csr and give the names with --san"
+                )
         common_names = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
         if len(common_names) != 1:
             raise CertificateError(
@@ -404,7 +449,7 @@ class CertificateAuthority:
             issuer=self.signer_cert.subject,
             issuer_key=self.signer_key,
             profile=profile,
-            sans=[*sans, *(requested_sans(csr) if sans_from_csr else ())],
+            sans=[*sans, *requested],
             now=now or utcnow(),
             days=days,
             serial=serial,

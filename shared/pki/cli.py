@@ -21,6 +21,7 @@ from mtls_ref.shared.pki.authority import (
     IssuedFiles,
     LeafOptions,
     Profile,
+    check_file_name,
     issue_self_signed,
     parse_san,
     requested_sans,
@@ -43,6 +44,7 @@ from mtls_ref.shared.pki.keys import (
     read_passphrase,
 )
 from mtls_ref.shared.pki.revocation import load_crls, revoke, write_crl
+from mtls_ref.shared.pki.san_rules import general_name_problem
 
 __all__ = ["main"]
 
@@ -77,13 +79,18 @@ def build_parser() -> argparse.ArgumentParser:
         "issue", help="generate key, write CSR, have the CA sign it, write the certificate"
     )
     issue.add_argument("role", choices=["server", "client"], help="profile: EKU serverAuth or clientAuth")
-    issue.add_argument("name", help="common name; also the file name stem (NAME.key, NAME.csr, NAME.pem)")
+    issue.add_argument(
+        "name",
+        help="common name, and the stem of the files (NAME.key, NAME.csr, NAME.pem): letters, digits, "
+        "'.', '_', '-', up to 64 (for any other CN, sign a CSR with 'sign')",
+    )
     issue.add_argument(
         "--san",
         action="append",
         default=[],
         metavar="TYPE:VALUE",
-        help="subject alternative name: DNS:host, IP:addr, URI:spiffe://..., email:a@b (repeatable)",
+        help="subject alternative name: DNS:host, IP:addr, URI:spiffe://..., email:a@b (repeatable; "
+        "no spaces or control characters, DNS a host name, optionally *.)",
     )
     issue.add_argument("--out-dir", type=Path, help="where to write (default: the PKI folder)")
     _key_options(issue, days_help="validity in days (overrides [pki] leaf_days); negative: already expired")
@@ -376,7 +383,9 @@ def _cmd_sign(args: argparse.Namespace) -> int:
     config = _config(args)
     csr = load_csr(args.csr)
     ca = _load_ca(config, args)
-    requested = [format_san(name) for name in requested_sans(csr)]
+    # Quoted and escaped when they break a rule: a CSR's control characters never reach the terminal.
+    judged = [general_name_problem(name) for name in requested_sans(csr)]
+    requested = [shown if problem is None else repr(shown) for shown, problem in judged]
     if args.san_from_csr:
         shown = ", ".join(requested) or "none"
         print(f"taking the CSR's requested SANs (review them): {shown}", file=sys.stderr)
@@ -508,6 +517,7 @@ def _ca_chain(pki: PKIConfig) -> list[x509.Certificate]:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
+    check_file_name(args.name)  # NAME.pem, NAME.key and NAME.p12 are files in the PKI folder
     config = _config(args)
     folder = config.pki.dir
     out = args.out or folder / f"{args.name}.p12"

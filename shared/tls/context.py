@@ -8,7 +8,8 @@ policy for the server's openssl engine, from the same file checks):
 * both roles: TLS 1.2 minimum (RFC 8996 retired 1.0/1.1), 1.3 preferred, the
   configured range applied; TLS 1.2 suites ECDHE + AEAD only;
   ``VERIFY_X509_STRICT`` so malformed certificates are refused as strict
-  verifiers elsewhere would; an optional NSS key log, created 0600.
+  verifiers elsewhere would; an optional NSS key log, checked by
+  :mod:`.keylog` (0600, ours, no link) before CPython opens it.
 * server: ``CERT_REQUIRED`` always. A server config that cannot enforce client
   authentication (no CA) is refused before any socket is opened.
 * client: ``PROTOCOL_TLS_CLIENT`` (``CERT_REQUIRED`` plus hostname/IP checking
@@ -25,7 +26,6 @@ Connections over these contexts are :class:`~mtls_ref.shared.tls.connection.TLSC
 
 from __future__ import annotations
 
-import os
 import re
 import ssl
 import tempfile
@@ -39,6 +39,7 @@ from mtls_ref.shared.core.errors import CertificateError, ConfigError
 from mtls_ref.shared.pki.keys import read_passphrase
 from mtls_ref.shared.pki.revocation import parse_crls
 from mtls_ref.shared.tls import trace
+from mtls_ref.shared.tls.keylog import set_stdlib_keylog
 
 __all__ = [
     "ALPN_HTTP",
@@ -46,7 +47,6 @@ __all__ = [
     "TLS12_CIPHERS",
     "client_context",
     "key_mismatch",
-    "prepare_keylog",
     "read_crls",
     "require_ca_file",
     "require_credential_files",
@@ -74,7 +74,7 @@ def _common(ctx: ssl.SSLContext, tls_min: str, tls_max: str, keylog: Path | None
     ctx.verify_flags |= ssl.VERIFY_X509_STRICT
     ctx.options |= ssl.OP_NO_RENEGOTIATION  # mid-connection renegotiation only widens attack surface
     if keylog is not None:
-        ctx.keylog_filename = str(prepare_keylog(keylog))
+        set_stdlib_keylog(ctx, keylog)
     # The message hook is always installed: the client draws its handshake diagram from it,
     # the server names the presented certificate in refusals (trace.PeerCertificateCatcher).
     # It only records for connections whose task has a recorder set.
@@ -200,28 +200,6 @@ def read_crl_file(path: Path) -> tuple[bytes, list[x509.CertificateRevocationLis
 def read_crls(path: Path) -> list[x509.CertificateRevocationList]:
     """The CRLs of a checked CRL file (see :func:`read_crl_file`)."""
     return read_crl_file(path)[1]
-
-
-def prepare_keylog(path: Path) -> Path:
-    """Make sure the key-log file exists and only its owner can read it: it holds session secrets.
-
-    A new file is created 0600; an existing one that others can read is refused
-    rather than appended to.
-    """
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    except OSError as exc:
-        raise ConfigError(f"cannot open key log {str(path)!r}: {exc.strerror}; check the folder") from exc
-    try:
-        mode = os.fstat(fd).st_mode & 0o777
-    finally:
-        os.close(fd)
-    if mode & 0o077:
-        raise ConfigError(
-            f"key log {str(path)!r} is readable by others (mode {mode:o}); it would hold session secrets: "
-            f"run 'chmod 600 {path}' or pick a new file"
-        )
-    return path
 
 
 def client_context(config: ClientConfig, *, alpn: list[str] | None = None) -> ssl.SSLContext:

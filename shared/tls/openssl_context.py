@@ -22,7 +22,8 @@ newer one does a full P-256 mTLS handshake in about half the time (README,
   server-side session cache;
 * ALPN chosen by the server (``http/1.1`` or ``mtls-ref/1``; a client offering
   only other protocols gets none, not an alert, and is sniffed by the handler);
-* the NSS key log through pyOpenSSL's keylog callback, into a 0600 file;
+* the NSS key log through pyOpenSSL's keylog callback, into a checked 0600 file
+  kept open (:class:`~mtls_ref.shared.tls.keylog.KeyLogFile`);
 * OpenSSL's message callback for the trace, only with ``trace`` or ``record_handshakes``, and a
   C-level verify callback that keeps a refused peer's chain
   (:mod:`.openssl_lowlevel`);
@@ -50,12 +51,12 @@ from mtls_ref.shared.tls.context import (
     ALPN_LINE,
     TLS12_CIPHERS,
     key_mismatch,
-    prepare_keylog,
     read_crls,
     require_ca_file,
     require_credential_files,
     require_server_ca,
 )
+from mtls_ref.shared.tls.keylog import KeyLogFile
 
 __all__ = ["library_versions", "openssl_server_context"]
 
@@ -97,7 +98,7 @@ def openssl_server_context(config: ServerConfig) -> SSL.Context:
     _load_trust(ctx, ca, config.crl)
     ctx.set_alpn_select_callback(_select_alpn)
     if config.keylog is not None:
-        _log_keys_to(ctx, prepare_keylog(config.keylog))
+        _log_keys_to(ctx, KeyLogFile(config.keylog))
     # Every message, for the diagram (logged, or kept for the browser page); costs ~10% of a
     # handshake, so only when asked.
     if config.trace or config.record_handshakes:
@@ -150,11 +151,9 @@ def _select_alpn(connection: SSL.Connection, offered: list[bytes]) -> Any:
     return SSL.NO_OVERLAPPING_PROTOCOLS
 
 
-def _log_keys_to(ctx: SSL.Context, path: Path) -> None:
-    # Opened per line (a few per handshake, and only while debugging), so no file stays
-    # open for as long as a context might live.
+def _log_keys_to(ctx: SSL.Context, keylog: KeyLogFile) -> None:
+    # The callback holds the open file, so it lives (and stays open) as long as this context.
     def write(connection: SSL.Connection, line: bytes) -> None:
-        with path.open("ab") as sink:
-            sink.write(line + b"\n")
+        keylog.write(line)
 
     ctx.set_keylog_callback(write)
