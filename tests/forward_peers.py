@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import http.server
 import json
+import subprocess
+import tempfile
 import threading
 import wsgiref.simple_server
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import h11
@@ -19,6 +23,7 @@ from mtls_ref.server.app import Server
 from mtls_ref.server.log import EventLog
 from mtls_ref.shared.tls.context import client_context
 
+from .peers import free_port, stop_process, wait_for_port
 from .pkitools import Pki
 from .tlstools import client_config, log_events, server_config
 
@@ -198,45 +203,50 @@ async def h11_backend(seen: list[Seen], *, answer: bool = True, read: bool = Tru
 
     async def handle(stream: trio.SocketStream) -> None:
         async with stream:
-            if not read:
-                await trio.sleep_forever()
-            conn = h11.Connection(h11.SERVER)
+            # A proxy may hang up, and what reaches a backend may not be HTTP: neither is this test's failure.
+            with contextlib.suppress(trio.BrokenResourceError, h11.ProtocolError):
+                await serve(stream)
+
+    async def serve(stream: trio.SocketStream) -> None:
+        if not read:
+            await trio.sleep_forever()
+        conn = h11.Connection(h11.SERVER)
+        while True:
+            request, body, trailers = None, b"", []
             while True:
-                request, body, trailers = None, b"", []
-                while True:
-                    event = conn.next_event()
-                    if event is h11.NEED_DATA:
-                        conn.receive_data(await stream.receive_some(65536))
-                    elif isinstance(event, h11.Request):
-                        request = event
-                    elif isinstance(event, h11.Data):
-                        body += event.data
-                    elif isinstance(event, h11.EndOfMessage):
-                        trailers = [(k.decode(), v.decode()) for k, v in event.headers]
-                        break
-                    else:
-                        return
-                assert request is not None
-                seen.append(
-                    Seen(
-                        request.method.decode(),
-                        request.target.decode(),
-                        [(k.decode(), v.decode()) for k, v in request.headers],
-                        body,
-                        trailers,
-                    )
-                )
-                if not answer:
-                    await trio.sleep_forever()
-                reply = b"seen"
-                headers = [("content-length", str(len(reply)))]
-                await stream.send_all(conn.send(h11.Response(status_code=200, headers=headers)) or b"")
-                await stream.send_all(
-                    (conn.send(h11.Data(data=reply)) or b"") + (conn.send(h11.EndOfMessage()) or b"")
-                )
-                if conn.our_state is h11.MUST_CLOSE:
+                event = conn.next_event()
+                if event is h11.NEED_DATA:
+                    conn.receive_data(await stream.receive_some(65536))
+                elif isinstance(event, h11.Request):
+                    request = event
+                elif isinstance(event, h11.Data):
+                    body += event.data
+                elif isinstance(event, h11.EndOfMessage):
+                    trailers = [(k.decode(), v.decode()) for k, v in event.headers]
+                    break
+                else:
                     return
-                conn.start_next_cycle()
+            assert request is not None
+            seen.append(
+                Seen(
+                    request.method.decode(),
+                    request.target.decode(),
+                    [(k.decode(), v.decode()) for k, v in request.headers],
+                    body,
+                    trailers,
+                )
+            )
+            if not answer:
+                await trio.sleep_forever()
+            reply = b"seen"
+            headers = [("content-length", str(len(reply)))]
+            await stream.send_all(conn.send(h11.Response(status_code=200, headers=headers)) or b"")
+            await stream.send_all(
+                (conn.send(h11.Data(data=reply)) or b"") + (conn.send(h11.EndOfMessage()) or b"")
+            )
+            if conn.our_state is h11.MUST_CLOSE:
+                return
+            conn.start_next_cycle()
 
     async with trio.open_nursery() as nursery:
         listeners = await nursery.start(functools.partial(trio.serve_tcp, handle, 0, host="127.0.0.1"))
@@ -261,3 +271,41 @@ def websocket_echo_backend() -> Iterator[int]:
     finally:
         server.shutdown()
         thread.join(WAIT)
+
+
+@asynccontextmanager
+async def haproxy_http_front(haproxy: str, pki: Pki, backend: int) -> AsyncIterator[int]:
+    """HAProxy in our place: ``mode http``, client certificates required and verified against the test
+    CA, any X-Forwarded-Client-Cert removed and its own set (as a careful operator configures it)."""
+    with tempfile.TemporaryDirectory(prefix="mtls-haproxy-") as folder:
+        root = Path(folder)
+        bundle = root / "server.pem"
+        bundle.write_bytes(pki.server.chain.read_bytes() + pki.server.key.read_bytes())
+        port = free_port()
+        (root / "haproxy.cfg").write_text(
+            f"""
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 10s
+  timeout server 10s
+frontend mtls
+  bind 127.0.0.1:{port} ssl crt {bundle} ca-file {pki.ca_cert} verify required
+  http-request del-header X-Forwarded-Client-Cert
+  http-request set-header X-Forwarded-Client-Cert "Hash=%[ssl_c_der,sha2(256),hex]"
+  default_backend app
+backend app
+  server app 127.0.0.1:{backend}
+""",
+            encoding="utf-8",
+        )
+        process = await trio.lowlevel.open_process(
+            [haproxy, "-db", "-f", str(root / "haproxy.cfg")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            await wait_for_port(port, process, "haproxy")
+            yield port
+        finally:
+            await stop_process(process)
