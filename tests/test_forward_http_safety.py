@@ -333,3 +333,30 @@ async def test_an_upgraded_connection_never_keeps_the_server_from_others(pki: Pk
                 await server.wait()
             await server.stderr.aclose()
     assert b'"event": "stopped"' in rest
+
+
+async def test_expect_100_continue_is_answered_by_the_server(pki: Pki) -> None:
+    """A client that waits for 100 Continue before its body gets it from us at once (not after the
+    backend's idle deadline), then the backend's answer to the whole request."""
+    seen: list[Seen] = []
+    head = (
+        b"POST /e HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n"
+        b"Connection: close\r\n\r\n"
+    )
+    async with h11_backend(seen) as backend, trio.open_nursery() as nursery:
+        server, port, _ = await start_forwarding(nursery, pki, backend)
+        config = client_config(pki, port=port)
+        with trio.fail_after(WAIT):
+            stream = await trio.open_ssl_over_tcp_stream(
+                "127.0.0.1", port, ssl_context=client_context(config), https_compatible=True
+            )
+            async with stream:
+                await stream.send_all(head)
+                interim = await read_until(stream, b"HTTP/1.1 100 ", "the server")
+                await stream.send_all(b"hello")
+                raw = interim.split(b"\r\n\r\n", 1)[1]
+                while chunk := await stream.receive_some(65536):
+                    raw += chunk
+        server.shutdown()
+    assert [status for status, _, _ in responses(raw)] == [200]
+    assert seen[0].body == b"hello"
