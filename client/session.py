@@ -239,9 +239,8 @@ async def _session(
     tls = TLSConnection(tcp, context, server_side=False, server_hostname=config.expected_name)
     try:
         await _handshake(tls, config, report, recorder)
-        report.tls_version = tls.stream.version()
-        cipher = tls.stream.cipher()
-        report.cipher = cipher[0] if cipher else None
+        report.tls_version = tls.version()
+        report.cipher = tls.cipher()
         reader = _Reader(tls, config, report, recorder)
         if mode == "http":
             await _http_exchange(tls, reader, config, report)
@@ -322,7 +321,7 @@ class _Reader:
         while not self._ready:
             with trio.move_on_after(self._timeout) as scope:
                 try:
-                    data = await self._tls.stream.receive_some(RECEIVE_SIZE)
+                    data = await self._tls.receive_some(RECEIVE_SIZE)
                 except trio.BrokenResourceError as exc:
                     raise self._broken(exc) from exc
             if scope.cancelled_caught:
@@ -364,7 +363,7 @@ class _Reader:
             data = b""
             with trio.move_on_after(self._timeout):
                 try:
-                    data = bytes(await self._tls.stream.receive_some(RECEIVE_SIZE))
+                    data = bytes(await self._tls.receive_some(RECEIVE_SIZE))
                 except trio.BrokenResourceError:
                     return None
             if not data:
@@ -427,7 +426,7 @@ async def _http_exchange(
     """Any HTTPS server: GET / and judge by the status (nginx refuses bad certificates with 400/495/496)."""
     request = f"GET / HTTP/1.1\r\nHost: {config.expected_name}\r\nConnection: close\r\n\r\n"
     try:
-        await tls.stream.send_all(request.encode())
+        await tls.send_all(request.encode())
     except trio.BrokenResourceError as exc:
         diagnosis = _diagnose(exc, tls, reader.recorder, config)
         raise _fail(report, _CATEGORY_EXIT[diagnosis.category], diagnosis) from exc
@@ -515,7 +514,7 @@ async def _send(tls: TLSConnection, message: str, report: ClientReport, reader: 
     except ProtocolError as exc:
         raise _fail(report, Exit.USAGE, summary=str(exc), fix="send one line per --send") from exc
     try:
-        await tls.stream.send_all(data)
+        await tls.send_all(data)
     except trio.BrokenResourceError as exc:
         diagnosis = _diagnose(exc, tls, reader.recorder, reader.config)
         raise _fail(report, _CATEGORY_EXIT[diagnosis.category], diagnosis) from exc

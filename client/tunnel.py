@@ -118,7 +118,7 @@ async def _tunnel_one(
         try:
             relayed = await relay(
                 local,
-                tls.stream,
+                tls,
                 idle_timeout=settings.idle_timeout,
                 names=("local client", "service"),
                 half_close_grace=HALF_CLOSE_GRACE,
@@ -126,7 +126,7 @@ async def _tunnel_one(
             # Under TLS 1.3 a server refuses our certificate after our handshake is done:
             # its alert arrives in the relay, on the first read.
             ended = _why_broken(relayed.error) if relayed.error is not None else relayed.ended
-            version = tls.stream.version()
+            version = tls.version()
             say(
                 f"tunnel: {source}: {version} session ended ({ended}); "
                 f"{relayed.up} bytes up, {relayed.down} down"

@@ -93,5 +93,5 @@ async def forward(
     except BackendUnreachable as exc:
         return ForwardResult(ended=str(exc))
     async with backend:
-        relayed = await relay(tls.stream, backend, idle_timeout=idle_timeout, up_first=header)
+        relayed = await relay(tls, backend, idle_timeout=idle_timeout, up_first=header)
     return ForwardResult(to_backend=relayed.up, to_client=relayed.down, ended=relayed.ended)

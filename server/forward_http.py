@@ -222,7 +222,7 @@ class _HttpForwarder:
 
     async def _relay_upgraded(self, switch: _Switch) -> None:
         relayed = await relay(
-            self.tls.stream,
+            self.tls,
             self._backend(),
             idle_timeout=self.idle_timeout,
             up_first=switch.from_client,
@@ -309,7 +309,7 @@ class _HttpForwarder:
     async def _from_client(self) -> bytes:
         self.wait = _Wait.REQUEST if self.front.their_state is h11.IDLE else _Wait.REQUEST_BODY
         try:
-            data = await self.tls.stream.receive_some(CHUNK)
+            data = await self.tls.receive_some(CHUNK)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             raise _ClientGone(
                 f"the client broke the connection ({type(exc.__cause__ or exc).__name__})"
@@ -339,7 +339,7 @@ class _HttpForwarder:
     async def _to_client(self, data: bytes | None) -> None:
         self.wait = _Wait.CLIENT_READS
         try:
-            await self.tls.stream.send_all(data or b"")
+            await self.tls.send_all(data or b"")
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             raise _ClientGone(
                 f"the client broke the connection ({type(exc.__cause__ or exc).__name__})"
@@ -363,6 +363,6 @@ class _HttpForwarder:
                 data += (self.front.send(h11.Data(data=body)) or b"") + (
                     self.front.send(h11.EndOfMessage()) or b""
                 )
-                await self.tls.stream.send_all(data)
+                await self.tls.send_all(data)
             except (h11.LocalProtocolError, trio.BrokenResourceError, trio.ClosedResourceError):
                 pass  # a client that is gone or cannot be answered any more

@@ -224,9 +224,8 @@ async def _serve(
     addresses: tuple[tuple[str, int], tuple[str, int]] | None,
     recorder: HandshakeRecorder | PeerCertificateCatcher,
 ) -> None:
-    record.tls_version = tls.stream.version()
-    cipher = tls.stream.cipher()
-    record.cipher = cipher[0] if cipher else None
+    record.tls_version = tls.version()
+    record.cipher = tls.cipher()
     der = tls.peer_certificate_der()
     if der is None:  # cannot happen with CERT_REQUIRED; refuse rather than trust it
         _refuse(record, "rejected", "no client certificate after handshake")
@@ -241,7 +240,7 @@ async def _serve(
         ca_subject=settings.ca_subject,
         resumed=record.resumed,
         verified_chain=lambda: _chain_subjects(tls.verified_chain()),
-        alpn=tls.stream.selected_alpn_protocol,
+        alpn=tls.selected_alpn_protocol,
         crl=settings.crl,
         handshake=recorder if isinstance(recorder, HandshakeRecorder) else None,
     )
@@ -335,7 +334,7 @@ def _identity_headers(tls: TLSConnection, kind: str, identity: PeerIdentity) -> 
 
 async def _choose_protocol(tls: TLSConnection, settings: HandlerSettings) -> tuple[str, bytes]:
     """ALPN decides; without ALPN, a first line that is an HTTP request line means HTTP."""
-    alpn = tls.stream.selected_alpn_protocol()
+    alpn = tls.selected_alpn_protocol()
     if alpn == ALPN_HTTP:
         return "http", b""
     if alpn == ALPN_LINE:
@@ -356,7 +355,7 @@ async def _choose_protocol(tls: TLSConnection, settings: HandlerSettings) -> tup
 
 async def _receive_or_eof(tls: TLSConnection) -> bytes:
     try:
-        return bytes(await tls.stream.receive_some(RECEIVE_SIZE))
+        return bytes(await tls.receive_some(RECEIVE_SIZE))
     except trio.BrokenResourceError:
         return b""
 
@@ -486,7 +485,7 @@ async def _receive_request_bytes(
         deadline = min(deadline, line_started + settings.request_timeout)
     with trio.CancelScope(deadline=deadline) as scope:
         try:
-            data = bytes(await tls.stream.receive_some(RECEIVE_SIZE))
+            data = bytes(await tls.receive_some(RECEIVE_SIZE))
         except trio.BrokenResourceError:
             record.reason = "peer closed the connection abruptly"
             return None
@@ -538,7 +537,7 @@ async def _send(tls: TLSConnection, reply: Reply, within: float) -> None:
     with trio.move_on_after(within) as scope:
         # Not contextlib.suppress: this runs several times per connection, and a bare try is free.
         try:  # noqa: SIM105
-            await tls.stream.send_all(encode_reply(reply))
+            await tls.send_all(encode_reply(reply))
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
     if scope.cancelled_caught:

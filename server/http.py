@@ -136,7 +136,7 @@ async def _next_head(conn: h11.Connection, tls: TLSConnection, limits: _Limits) 
             deadline = min(deadline, started + limits.request)
         with trio.CancelScope(deadline=deadline) as scope:
             try:
-                data = await tls.stream.receive_some(RECEIVE_SIZE)
+                data = await tls.receive_some(RECEIVE_SIZE)
             except trio.BrokenResourceError:
                 raise _Closed("peer closed the connection abruptly") from None
         if scope.cancelled_caught:
@@ -156,7 +156,7 @@ async def _next_event(conn: h11.Connection, tls: TLSConnection, idle_timeout: fl
             return event
         with trio.move_on_after(idle_timeout) as scope:
             try:
-                data = await tls.stream.receive_some(RECEIVE_SIZE)
+                data = await tls.receive_some(RECEIVE_SIZE)
             except trio.BrokenResourceError:
                 raise _Closed("peer closed the connection abruptly") from None
         if scope.cancelled_caught:
@@ -208,7 +208,7 @@ async def _send(tls: TLSConnection, data: bytes, within: float) -> None:
     """Write within ``within`` seconds, else drop the peer: one that does not read holds nothing."""
     with trio.move_on_after(within) as scope:
         try:
-            await tls.stream.send_all(data)
+            await tls.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             raise _Closed("peer closed the connection during the response") from None
     if scope.cancelled_caught:

@@ -36,13 +36,13 @@ class Conversation:
     ready: list[str] = field(default_factory=list)
 
     async def send(self, line: str) -> None:
-        await self.tls.stream.send_all(line.encode() + b"\n")
+        await self.tls.send_all(line.encode() + b"\n")
 
     async def read(self, deadline: float = 5) -> str | None:
         """The next line, or None at EOF."""
         with trio.fail_after(deadline):
             while not self.ready:
-                data = await self.tls.stream.receive_some(65536)
+                data = await self.tls.receive_some(65536)
                 if not data:
                     return None
                 self.ready.extend(self.lines.feed(data))
@@ -83,7 +83,7 @@ async def conversation(
         async with trio.open_nursery() as nursery:
             nursery.start_soon(serve)
             yield conv
-            await conv.tls.stream.aclose()
+            await conv.tls.aclose()
 
 
 def connection_log(conv: Conversation) -> dict[str, object]:
@@ -127,7 +127,7 @@ async def test_multi_line_burst_and_maximum_line(pki: Pki) -> None:
         await conv.tls.handshake()
         await conv.read()
         longest = "ECHO " + "x" * (128 - len("ECHO ") - 1)
-        await conv.tls.stream.send_all(b"PING\nHELP\n" + longest.encode() + b"\n")
+        await conv.tls.send_all(b"PING\nHELP\n" + longest.encode() + b"\n")
         assert await conv.read() == "OK pong"
         assert (await conv.read() or "").startswith("OK help WHOAMI")
         assert await conv.read() == "OK echo " + "x" * 122
@@ -277,7 +277,7 @@ async def test_http_request_line_without_alpn_switches_to_http(pki: Pki) -> None
     """`GET / HTTP/1.0` as the first line (openssl s_client style) gets an HTTP response, no greeting."""
     async with conversation(pki, client_config(pki), alpn=()) as conv:
         await conv.tls.handshake()
-        await conv.tls.stream.send_all(b"GET /healthz HTTP/1.0\r\n\r\n")
+        await conv.tls.send_all(b"GET /healthz HTTP/1.0\r\n\r\n")
         assert await conv.read() == "HTTP/1.1 200 OK"
     assert connection_log(conv)["protocol"] == "http"
 
@@ -286,8 +286,8 @@ async def test_http_via_alpn_keep_alive_and_errors(pki: Pki) -> None:
     """ALPN http/1.1: keep-alive across requests; 404, 405 and HEAD behave."""
     async with conversation(pki, client_config(pki), alpn=(ALPN_HTTP,)) as conv:
         await conv.tls.handshake()
-        assert conv.tls.stream.selected_alpn_protocol() == ALPN_HTTP
-        await conv.tls.stream.send_all(
+        assert conv.tls.selected_alpn_protocol() == ALPN_HTTP
+        await conv.tls.send_all(
             b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n"
             b"POST /whoami HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi"
             b"HEAD /whoami HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -295,7 +295,7 @@ async def test_http_via_alpn_keep_alive_and_errors(pki: Pki) -> None:
         )
         raw = b""
         with trio.fail_after(5):
-            while chunk := await conv.tls.stream.receive_some(65536):
+            while chunk := await conv.tls.receive_some(65536):
                 raw += chunk
     text = raw.decode()
     statuses = re.findall(r"HTTP/1\.1 \d{3} [^\r]*", text)

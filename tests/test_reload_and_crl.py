@@ -210,7 +210,7 @@ class _Live:
     async def _line(self) -> bytes:
         with trio.fail_after(5):
             while b"\n" not in self.buffer:
-                chunk = await self.tls.stream.receive_some(4096)
+                chunk = await self.tls.receive_some(4096)
                 if not chunk:
                     return b""
                 self.buffer += chunk
@@ -218,13 +218,13 @@ class _Live:
         return line
 
     async def ping(self) -> bool:
-        await self.tls.stream.send_all(b"PING\n")
+        await self.tls.send_all(b"PING\n")
         return await self._line() == b"OK pong"
 
     async def quit(self) -> bool:
-        await self.tls.stream.send_all(b"QUIT\n")
+        await self.tls.send_all(b"QUIT\n")
         ok = await self._line() == b"OK bye"
-        await trio.aclose_forcefully(self.tls.stream)
+        await self.tls.abort()
         return ok
 
 

@@ -36,7 +36,7 @@ async def open_session(pki: Pki, port: int) -> tuple[TLSConnection, LineBuffer]:
 async def read_line(tls: TLSConnection, lines: LineBuffer, pending: list[str]) -> str | None:
     with trio.fail_after(5):
         while not pending:
-            data = await tls.stream.receive_some(4096)
+            data = await tls.receive_some(4096)
             if not data:
                 return None
             pending.extend(lines.feed(data))
@@ -86,12 +86,12 @@ async def test_graceful_shutdown_with_a_live_connection(pki: Pki) -> None:
         assert log_events(log, "shutdown")
         with pytest.raises(OSError):
             await trio.open_tcp_stream("127.0.0.1", port)
-        await tls.stream.send_all(b"PING\n")
+        await tls.send_all(b"PING\n")
         assert await read_line(tls, lines, pending) == "OK pong"
-        await tls.stream.send_all(b"QUIT\n")
+        await tls.send_all(b"QUIT\n")
         assert await read_line(tls, lines, pending) == "OK bye"
         assert await read_line(tls, lines, pending) is None
-        await trio.aclose_forcefully(tls.stream)
+        await tls.abort()
     assert log_events(log, "shutdown")[0]["draining"] == 1
     assert log_events(log, "stopped")
 
@@ -107,7 +107,7 @@ async def test_shutdown_grace_expiry_says_goodbye(pki: Pki) -> None:
         server.shutdown()
         assert (await read_line(tls, lines, pending) or "").startswith("ERR shutting-down")
         assert await read_line(tls, lines, pending) is None  # clean EOF: close_notify was sent
-        await trio.aclose_forcefully(tls.stream)
+        await tls.abort()
     assert log_events(log, "connection")[0]["reason"] == "server shutting down"
 
 
@@ -123,9 +123,9 @@ async def test_connection_cap_is_enforced(pki: Pki) -> None:
             client_config(pki, port=port, timeout=3), client_context(client_config(pki), alpn=[ALPN_LINE])
         )
         assert second.result is not Exit.OK
-        await tls.stream.send_all(b"PING\n")
+        await tls.send_all(b"PING\n")
         assert await read_line(tls, lines, pending) == "OK pong"
-        await trio.aclose_forcefully(tls.stream)
+        await tls.abort()
         server.shutdown()
     rejected = [e for e in log_events(log, "connection") if e["outcome"] == "rejected"]
     assert "connection cap of 1 reached" in rejected[0]["reason"]

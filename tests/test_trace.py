@@ -70,16 +70,16 @@ async def exchange(
                 await tls.handshake()
             except trio.BrokenResourceError:
                 return
-            await tls.stream.send_all(b"hello\n")
-            await tls.stream.receive_some(100)
+            await tls.send_all(b"hello\n")
+            await tls.receive_some(100)
 
     async def client() -> None:
         with recording(crec):
             tls = TLSConnection(client_stream, cctx, server_side=False, server_hostname="localhost")
             try:
                 await tls.handshake()
-                await tls.stream.receive_some(100)
-                await tls.stream.send_all(b"hi\n")
+                await tls.receive_some(100)
+                await tls.send_all(b"hi\n")
             except trio.BrokenResourceError:
                 return
 

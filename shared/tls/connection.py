@@ -73,7 +73,7 @@ class _BioCapture:
         )
 
 
-class TLSConnection:
+class TLSConnection(trio.abc.Stream):
     """A TLS stream that always tells a rejected peer why, and closes politely.
 
     Over a real socket (``trio.SocketStream``) it uses :class:`SocketTLSStream`:
@@ -93,27 +93,54 @@ class TLSConnection:
         self.sent_alert: str | None = None  # the alert we sent, when we could see it (plaintext, memory BIO)
         self.handshake_done = False
         self._capture: _BioCapture | None = None
-        self.stream: trio.SSLStream[trio.abc.Stream] | SocketTLSStream | OpenSSLSocketStream
+        self._stream: trio.SSLStream[trio.abc.Stream] | SocketTLSStream | OpenSSLSocketStream
         if isinstance(context, SSL.Context):
             if not isinstance(transport, trio.SocketStream) or not server_side:
                 raise TypeError("the openssl engine serves TCP sockets (trio.SocketStream), server side only")
-            self.stream = OpenSSLSocketStream.wrap(transport, context)
+            self._stream = OpenSSLSocketStream.wrap(transport, context)
         elif isinstance(transport, trio.SocketStream):
-            self.stream = SocketTLSStream.wrap(
+            self._stream = SocketTLSStream.wrap(
                 transport, context, server_side=server_side, server_hostname=server_hostname
             )
         else:
             self._capture = _BioCapture(context)
-            self.stream = trio.SSLStream(
+            self._stream = trio.SSLStream(
                 transport,
                 cast(ssl.SSLContext, self._capture),
                 server_side=server_side,
                 server_hostname=server_hostname,
             )
 
+    # -- the stream: what the handler, the HTTP loop, the relays and the client read and write ------
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        return bytes(await self._stream.receive_some(max_bytes))
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self._stream.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self._stream.wait_send_all_might_not_block()
+
+    # -- what the handshake established ------------------------------------------------------------
+
+    def version(self) -> str | None:
+        """``TLSv1.3`` or ``TLSv1.2`` once the handshake is done."""
+        version: str | None = self._stream.version()
+        return version
+
+    def cipher(self) -> str | None:
+        """The cipher suite's name once the handshake is done."""
+        cipher = self._stream.cipher()
+        return cipher[0] if cipher else None
+
+    def selected_alpn_protocol(self) -> str | None:
+        protocol: str | None = self._stream.selected_alpn_protocol()
+        return protocol
+
     def peer_certificate_der(self) -> bytes | None:
         """The peer's leaf (DER) after the handshake; resumed sessions carry it too."""
-        der: bytes | None = self.stream.getpeercert(binary_form=True)
+        der: bytes | None = self._stream.getpeercert(binary_form=True)
         return der
 
     def verified_chain(self) -> list[x509.Certificate] | None:
@@ -122,26 +149,26 @@ class TLSConnection:
         Python 3.11's ssl gives the peer's leaf only, so the stdlib engine says None;
         so does a resumed session (its chain was verified when it was made).
         """
-        if isinstance(self.stream, OpenSSLSocketStream):
-            return self.stream.verified_chain()
+        if isinstance(self._stream, OpenSSLSocketStream):
+            return self._stream.verified_chain()
         return None
 
     def negotiated_version(self) -> str | None:
         """``TLSv1.3``, ``TLSv1.2``, or None, even after a failed handshake (where ServerHello went out)."""
-        if isinstance(self.stream, OpenSSLSocketStream):
-            return self.stream.version()
-        return self.stream.version() if self.handshake_done else None
+        if isinstance(self._stream, OpenSSLSocketStream):
+            return self._stream.version()
+        return self._stream.version() if self.handshake_done else None
 
     def session_reused(self) -> bool:
         """Whether the handshake resumed an earlier session."""
-        if isinstance(self.stream, OpenSSLSocketStream | SocketTLSStream):
-            return self.stream.session_reused()
-        return bool(self.stream.session_reused)
+        if isinstance(self._stream, OpenSSLSocketStream | SocketTLSStream):
+            return self._stream.session_reused()
+        return bool(self._stream.session_reused)
 
     async def handshake(self) -> None:
         """Run the handshake; on failure make sure the alert went out, then re-raise."""
         try:
-            await self.stream.do_handshake()
+            await self._stream.do_handshake()
         except trio.BrokenResourceError:
             await self.flush_alert()
             raise
@@ -152,7 +179,7 @@ class TLSConnection:
         if (
             self._capture is None
             or self._capture.outgoing is None
-            or not isinstance(self.stream, trio.SSLStream)
+            or not isinstance(self._stream, trio.SSLStream)
         ):
             return  # the socket-backed stream has sent it already
         pending = self._capture.outgoing.read()
@@ -164,23 +191,23 @@ class TLSConnection:
             trio.move_on_after(ALERT_FLUSH_TIMEOUT),
             contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError),
         ):
-            await self.stream.transport_stream.send_all(pending)
+            await self._stream.transport_stream.send_all(pending)
 
-    async def aclose(self, *, goodbye_within: float) -> None:
+    async def aclose(self, *, goodbye_within: float = ALERT_FLUSH_TIMEOUT) -> None:
         """close_notify after a completed handshake (bounded by ``goodbye_within`` s); otherwise just drop."""
         if self.handshake_done:
             with (
                 trio.move_on_after(goodbye_within) as scope,
                 contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError),
             ):
-                await self.stream.aclose()
+                await self._stream.aclose()
             if not scope.cancelled_caught:
                 return
         await self.abort()
 
     async def abort(self) -> None:
         """Close without a TLS goodbye, lingering briefly so an alert already sent is not lost to a RST."""
-        if isinstance(self.stream, SocketTLSStream | OpenSSLSocketStream):
-            await self.stream.linger_close(ALERT_FLUSH_TIMEOUT)
+        if isinstance(self._stream, SocketTLSStream | OpenSSLSocketStream):
+            await self._stream.linger_close(ALERT_FLUSH_TIMEOUT)
         else:
-            await trio.aclose_forcefully(self.stream.transport_stream)
+            await trio.aclose_forcefully(self._stream.transport_stream)
