@@ -25,7 +25,7 @@ from mtls_ref.shared.pki.inspect import fingerprint
 from mtls_ref.shared.pki.keys import load_certificates
 from mtls_ref.shared.tls.connection import ServerContext
 from mtls_ref.shared.tls.context import ALPN_HTTP, ALPN_LINE, read_crls
-from mtls_ref.shared.tls.engines import build_server_context, describe_engine
+from mtls_ref.shared.tls.engines import build_server_context, describe_engine, engine_traits
 from mtls_ref.shared.tls.identity import AllowList
 
 from .admission import HandshakeBudget, HandshakeSlot
@@ -228,7 +228,7 @@ class Server:
                 if self.settings.forward
                 else None
             ),
-            "ca_names_advertised": self.config.tls_engine == "openssl",
+            "ca_names_advertised": engine_traits(self.config.tls_engine).sends_ca_names,
             "trace": self.config.trace,
             "record_handshakes": self.config.record_handshakes or self.config.trace,
             # A warning, not a setting: session secrets on disk decrypt every captured connection.

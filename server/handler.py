@@ -21,8 +21,8 @@ Theory of operation
 7. Close: close_notify when the handshake completed (bounded, shielded from
    cancellation so shutdown still says goodbye), a plain close otherwise.
 
-The handler takes any ``trio.abc.Stream``: tests drive it over memory streams,
-the server over TCP.
+The handler takes a ``trio.SocketStream``: the server's TCP connections, and in
+tests one end of a ``socketpair()``, so tests run the engines' own adapters.
 """
 
 from __future__ import annotations
@@ -52,8 +52,8 @@ from mtls_ref.shared.core.proxy_protocol import ProxyHeader
 from mtls_ref.shared.tls.connection import ServerContext, TLSConnection
 from mtls_ref.shared.tls.context import ALPN_HTTP, ALPN_LINE
 from mtls_ref.shared.tls.diagnose import (
-    SENT_ALERTS,
     Category,
+    alert_from_reason,
     certificate_fact,
     diagnose_ssl_error,
     load_chain,
@@ -101,7 +101,8 @@ class ConnectionRecord:
     peer: str
     outcome: str = "open"
     reason: str | None = None
-    alert: str | None = None
+    alert: str | None = None  # the alert this server wrote on the wire ("none": none)
+    alert_received: str | None = None  # the alert the client sent, when it refused us
     tls_version: str | None = None
     cipher: str | None = None
     identity: PeerIdentity | None = None
@@ -122,6 +123,7 @@ class ConnectionRecord:
             "protocol": self.protocol,
             "reason": self.reason,
             "alert": self.alert,
+            "alert_received": self.alert_received,
             "tls": self.tls_version,
             "cipher": self.cipher,
             "subject": ident.subject if ident else None,
@@ -147,7 +149,7 @@ class _PeerNotReading(Exception):
 
 
 async def handle_connection(
-    transport: trio.abc.Stream,
+    transport: trio.SocketStream,
     *,
     context: ServerContext,
     settings: HandlerSettings,
@@ -395,30 +397,42 @@ async def _handshake_within(
             await tls.handshake()
         except trio.BrokenResourceError as exc:
             cause = exc.__cause__
-            if isinstance(cause, ssl.SSLError):
-                tls13 = recorder.tls13 if recorder.tls13 is not None else _tls13(tls.negotiated_version())
-                diagnosis = diagnose_ssl_error(cause, local=Role.SERVER, tls13=tls13)
-                # The alert as recorded on the wire when the engine reports it, else the one
-                # OpenSSL sends for this failure ("none" for bytes that are not TLS).
-                record.alert = tls.sent_alert or recorder.sent_alert or diagnosis.alert or _no_alert(cause)
-                reason = diagnosis.summary
-                if isinstance(cause, ssl.SSLCertVerificationError):
-                    presented = load_chain(recorder.peer_certificates)
-                    record.presented = [cert.subject.rfc4514_string() for cert in presented] or None
-                    fact = certificate_fact(
-                        presented,
-                        topic_for(verify_code=cause.verify_code),
-                        purpose="client",
-                        trusted=settings.trusted,
-                    )
-                    reason = f"{reason}: {fact}" if fact else reason
-                _refuse(record, "closed" if diagnosis.category is Category.CLOSED else "rejected", reason)
-            _refuse(record, "closed", "the peer closed the connection in the middle of the handshake")
+            # A hang-up is a close, whatever words this Python's ssl gives it (3.11.2 reports an
+            # EOF before any byte as "TLS/SSL connection has been closed", 3.11.7 as an EOF). No
+            # alert is logged or counted for it: the decode_error OpenSSL 4 writes on any EOF goes
+            # to a peer that has already left, and a port probe must not count as a refusal.
+            record.alert = "none"
+            if not isinstance(cause, ssl.SSLError) or isinstance(
+                cause, ssl.SSLZeroReturnError | ssl.SSLEOFError
+            ):
+                _refuse(record, "closed", _closed_reason(tls))
+            tls13 = recorder.tls13 if recorder.tls13 is not None else _tls13(tls.negotiated_version())
+            diagnosis = diagnose_ssl_error(cause, local=Role.SERVER, tls13=tls13)
+            if diagnosis.category is Category.CLOSED:
+                _refuse(record, "closed", _closed_reason(tls))
+            # A refusal: the alert that went out, as the engine reported it, never one a table
+            # expects ("none": the engine wrote none, as for bytes that are not TLS at all).
+            record.alert = tls.sent_alert or "none"
+            record.alert_received = alert_from_reason(cause.reason)  # the client refused us
+            reason = diagnosis.summary
+            if isinstance(cause, ssl.SSLCertVerificationError):
+                presented = load_chain(recorder.peer_certificates)
+                record.presented = [cert.subject.rfc4514_string() for cert in presented] or None
+                fact = certificate_fact(
+                    presented,
+                    topic_for(verify_code=cause.verify_code),
+                    purpose="client",
+                    trusted=settings.trusted,
+                )
+                reason = f"{reason}: {fact}" if fact else reason
+            _refuse(record, "rejected", reason)
 
 
-def _no_alert(cause: ssl.SSLError) -> str:
-    reason = getattr(cause, "reason", None)
-    return "none" if reason in SENT_ALERTS and SENT_ALERTS[reason] is None else "unknown"
+def _closed_reason(tls: TLSConnection) -> str:
+    if tls.heard_peer():
+        return "the peer closed the connection in the middle of the handshake"
+    # A port probe, a load balancer's health check, a browser's preconnect: no alert, no refusal.
+    return "the peer closed the connection before a whole ClientHello (a port probe sends none)"
 
 
 def _tls13(version: str | None) -> bool | None:

@@ -22,7 +22,7 @@ from mtls_ref.shared.tls.context import ALPN_HTTP, ALPN_LINE, client_context, se
 from mtls_ref.shared.tls.identity import AllowList
 
 from .pkitools import Pki
-from .tlstools import client_config, no_cert, server_config, with_version
+from .tlstools import client_config, no_cert, server_config, socket_stream_pair, with_version
 
 
 @dataclass
@@ -57,7 +57,7 @@ async def conversation(
     settings: HandlerSettings | None = None,
     alpn: tuple[str, ...] = (ALPN_LINE,),
 ) -> AsyncIterator[Conversation]:
-    client_stream, server_stream = trio.testing.memory_stream_pair()
+    client_stream, server_stream = socket_stream_pair()
     log: list[str] = []
     conv = Conversation(
         tls=TLSConnection(
@@ -212,7 +212,7 @@ async def test_rejected_client_receives_the_alert(pki: Pki, tls_version: str, ca
 
 async def test_handshake_timeout(pki: Pki, autojump_clock: trio.testing.MockClock) -> None:
     """A peer that never completes the handshake is dropped after handshake_timeout."""
-    client_stream, server_stream = trio.testing.memory_stream_pair()
+    client_stream, server_stream = socket_stream_pair()
     log: list[str] = []
     record = await handle_connection(
         server_stream,
@@ -239,7 +239,7 @@ async def test_idle_timeout(pki: Pki, autojump_clock: trio.testing.MockClock) ->
 
 async def test_non_tls_bytes_are_refused_and_logged(pki: Pki) -> None:
     """Plain text on the TLS port ends the connection with a logged reason."""
-    client_stream, server_stream = trio.testing.memory_stream_pair()
+    client_stream, server_stream = socket_stream_pair()
     log: list[str] = []
     await client_stream.send_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
     with trio.fail_after(5):
@@ -250,6 +250,7 @@ async def test_non_tls_bytes_are_refused_and_logged(pki: Pki) -> None:
             log=EventLog("json", log.append),
             peer="plain",
         )
+    await client_stream.aclose()
     assert record.outcome == "rejected"
     assert "plain HTTP request" in (record.reason or "")
 

@@ -72,13 +72,20 @@ async def test_garbage_truncation_and_abrupt_closes(pki: Pki) -> None:
         assert report.result is Exit.OK
         await trio.testing.wait_all_tasks_blocked()
         server.shutdown()
-    outcomes = [(e["outcome"], e.get("reason", "")) for e in log_events(log, "connection")]
+    entries = log_events(log, "connection")
+    outcomes = [(e["outcome"], e.get("reason", "")) for e in entries]
     assert ("rejected", "the peer did not speak TLS (or an unsupported version)") in outcomes
     assert (
         "rejected",
         "the peer sent a TLS message that makes no sense at this point (garbage or a broken client)",
     ) in outcomes
-    assert outcomes.count(("closed", "the peer closed the connection in the middle of the handshake")) == 3
+    # Hang-ups (half a ClientHello, TCP only, a whole ClientHello) are closes, never refusals, and
+    # no alert is logged for them. Whether half a ClientHello counts as heard differs by engine.
+    middle = ("closed", "the peer closed the connection in the middle of the handshake")
+    before = ("closed", "the peer closed the connection before a whole ClientHello (a port probe sends none)")
+    assert outcomes.count(middle) + outcomes.count(before) == 3
+    assert outcomes.count(middle) >= 1 and outcomes.count(before) >= 1  # the whole one; TCP only
+    assert {e.get("alert") for e in entries if e["outcome"] == "closed"} == {"none"}
     assert outcomes[-1][0] == "accepted"
 
 

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import base64
+import re
+from pathlib import Path
+
 import pytest
 import trio
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from mtls_ref.client.session import ClientReport, Exit, run_client
 from mtls_ref.shared.core.config import ClientConfig
+from mtls_ref.shared.pki.keys import load_certificates
 from mtls_ref.shared.tls.context import client_context
 
 from .pkitools import Pki
@@ -131,3 +137,50 @@ async def test_our_client_without_cert_refused_by_s_server(pki: Pki, openssl: st
         report = await run_raw(config)
     assert report.result is Exit.CERT_REJECTED
     assert report.summary == "the server requires a client certificate and we sent none"
+
+
+def tampered_copy(pki: Pki, folder: Path) -> Path:
+    """alice's chain with one bit of her certificate's signature flipped (her key still matches)."""
+    leaf, *rest = load_certificates(pki.client.chain)
+    der = bytearray(leaf.public_bytes(Encoding.DER))
+    der[-5] ^= 0x01  # inside the signature value, the last field of the certificate
+    path = folder / "tampered-chain.pem"
+    pems = [pem_certificate(der), *(c.public_bytes(Encoding.PEM) for c in rest)]
+    path.write_bytes(b"".join(pems))
+    return path
+
+
+def pem_certificate(der: bytes | bytearray) -> bytes:
+    body = base64.encodebytes(bytes(der)).replace(b"\n", b"")
+    lines = [body[i : i + 64] for i in range(0, len(body), 64)]
+    return b"-----BEGIN CERTIFICATE-----\n" + b"\n".join(lines) + b"\n-----END CERTIFICATE-----\n"
+
+
+def alert_received(out: str) -> str:
+    """The alert s_client says it received ('... tlsv1 alert decrypt error ...' -> decrypt_error)."""
+    match = re.search(r"(?:tlsv1|sslv3|tlsv13) alert ([a-z ]+?)(?:[:(]|$)", out, re.MULTILINE)
+    assert match, out
+    return match.group(1).strip().replace(" ", "_")
+
+
+@pytest.mark.usefixtures("tls_engine")
+async def test_the_logged_alert_is_the_one_on_the_wire(
+    pki: Pki, openssl: str, tls_version: str, tmp_path: Path
+) -> None:
+    """A client certificate with a tampered signature: the alert openssl s_client receives is the alert
+    our log names (OpenSSL sends decrypt_error here, which a table keyed by the verify error would
+    have called bad_certificate), on both engines and both versions."""
+    chain = tampered_copy(pki, tmp_path)
+    async with trio.open_nursery() as nursery:
+        server, port, log = await start_server(nursery, pki)
+        out = await s_client(
+            openssl,
+            port,
+            tls_version,
+            *("-CAfile", str(pki.ca_cert), "-cert", str(chain), "-key", str(pki.client.key)),
+            stdin=b"WHOAMI\n",
+        )
+        server.shutdown()
+    (entry,) = log_events(log, "connection")
+    assert entry["outcome"] == "rejected"
+    assert entry["alert"] == alert_received(out), (entry, out)

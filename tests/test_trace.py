@@ -14,7 +14,7 @@ from mtls_ref.shared.tls.context import client_context, server_context
 from mtls_ref.shared.tls.trace import HandshakeRecorder, Role, parse_certificate_message, recording
 
 from .pkitools import Pki
-from .tlstools import client_config, no_cert, server_config, with_version
+from .tlstools import client_config, no_cert, server_config, socket_stream_pair, with_version
 
 C, S = Role.CLIENT, Role.SERVER
 EXPECTED = {
@@ -60,7 +60,7 @@ async def exchange(
     sctx = server_context(server_config(pki))
     config = with_version(client_config(pki), version)
     cctx = client_context(config if with_cert else no_cert(config))
-    client_stream, server_stream = trio.testing.memory_stream_pair()
+    client_stream, server_stream = socket_stream_pair()
     crec, srec = HandshakeRecorder(C), HandshakeRecorder(S)
 
     async def server() -> None:
@@ -68,10 +68,12 @@ async def exchange(
             tls = TLSConnection(server_stream, sctx, server_side=True)
             try:
                 await tls.handshake()
+                await tls.send_all(b"hello\n")
+                await tls.receive_some(100)
             except trio.BrokenResourceError:
-                return
-            await tls.send_all(b"hello\n")
-            await tls.receive_some(100)
+                pass
+            finally:
+                await tls.aclose()
 
     async def client() -> None:
         with recording(crec):
@@ -81,7 +83,9 @@ async def exchange(
                 await tls.receive_some(100)
                 await tls.send_all(b"hi\n")
             except trio.BrokenResourceError:
-                return
+                pass
+            finally:
+                await tls.aclose()
 
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:

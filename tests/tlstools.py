@@ -70,6 +70,12 @@ async def start_server(nursery: trio.Nursery, pki: Pki, **changes: object) -> tu
     return server, int(addresses[0][1]), log
 
 
+def socket_stream_pair() -> tuple[trio.SocketStream, trio.SocketStream]:
+    """Two connected sockets (``socketpair()``): the engines' own adapters run over them, no port needed."""
+    left, right = trio.socket.socketpair()
+    return trio.SocketStream(left), trio.SocketStream(right)
+
+
 def log_events(log: list[str], name: str) -> list[dict[str, Any]]:
     return [entry for entry in (json.loads(line) for line in log) if entry["event"] == name]
 

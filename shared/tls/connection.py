@@ -2,119 +2,96 @@
 
 Theory of operation
 -------------------
-Alert delivery. ``trio.SSLStream`` keeps OpenSSL's output in a memory BIO and,
-when ``do_handshake`` fails, raises before sending what is in it, which is the
-fatal alert OpenSSL just queued ("unknown ca", "certificate required"...). The
-rejected peer then sees a bare EOF. (A known gap in trio; other TLS stacks had
-the same bug, e.g. boostorg/asio#189.) :class:`TLSConnection` closes it twice:
-over real sockets it uses :class:`~mtls_ref.shared.tls.socket_stream.SocketTLSStream`, where
-OpenSSL writes the alert to the socket itself (and is cheaper, see ``make
-bench``), then lingers so a TCP reset cannot overtake the alert; over other
-streams (memory streams in tests) it hands trio a context proxy whose
-``wrap_bio`` keeps the outgoing BIO (the stdlib signature, no private trio
-attribute) and sends what is left in it.
+Each engine has one adapter implementing :class:`~mtls_ref.shared.tls.stream.TLSStream`
+over a real socket taken from a ``trio.SocketStream``: OpenSSL reads and writes
+the socket itself and Python only waits when OpenSSL says ``WANT_READ`` /
+``WANT_WRITE``. :func:`open_tls_stream` picks the adapter from the context's
+type, the only place the engines part; everything else asks the adapter.
 
-The openssl engine (a pyOpenSSL context) always runs over a real socket,
-through :class:`~mtls_ref.shared.tls.openssl_stream.OpenSSLSocketStream`, where
-OpenSSL writes its alerts to the socket itself, as on the stdlib socket path.
+Alert delivery. Because OpenSSL writes to the socket itself, a fatal alert
+("unknown ca", "certificate required") leaves the moment it is queued; a
+refused peer learns why. (``trio.SSLStream``, which keeps OpenSSL's output in a
+memory BIO, raises before sending it: a known gap in trio, and why neither
+engine uses it.) After a failed handshake :meth:`TLSConnection.abort` lingers,
+reading until the peer closes, so a TCP reset cannot overtake the alert.
+
+The alert that went out is reported by the engine itself (the message
+callback, filtered to alerts on the openssl engine, and CPython's on the stdlib
+engine) to the recorder of the task driving the connection
+(:mod:`~mtls_ref.shared.tls.trace`); :attr:`TLSConnection.sent_alert` reads it.
+
+Tests drive these same adapters, over ``socketpair()`` where they need no
+listening port: no code path exists only for tests.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ssl
-from typing import Final, cast
+from typing import TYPE_CHECKING, Final, TypeAlias
 
 import trio
 from cryptography import x509
-from OpenSSL import SSL
 
 from mtls_ref.shared.tls import trace
-from mtls_ref.shared.tls.openssl_stream import OpenSSLSocketStream
 from mtls_ref.shared.tls.socket_stream import SocketTLSStream
+from mtls_ref.shared.tls.stream import TLSStream
 
-__all__ = ["ServerContext", "TLSConnection", "plaintext_alert"]
+if TYPE_CHECKING:
+    from OpenSSL import SSL
+
+__all__ = ["ServerContext", "TLSConnection", "open_tls_stream"]
 
 # How long a failed handshake may spend delivering its alert before we hang up.
 ALERT_FLUSH_TIMEOUT: Final = 1.0
 
 # What the server hands each connection: a stdlib context or a pyOpenSSL one (tls_engine).
-ServerContext = ssl.SSLContext | SSL.Context
+ServerContext: TypeAlias = "ssl.SSLContext | SSL.Context"
 
 
-def plaintext_alert(records: bytes) -> str | None:
-    """The alert in an unencrypted alert record (TLS 1.2 handshake), else None.
-
-    Record: type 21, version (2), length 2, then level and description (RFC 5246 §7.2).
-    Under TLS 1.3 the alert is encrypted (outer type 23) and this returns None.
-    """
-    if len(records) >= 7 and records[0] == 21 and records[3:5] == b"\x00\x02":
-        return trace.ALERT_NAMES.get(records[6], str(records[6]))
-    return None
-
-
-class _BioCapture:
-    """Stands in for an SSLContext so we keep the outgoing BIO trio creates."""
-
-    def __init__(self, context: ssl.SSLContext) -> None:
-        self._context = context
-        self.outgoing: ssl.MemoryBIO | None = None
-
-    def wrap_bio(
-        self,
-        incoming: ssl.MemoryBIO,
-        outgoing: ssl.MemoryBIO,
-        server_side: bool = False,
-        server_hostname: str | bytes | None = None,
-    ) -> ssl.SSLObject:
-        self.outgoing = outgoing
-        return self._context.wrap_bio(
-            incoming, outgoing, server_side=server_side, server_hostname=server_hostname
+def open_tls_stream(
+    transport: trio.SocketStream,
+    context: ServerContext,
+    *,
+    server_side: bool,
+    server_hostname: str | None = None,
+) -> TLSStream:
+    """The engine's adapter for ``context``, taking over ``transport``'s socket."""
+    if isinstance(context, ssl.SSLContext):
+        return SocketTLSStream.wrap(
+            transport, context, server_side=server_side, server_hostname=server_hostname
         )
+    if not server_side:
+        raise TypeError("the openssl engine serves; clients use a stdlib context")
+    # Imported here so that a client, which never uses pyOpenSSL, does not load it.
+    from mtls_ref.shared.tls.openssl_stream import OpenSSLSocketStream  # noqa: PLC0415 - see above
+
+    return OpenSSLSocketStream.wrap(transport, context)
 
 
 class TLSConnection(trio.abc.Stream):
-    """A TLS stream that always tells a rejected peer why, and closes politely.
-
-    Over a real socket (``trio.SocketStream``) it uses :class:`SocketTLSStream`:
-    OpenSSL does the I/O, so alerts leave at once and the handshake costs the
-    least CPU. Over any other stream (tests use memory streams) it uses
-    ``trio.SSLStream`` and flushes the alert that stream would leave behind.
-    """
+    """A TLS stream that tells a rejected peer why, closes politely, and reports its handshake."""
 
     def __init__(
         self,
-        transport: trio.abc.Stream,
+        transport: trio.SocketStream,
         context: ServerContext,
         *,
         server_side: bool,
         server_hostname: str | None = None,
     ) -> None:
-        self.sent_alert: str | None = None  # the alert we sent, when we could see it (plaintext, memory BIO)
         self.handshake_done = False
-        self._capture: _BioCapture | None = None
-        self._stream: trio.SSLStream[trio.abc.Stream] | SocketTLSStream | OpenSSLSocketStream
-        if isinstance(context, SSL.Context):
-            if not isinstance(transport, trio.SocketStream) or not server_side:
-                raise TypeError("the openssl engine serves TCP sockets (trio.SocketStream), server side only")
-            self._stream = OpenSSLSocketStream.wrap(transport, context)
-        elif isinstance(transport, trio.SocketStream):
-            self._stream = SocketTLSStream.wrap(
-                transport, context, server_side=server_side, server_hostname=server_hostname
-            )
-        else:
-            self._capture = _BioCapture(context)
-            self._stream = trio.SSLStream(
-                transport,
-                cast(ssl.SSLContext, self._capture),
-                server_side=server_side,
-                server_hostname=server_hostname,
-            )
+        self._stream = open_tls_stream(
+            transport, context, server_side=server_side, server_hostname=server_hostname
+        )
+
+    def __repr__(self) -> str:
+        return f"<TLSConnection {self._stream!r} handshake_done={self.handshake_done}>"
 
     # -- the stream: what the handler, the HTTP loop, the relays and the client read and write ------
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        return bytes(await self._stream.receive_some(max_bytes))
+        return await self._stream.receive_some(max_bytes)
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         await self._stream.send_all(data)
@@ -126,8 +103,11 @@ class TLSConnection(trio.abc.Stream):
 
     def version(self) -> str | None:
         """``TLSv1.3`` or ``TLSv1.2`` once the handshake is done."""
-        version: str | None = self._stream.version()
-        return version
+        return self._stream.version()
+
+    def negotiated_version(self) -> str | None:
+        """``TLSv1.3``, ``TLSv1.2``, or None, also after a failed handshake where the engine knows."""
+        return self._stream.negotiated_version()
 
     def cipher(self) -> str | None:
         """The cipher suite's name once the handshake is done."""
@@ -135,8 +115,7 @@ class TLSConnection(trio.abc.Stream):
         return cipher[0] if cipher else None
 
     def selected_alpn_protocol(self) -> str | None:
-        protocol: str | None = self._stream.selected_alpn_protocol()
-        return protocol
+        return self._stream.selected_alpn_protocol()
 
     def peer_certificate_der(self) -> bytes | None:
         """The peer's leaf (DER) after the handshake; resumed sessions carry it too."""
@@ -144,54 +123,34 @@ class TLSConnection(trio.abc.Stream):
         return der
 
     def verified_chain(self) -> list[x509.Certificate] | None:
-        """The chain the library verified, leaf to root, where the engine can tell.
-
-        Python 3.11's ssl gives the peer's leaf only, so the stdlib engine says None;
-        so does a resumed session (its chain was verified when it was made).
-        """
-        if isinstance(self._stream, OpenSSLSocketStream):
-            return self._stream.verified_chain()
-        return None
-
-    def negotiated_version(self) -> str | None:
-        """``TLSv1.3``, ``TLSv1.2``, or None, even after a failed handshake (where ServerHello went out)."""
-        if isinstance(self._stream, OpenSSLSocketStream):
-            return self._stream.version()
-        return self._stream.version() if self.handshake_done else None
+        """The chain the library verified, leaf to root, where the engine can tell (the openssl
+        engine; Python 3.11's ssl gives the leaf only); None on a resumed session too."""
+        return self._stream.verified_chain()
 
     def session_reused(self) -> bool:
         """Whether the handshake resumed an earlier session."""
-        if isinstance(self._stream, OpenSSLSocketStream | SocketTLSStream):
-            return self._stream.session_reused()
-        return bool(self._stream.session_reused)
+        return self._stream.session_reused()
+
+    @property
+    def sent_alert(self) -> str | None:
+        """The alert this side wrote on the wire, as the engine reported it (None: none written)."""
+        recorder = trace.current_recorder()
+        return recorder.sent_alert if recorder is not None else None
+
+    def heard_peer(self) -> bool:
+        """Whether the peer sent any TLS at all (a port probe sends none)."""
+        heard = self._stream.heard_peer()
+        if heard is None:  # the stdlib engine cannot tell; its message callback can
+            recorder = trace.current_recorder()
+            heard = bool(recorder and recorder.heard_peer)
+        return heard
+
+    # -- handshake and close ---------------------------------------------------------------------
 
     async def handshake(self) -> None:
-        """Run the handshake; on failure make sure the alert went out, then re-raise."""
-        try:
-            await self._stream.do_handshake()
-        except trio.BrokenResourceError:
-            await self.flush_alert()
-            raise
+        """Run the handshake; on failure the engine has already sent its alert."""
+        await self._stream.do_handshake()
         self.handshake_done = True
-
-    async def flush_alert(self) -> None:
-        """Send whatever OpenSSL left in trio's outgoing memory BIO (a fatal alert), within a bound."""
-        if (
-            self._capture is None
-            or self._capture.outgoing is None
-            or not isinstance(self._stream, trio.SSLStream)
-        ):
-            return  # the socket-backed stream has sent it already
-        pending = self._capture.outgoing.read()
-        if not pending:
-            return
-        self.sent_alert = plaintext_alert(pending)
-        # A peer that is already gone cannot be told anything more.
-        with (
-            trio.move_on_after(ALERT_FLUSH_TIMEOUT),
-            contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError),
-        ):
-            await self._stream.transport_stream.send_all(pending)
 
     async def aclose(self, *, goodbye_within: float = ALERT_FLUSH_TIMEOUT) -> None:
         """close_notify after a completed handshake (bounded by ``goodbye_within`` s); otherwise just drop."""
@@ -207,7 +166,4 @@ class TLSConnection(trio.abc.Stream):
 
     async def abort(self) -> None:
         """Close without a TLS goodbye, lingering briefly so an alert already sent is not lost to a RST."""
-        if isinstance(self._stream, SocketTLSStream | OpenSSLSocketStream):
-            await self._stream.linger_close(ALERT_FLUSH_TIMEOUT)
-        else:
-            await trio.aclose_forcefully(self._stream.transport_stream)
+        await self._stream.linger_close(ALERT_FLUSH_TIMEOUT)

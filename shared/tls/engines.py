@@ -3,13 +3,27 @@
 from __future__ import annotations
 
 import ssl
+from typing import Final
 
 from mtls_ref.shared.core.config import ServerConfig
 from mtls_ref.shared.tls.connection import ServerContext
 from mtls_ref.shared.tls.context import server_context
 from mtls_ref.shared.tls.openssl_context import library_versions, openssl_server_context
+from mtls_ref.shared.tls.stream import EngineTraits
 
-__all__ = ["build_server_context", "describe_engine"]
+__all__ = ["ENGINES", "build_server_context", "describe_engine", "engine_traits"]
+
+# What each engine can do and tell: asked here, never by comparing engine names elsewhere.
+ENGINES: Final = {
+    "openssl": EngineTraits(name="openssl", sends_ca_names=True, knows_verified_chain=True),
+    # Python's ssl cannot send CA names, and 3.11 gives the peer's leaf only.
+    "stdlib": EngineTraits(name="stdlib", sends_ca_names=False, knows_verified_chain=False),
+}
+
+
+def engine_traits(engine: str) -> EngineTraits:
+    """The traits of a configured engine (config validation has already checked the name)."""
+    return ENGINES[engine]
 
 
 def build_server_context(config: ServerConfig) -> ServerContext:

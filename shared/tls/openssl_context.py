@@ -100,9 +100,12 @@ def openssl_server_context(config: ServerConfig) -> SSL.Context:
     if config.keylog is not None:
         _log_keys_to(ctx, KeyLogFile(config.keylog))
     # Every message, for the diagram (logged, or kept for the browser page); costs ~10% of a
-    # handshake, so only when asked.
+    # handshake, so only when asked. Otherwise only the alerts written, so the log names the
+    # alert on the wire (the full callback reports those too).
     if config.trace or config.record_handshakes:
         openssl_lowlevel.install_message_callback(ctx)
+    else:
+        openssl_lowlevel.install_alert_callback(ctx)
     return ctx
 
 

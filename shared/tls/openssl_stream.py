@@ -114,6 +114,14 @@ class OpenSSLSocketStream(SocketOwner, trio.abc.Stream):
     def session_reused(self) -> bool:
         return openssl_lowlevel.session_reused(self._conn)
 
+    def negotiated_version(self) -> str | None:
+        """Known from ServerHello on, so also after a handshake that failed later."""
+        return self._conn.get_protocol_version_name() if self._conn.client_random() is not None else None
+
+    def heard_peer(self) -> bool:
+        """A ClientHello arrived: OpenSSL makes the session (and keeps its client random) on reading one."""
+        return self._conn.client_random() is not None
+
     # -- I/O ----------------------------------------------------------------------
 
     async def _retry(self, operation: Callable[..., _T], *args: Any) -> _T:

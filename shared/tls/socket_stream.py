@@ -29,6 +29,7 @@ import ssl
 from typing import Any, Final
 
 import trio
+from cryptography import x509
 
 __all__ = ["SocketOwner", "SocketTLSStream", "restore_send_buffering"]
 
@@ -97,6 +98,7 @@ class SocketTLSStream(SocketOwner, trio.abc.Stream):
     def __init__(self, sock: ssl.SSLSocket) -> None:
         self._sock = sock
         self._closed = False
+        self._handshake_done = False
 
     @classmethod
     def wrap(
@@ -137,6 +139,18 @@ class SocketTLSStream(SocketOwner, trio.abc.Stream):
     def session_reused(self) -> bool:
         return bool(self._sock.session_reused)
 
+    def negotiated_version(self) -> str | None:
+        """Python's ssl names the version only once the handshake is done."""
+        return self._sock.version() if self._handshake_done else None
+
+    def verified_chain(self) -> list[x509.Certificate] | None:
+        """Python 3.11's ssl gives the peer's leaf only (get_verified_chain came in 3.13)."""
+        return None
+
+    def heard_peer(self) -> bool | None:
+        """Not told by Python's ssl; the message callback (:mod:`.trace`) sees the peer's messages."""
+        return None
+
     # -- I/O ------------------------------------------------------------------------
 
     async def _retry(self, operation: Any, *args: Any) -> Any:
@@ -156,6 +170,7 @@ class SocketTLSStream(SocketOwner, trio.abc.Stream):
             await self._retry(self._sock.do_handshake)
         except (ssl.SSLError, OSError) as exc:
             raise trio.BrokenResourceError from exc
+        self._handshake_done = True
         await trio.lowlevel.cancel_shielded_checkpoint()
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:

@@ -163,10 +163,13 @@ class HandshakeRecorder:
     _start: float = field(default_factory=time.monotonic)
     _held_header: tuple[Role, int, float] | None = None
     _raw: list[tuple[float, str, int, int, int, bytes]] = field(default_factory=list)
+    heard_peer: bool = False  # a TLS message from the peer was read
 
     # -- the callback -----------------------------------------------------------
 
     def record(self, direction: str, version: int, content_type: int, msg_type: int, data: bytes) -> None:
+        if direction == "read":
+            self.heard_peer = True
         raw = self._raw
         raw.append((time.monotonic(), direction, version, content_type, msg_type, data))
         if len(raw) >= RAW_BATCH:
@@ -364,8 +367,11 @@ class PeerCertificateCatcher:
     tls13: bool | None = None
     peer_certificates: list[bytes] = field(default_factory=list)
     sent_alert: str | None = None  # the alert this side sent, e.g. "decode_error"
+    heard_peer: bool = False  # a TLS message from the peer was read (where the engine reports reads)
 
     def record(self, direction: str, version: int, content_type: int, msg_type: int, data: bytes) -> None:
+        if direction == "read":
+            self.heard_peer = True
         if content_type == _ALERT and direction == "write" and len(data) >= 2:
             self.sent_alert = ALERT_NAMES.get(data[1], str(data[1]))
             return
@@ -380,6 +386,7 @@ class PeerCertificateCatcher:
 class Recorder(Protocol):
     peer_certificates: list[bytes]
     sent_alert: str | None
+    heard_peer: bool
 
     def record(self, direction: str, version: int, content_type: int, msg_type: int, data: bytes) -> None: ...
 

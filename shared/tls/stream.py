@@ -1,0 +1,59 @@
+"""What every TLS engine's stream offers: the one interface behind :class:`TLSConnection`.
+
+Two adapters implement it, one per engine, both over a real socket that OpenSSL
+reads and writes itself: :class:`~mtls_ref.shared.tls.socket_stream.SocketTLSStream`
+(Python's ``ssl``, the system OpenSSL) and
+:class:`~mtls_ref.shared.tls.openssl_stream.OpenSSLSocketStream` (pyOpenSSL, the
+OpenSSL that cryptography ships). Where an engine cannot tell a fact it says so
+(``None``) rather than guess; :class:`EngineTraits` states up front what each
+engine can tell, for the banner and the pages.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from cryptography import x509
+
+__all__ = ["EngineTraits", "TLSStream"]
+
+
+class TLSStream(Protocol):
+    """A TLS stream over a socket, and what its handshake established."""
+
+    async def do_handshake(self) -> None: ...
+    async def receive_some(self, max_bytes: int | None = None) -> bytes: ...
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None: ...
+    async def wait_send_all_might_not_block(self) -> None: ...
+    async def aclose(self) -> None: ...
+
+    async def linger_close(self, linger: float) -> None:
+        """Close without a TLS goodbye, reading until the peer closes (bounded) so an alert survives."""
+
+    def version(self) -> str | None:
+        """``TLSv1.3`` / ``TLSv1.2`` once the handshake is done."""
+
+    def negotiated_version(self) -> str | None:
+        """The version, also after a failed handshake where the engine knows it (else None)."""
+
+    def cipher(self) -> tuple[str, str, int] | None: ...
+    def selected_alpn_protocol(self) -> str | None: ...
+    def getpeercert(self, binary_form: bool = False) -> Any: ...
+
+    def verified_chain(self) -> list[x509.Certificate] | None:
+        """The chain the library verified, leaf to root; None where the engine cannot tell."""
+
+    def session_reused(self) -> bool: ...
+
+    def heard_peer(self) -> bool | None:
+        """Whether any TLS came from the peer (a ClientHello); None where the engine cannot tell."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EngineTraits:
+    """What an engine can do and tell, stated once instead of asked by name."""
+
+    name: str
+    sends_ca_names: bool  # acceptable CA names in CertificateRequest
+    knows_verified_chain: bool  # the verified chain per connection (whoami, Client-Cert-Chain)
