@@ -33,6 +33,7 @@ from .forward import ForwardTarget
 from .handler import HandlerSettings, handle_connection
 from .log import EventLog
 from .metrics import Credentials, ServerMetrics
+from .record import Code, ConnectionRecord, ConnectionReport, Outcome
 from .reload import FileWatch
 from .status import serve_status
 from .views import describe_crls
@@ -57,6 +58,8 @@ class Server:
         self.trust_anchors = _trust_anchors(config)
         self.credentials = _credentials(config, self.trust_anchors)
         self.metrics = ServerMetrics(active=lambda: self.active, credentials=lambda: self.credentials)
+        # Every finished connection, from the handler or refused at accept: one log line, one count.
+        self.report = ConnectionReport(self.log, self.metrics.record)
         self.files = FileWatch([config.cert, config.key, config.ca, config.crl])
         self.settings = HandlerSettings(
             protocol_sniff=config.protocol_sniff,
@@ -263,14 +266,14 @@ class Server:
             source, port, peer = _peer_name(stream)
             slot = self.budget.admit(source)
             if slot is None:
-                self.log.event(
-                    "connection",
-                    peer=peer,
-                    outcome="rejected",
-                    reason=f"{source} already has {self.config.max_handshakes_per_source} connections in "
+                refused = ConnectionRecord(peer=peer)
+                refused.decide(
+                    Outcome.REJECTED,
+                    Code.PER_SOURCE_LIMIT,
+                    f"{source} already has {self.config.max_handshakes_per_source} connections in "
                     "their handshake (max_handshakes_per_source)",
                 )
-                self.metrics.refused_at_accept("per-source-limit")
+                self.report(refused)
                 await trio.aclose_forcefully(stream)
                 continue
             self.active += 1
@@ -283,7 +286,7 @@ class Server:
         self, stream: trio.SocketStream, peer: str, slot: HandshakeSlot, addresses: Any
     ) -> None:
         try:
-            record = await handle_connection(
+            await handle_connection(
                 stream,
                 context=self.context,
                 settings=self.settings,
@@ -291,8 +294,8 @@ class Server:
                 peer=peer,
                 slot=slot,
                 addresses=addresses,
+                report=self.report,
             )
-            self.metrics.record(record)
         except Exception as exc:  # noqa: BLE001 - one connection's bug must not stop the server
             self.log.event("connection-error", peer=peer, error=f"{type(exc).__name__}: {exc}")
         finally:
@@ -403,7 +406,7 @@ def _forward_target(config: ServerConfig) -> ForwardTarget | None:
             keep_underscore_headers=config.forward_underscore_headers,
         )
     except ValueError as exc:
-        raise ConfigError(f"[server] {exc}; e.g. forward = \"127.0.0.1:8080\" (or leave it empty)") from exc
+        raise ConfigError(f'[server] {exc}; e.g. forward = "127.0.0.1:8080" (or leave it empty)') from exc
 
 
 def _status_address(config: ServerConfig) -> tuple[str, int] | None:
@@ -417,7 +420,7 @@ def _status_address(config: ServerConfig) -> tuple[str, int] | None:
     host, sep, port = config.status.rpartition(":")
     if not sep or not port.isdigit():
         raise ConfigError(
-            f"[server] status {config.status!r} is not HOST:PORT; e.g. status = \"127.0.0.1:9100\""
+            f'[server] status {config.status!r} is not HOST:PORT; e.g. status = "127.0.0.1:9100"'
         )
     host = host.strip("[]") or "127.0.0.1"
     if not is_loopback(host) and not config.status_allow_remote:

@@ -31,8 +31,9 @@ import contextlib
 import json
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Final, NoReturn
+from typing import Final, NoReturn
 
 import trio
 from cryptography import x509
@@ -69,9 +70,10 @@ from .forward_headers import XFCC, Headers, client_cert_headers, unforwardable_n
 from .forward_http import forward_http
 from .http import HTTP_REQUEST_LINE, serve_http
 from .log import EventLog
+from .record import Code, ConnectionRecord, ConnectionReport, Outcome
 from .views import SessionInfo, whoami_document
 
-__all__ = ["ConnectionRecord", "HandlerSettings", "handle_connection"]
+__all__ = ["ConnectionRecord", "HandlerSettings", "handle_connection"]  # the record: see .record
 
 # Bound on saying goodbye (close_notify or a final ERR line) to a peer that may not read.
 CLOSE_TIMEOUT: Final = 2.0
@@ -94,52 +96,6 @@ class HandlerSettings:
     forward: ForwardTarget | None = None  # forward mode: relay to this backend instead of answering
 
 
-@dataclass(slots=True, kw_only=True)
-class ConnectionRecord:
-    """What the per-connection log line says; filled in as the connection goes."""
-
-    peer: str
-    outcome: str = "open"
-    reason: str | None = None
-    alert: str | None = None  # the alert this server wrote on the wire ("none": none)
-    alert_received: str | None = None  # the alert the client sent, when it refused us
-    tls_version: str | None = None
-    cipher: str | None = None
-    identity: PeerIdentity | None = None
-    requests: int = 0
-    protocol: str | None = None
-    resumed: bool = False
-    presented: list[str] | None = None  # subjects of a refused peer's certificates, as sent
-    handshake_seconds: float | None = None  # from accept to the handshake's end, done or failed
-    forwarded: tuple[int, int] | None = None  # forward mode: bytes to the backend, to the client
-    dropped_headers: list[str] | None = None  # HTTP forward modes: request header names removed
-    started: float = field(default_factory=time.monotonic)
-
-    def fields(self) -> dict[str, Any]:
-        ident = self.identity
-        return {
-            "peer": self.peer,
-            "outcome": self.outcome,
-            "protocol": self.protocol,
-            "reason": self.reason,
-            "alert": self.alert,
-            "alert_received": self.alert_received,
-            "tls": self.tls_version,
-            "cipher": self.cipher,
-            "subject": ident.subject if ident else None,
-            "sans": [n for n in ident.names() if not n.startswith("CN:")] if ident else None,
-            "serial": ident.serial if ident else None,
-            "sha256": ident.sha256 if ident else None,
-            "presented": self.presented,
-            "to_backend": self.forwarded[0] if self.forwarded else None,
-            "to_client": self.forwarded[1] if self.forwarded else None,
-            "dropped_headers": self.dropped_headers,
-            "resumed": self.resumed or None,
-            "requests": self.requests,
-            "duration_ms": round((time.monotonic() - self.started) * 1000, 1),
-        }
-
-
 class _Refused(Exception):
     """Internal: the connection ends here, with ``outcome`` and ``reason`` set."""
 
@@ -157,12 +113,15 @@ async def handle_connection(
     peer: str,
     slot: HandshakeSlot | None = None,
     addresses: tuple[tuple[str, int], tuple[str, int]] | None = None,
+    report: Callable[[ConnectionRecord], None] | None = None,
 ) -> ConnectionRecord:
     """Serve one connection to completion; never raises for anything the peer does.
 
     ``slot``: the connection's place in the server's handshake budget (its deadline,
     and whether it was dropped for a newer one); without one the handler keeps its own.
     ``addresses``: (client, server) socket addresses, for the PROXY v2 header in forward mode.
+    ``report``: where the finished record goes (the server logs and counts it); by default its
+    log line only.
     """
     record = ConnectionRecord(peer=peer)
     tls = TLSConnection(transport, context, server_side=True)
@@ -179,7 +138,12 @@ async def handle_connection(
                 established = slot.established()
                 if not established:
                     cap = slot.budget.max_established
-                    _refuse(record, "rejected", f"connection cap of {cap} reached (max_connections)")
+                    _refuse(
+                        record,
+                        Outcome.REJECTED,
+                        Code.CONNECTION_CAP,
+                        f"connection cap of {cap} reached (max_connections)",
+                    )
             await _serve(tls, settings, record, addresses, recorder)
     except _Refused:
         pass
@@ -187,9 +151,10 @@ async def handle_connection(
         record.reason = str(stalled)
         await tls.abort()
     except trio.Cancelled:
-        record.reason = "server shutting down"
-        if record.outcome == "open":
-            record.outcome = "closed"
+        if record.outcome is Outcome.OPEN:
+            record.decide(Outcome.CLOSED, Code.SHUTDOWN, "server shutting down")
+        else:
+            record.reason = "server shutting down"
         if record.tls_version is not None:  # only a finished handshake can carry a goodbye line
             with trio.CancelScope(shield=True), contextlib.suppress(_PeerNotReading):
                 goodbye = Reply(False, "shutting-down", "server is shutting down; reconnect later")
@@ -215,7 +180,7 @@ async def handle_connection(
                         tls13=recorder.tls13,
                     ),
                 )
-            log.event("connection", **record.fields())
+            (report or ConnectionReport(log))(record)
     return record
 
 
@@ -230,7 +195,7 @@ async def _serve(
     record.cipher = tls.cipher()
     der = tls.peer_certificate_der()
     if der is None:  # cannot happen with CERT_REQUIRED; refuse rather than trust it
-        _refuse(record, "rejected", "no client certificate after handshake")
+        _refuse(record, Outcome.REJECTED, Code.OTHER, "no client certificate after handshake")
     identity = record.identity = identity_from_der(der)
     decision = settings.allow.decide(identity)
     record.resumed = tls.session_reused()
@@ -246,13 +211,15 @@ async def _serve(
         crl=settings.crl,
         handshake=recorder if isinstance(recorder, HandshakeRecorder) else None,
     )
-    record.outcome = "accepted" if decision.allowed else "forbidden"
-    record.reason = decision.reason
+    if decision.allowed:
+        record.decide(Outcome.ACCEPTED, Code.SERVED, decision.reason)
+    else:
+        record.decide(Outcome.FORBIDDEN, Code.ALLOW_LIST, decision.reason)
     if settings.forward is not None:
         record.protocol = "forward"
         if decision.allowed and (bad_name := unforwardable_name(identity)):
             why = f"the certificate's name {bad_name} holds a control character: never forwarded"
-            _refuse(record, "forbidden", why)
+            _refuse(record, Outcome.FORBIDDEN, Code.UNFORWARDABLE, why)
         if decision.allowed:
             await _forward(tls, settings, identity, record, addresses)
         return  # a refused client gets close_notify: the backend's protocol is not ours to speak
@@ -323,7 +290,8 @@ def _proxy_header(
             resumed=record.resumed,
         ).encode()
     except ValueError as exc:  # a name too long for a TLV: never cut short
-        _refuse(record, "forbidden", f"the certificate's identity does not fit a PROXY v2 header: {exc}")
+        why = f"the certificate's identity does not fit a PROXY v2 header: {exc}"
+        _refuse(record, Outcome.FORBIDDEN, Code.UNFORWARDABLE, why)
 
 
 def _identity_headers(tls: TLSConnection, kind: str, identity: PeerIdentity) -> Headers:
@@ -378,11 +346,17 @@ async def _handshake(
         if slot is not None and slot.evicted:
             _refuse(
                 record,
-                "dropped",
+                Outcome.DROPPED,
+                Code.HANDSHAKE_BUDGET,
                 "the handshake budget was full and this connection had waited longest without finishing "
                 "its handshake (max_handshakes)",
             )
-        _refuse(record, "timeout", f"no complete handshake within {settings.handshake_timeout:g}s")
+        _refuse(
+            record,
+            Outcome.TIMEOUT,
+            Code.HANDSHAKE_TIMEOUT,
+            f"no complete handshake within {settings.handshake_timeout:g}s",
+        )
 
 
 async def _handshake_within(
@@ -405,11 +379,11 @@ async def _handshake_within(
             if not isinstance(cause, ssl.SSLError) or isinstance(
                 cause, ssl.SSLZeroReturnError | ssl.SSLEOFError
             ):
-                _refuse(record, "closed", _closed_reason(tls))
+                _refuse(record, Outcome.CLOSED, Code.PEER_CLOSED, _closed_reason(tls))
             tls13 = recorder.tls13 if recorder.tls13 is not None else _tls13(tls.negotiated_version())
             diagnosis = diagnose_ssl_error(cause, local=Role.SERVER, tls13=tls13)
             if diagnosis.category is Category.CLOSED:
-                _refuse(record, "closed", _closed_reason(tls))
+                _refuse(record, Outcome.CLOSED, Code.PEER_CLOSED, _closed_reason(tls))
             # A refusal: the alert that went out, as the engine reported it, never one a table
             # expects ("none": the engine wrote none, as for bytes that are not TLS at all).
             record.alert = tls.sent_alert or "none"
@@ -425,7 +399,7 @@ async def _handshake_within(
                     trusted=settings.trusted,
                 )
                 reason = f"{reason}: {fact}" if fact else reason
-            _refuse(record, "rejected", reason)
+            _refuse(record, Outcome.REJECTED, Code.TLS_REFUSAL, reason)
 
 
 def _closed_reason(tls: TLSConnection) -> str:
@@ -444,8 +418,8 @@ def _chain_subjects(chain: list[x509.Certificate] | None) -> list[str] | None:
     return [cert.subject.rfc4514_string() for cert in chain] if chain else None
 
 
-def _refuse(record: ConnectionRecord, outcome: str, reason: str) -> NoReturn:
-    record.outcome, record.reason = outcome, reason
+def _refuse(record: ConnectionRecord, outcome: Outcome, code: Code, reason: str) -> NoReturn:
+    record.decide(outcome, code, reason)
     raise _Refused
 
 

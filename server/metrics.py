@@ -1,8 +1,9 @@
 """What the status port reports: Prometheus metrics (through ``prometheus_client``) and readiness.
 
 Each server has its own registry (tests and embedders run several in one
-process). Labels stay bounded: a connection's free-text reason becomes a short
-code (the alert for a TLS refusal, ``allow-list``, ``handshake-timeout``...).
+process). Labels stay bounded: a connection's ``reason`` label is the code its
+record was decided with (:class:`~mtls_ref.server.record.Code`; the alert for
+a TLS refusal), never a search of the human wording.
 Expiry figures are computed when scraped, from what the server has loaded, so a
 reload shows at once.
 """
@@ -17,34 +18,13 @@ from typing import Final
 from cryptography import x509
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from .handler import ConnectionRecord
+from .record import ConnectionRecord
 
-__all__ = ["Credentials", "ServerMetrics", "reason_code"]
+__all__ = ["Credentials", "ServerMetrics"]
 
 # A full mTLS handshake on loopback takes about a millisecond; a slow client or a
 # stalled one up to handshake_timeout (10 s by default).
 HANDSHAKE_BUCKETS: Final = (0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-_OUTCOME_CODES: Final = {
-    "accepted": "served",
-    "forbidden": "allow-list",
-    "timeout": "handshake-timeout",
-    "dropped": "handshake-budget",
-}
-
-
-def reason_code(record: ConnectionRecord) -> str:
-    """A bounded label for why a connection ended as it did."""
-    if record.outcome in _OUTCOME_CODES:
-        return _OUTCOME_CODES[record.outcome]
-    if record.alert and record.alert not in ("none", "unknown"):
-        return record.alert
-    if record.reason and "max_handshakes_per_source" in record.reason:
-        return "per-source-limit"
-    if record.reason and "max_connections" in record.reason:
-        return "connection-cap"
-    if record.reason and "did not speak TLS" in record.reason:
-        return "not-tls"
-    return "peer-closed" if record.outcome == "closed" else "other"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -120,17 +100,14 @@ class ServerMetrics:
 
     def record(self, record: ConnectionRecord) -> None:
         """Count one finished connection (called once per connection: keep it cheap)."""
-        self.connections.labels(record.outcome, reason_code(record)).inc()
-        if record.alert and record.alert not in ("none", "unknown"):
+        self.connections.labels(record.outcome.value, record.label).inc()
+        if record.alert and record.alert != "none":
             self.alerts.labels(record.alert).inc()
         if record.handshake_seconds is not None:
             self.handshake.observe(record.handshake_seconds)
         if record.forwarded is not None:
             self.forwarded.labels("to_backend").inc(record.forwarded[0])
             self.forwarded.labels("to_client").inc(record.forwarded[1])
-
-    def refused_at_accept(self, reason: str) -> None:
-        self.connections.labels("rejected", reason).inc()
 
     def exposition(self) -> bytes:
         """The Prometheus text format, expiry gauges brought up to date first."""
