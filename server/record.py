@@ -13,14 +13,14 @@ import enum
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from mtls_ref.shared.tls.identity import PeerIdentity
 
 if TYPE_CHECKING:
     from .log import EventLog
 
-__all__ = ["Code", "ConnectionRecord", "ConnectionReport", "Outcome"]
+__all__ = ["Code", "ConnectionRecord", "ConnectionReport", "Outcome", "Refused", "refuse"]
 
 
 class Outcome(enum.StrEnum):
@@ -125,3 +125,13 @@ class ConnectionReport:
         self._log.event("connection", **record.fields())
         if self._count is not None:
             self._count(record)
+
+
+class Refused(Exception):
+    """The connection ends here; its record holds the decision (raised by :func:`refuse`)."""
+
+
+def refuse(record: ConnectionRecord, outcome: Outcome, code: Code, reason: str) -> NoReturn:
+    """Record the decision and end the connection's handling."""
+    record.decide(outcome, code, reason)
+    raise Refused
