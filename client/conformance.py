@@ -25,6 +25,7 @@ from pathlib import Path
 
 import trio
 
+from mtls_ref.shared.core.addresses import HostPort
 from mtls_ref.shared.core.config import TLS_VERSIONS, ClientConfig
 from mtls_ref.shared.core.errors import MTLSError
 from mtls_ref.shared.pki.badset import BadCase, Manifest, load_manifest
@@ -258,9 +259,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str]) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    host, sep, port_text = args.target.rpartition(":")
-    if not sep or not port_text.isdigit():
-        parser.error(f"target {args.target!r} is not HOST:PORT")
+    try:
+        target = HostPort.parse(args.target)
+    except ValueError as exc:
+        parser.error(f"target {exc}")
     try:
         manifest = load_manifest(args.badset)
     except (OSError, ValueError, KeyError) as exc:
@@ -273,8 +275,8 @@ def main(argv: Sequence[str]) -> int:
     rows = trio.run(
         lambda: run_conformance(
             manifest,
-            host=host.strip("[]"),
-            port=int(port_text),
+            host=target.host,
+            port=target.port,
             versions=args.tls or TLS_VERSIONS,
             server_name=args.server_name,
             mode=args.protocol,

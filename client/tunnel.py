@@ -34,7 +34,7 @@ from typing import Any, Final
 
 import trio
 
-from mtls_ref.shared.core.addresses import is_loopback
+from mtls_ref.shared.core.addresses import HostPort, is_loopback
 from mtls_ref.shared.core.cli_support import add_config_argument, run_cli
 from mtls_ref.shared.core.config import TLS_VERSIONS, ClientConfig, load_config
 from mtls_ref.shared.core.errors import ConfigError
@@ -59,10 +59,11 @@ class TunnelSettings:
 
 
 def _host_port(text: str, what: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not host:
-        raise ConfigError(f"{what} {text!r} is not HOST:PORT (e.g. 127.0.0.1:15000)")
-    return host.strip("[]"), int(port)
+    try:
+        address = HostPort.parse(text)
+    except ValueError as exc:
+        raise ConfigError(f"{what} {exc}") from exc
+    return address.host, address.port
 
 
 async def run_tunnel(

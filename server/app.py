@@ -18,7 +18,7 @@ import trio
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from mtls_ref.shared.core.addresses import is_loopback
+from mtls_ref.shared.core.addresses import HostPort, is_loopback
 from mtls_ref.shared.core.config import ServerConfig
 from mtls_ref.shared.core.errors import ConfigError, MTLSError
 from mtls_ref.shared.pki.inspect import fingerprint
@@ -406,7 +406,9 @@ def _forward_target(config: ServerConfig) -> ForwardTarget | None:
             keep_underscore_headers=config.forward_underscore_headers,
         )
     except ValueError as exc:
-        raise ConfigError(f'[server] {exc}; e.g. forward = "127.0.0.1:8080" (or leave it empty)') from exc
+        raise ConfigError(
+            f'[server] forward {exc}; e.g. forward = "127.0.0.1:8080" (or leave it empty)'
+        ) from exc
 
 
 def _status_address(config: ServerConfig) -> tuple[str, int] | None:
@@ -417,12 +419,11 @@ def _status_address(config: ServerConfig) -> tuple[str, int] | None:
     """
     if not config.status:
         return None
-    host, sep, port = config.status.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ConfigError(
-            f'[server] status {config.status!r} is not HOST:PORT; e.g. status = "127.0.0.1:9100"'
-        )
-    host = host.strip("[]") or "127.0.0.1"
+    try:
+        address = HostPort.parse(config.status, default_host="127.0.0.1")
+    except ValueError as exc:
+        raise ConfigError(f'[server] status {exc}; e.g. status = "127.0.0.1:9100"') from exc
+    host = address.host
     if not is_loopback(host) and not config.status_allow_remote:
         raise ConfigError(
             f"[server] status {config.status!r} is not a loopback address: /healthz and /metrics need no "
@@ -430,7 +431,7 @@ def _status_address(config: ServerConfig) -> tuple[str, int] | None:
             '"127.0.0.1:9100"), or pass --status-allow-remote (status_allow_remote = true) if that is what '
             "you mean"
         )
-    return host, int(port)
+    return host, address.port
 
 
 def _status_line(status: list[str] | None) -> list[str]:
@@ -438,7 +439,7 @@ def _status_line(status: list[str] | None) -> list[str]:
 
 
 def _host_port(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return str(HostPort(host, port))
 
 
 def _peer_name(stream: trio.SocketStream) -> tuple[str, int, str]:

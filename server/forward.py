@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import trio
 
+from mtls_ref.shared.core.addresses import HostPort
 from mtls_ref.shared.core.relay import relay
 from mtls_ref.shared.tls.connection import TLSConnection
 
@@ -38,18 +39,16 @@ class ForwardTarget:
         """``HOST:PORT`` (``[v6]:PORT``), or None for an empty setting."""
         if not text:
             return None
-        host, sep, port = text.rpartition(":")
-        if not sep or not port.isdigit() or not host:
-            raise ValueError(f"forward {text!r} is not HOST:PORT")
+        address = HostPort.parse(text)
         return cls(
-            host=host.strip("[]"),
-            port=int(port),
+            host=address.host,
+            port=address.port,
             identity=identity,
             keep_underscore_headers=keep_underscore_headers,
         )
 
     def __str__(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+        return str(HostPort(self.host, self.port))
 
 
 @dataclass(slots=True)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from mtls_ref.shared.core.addresses import HostPort
 from mtls_ref.shared.core.config import load_config
 from mtls_ref.shared.core.errors import ConfigError
 
@@ -116,3 +117,31 @@ def test_config_objects_are_frozen(tmp_path: Path) -> None:
     config = load_config(environ={}, cwd=tmp_path)
     with pytest.raises(AttributeError):
         config.server.port = 1  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("127.0.0.1:8443", ("127.0.0.1", 8443)),
+        ("localhost:1", ("localhost", 1)),
+        ("[::1]:9100", ("::1", 9100)),
+        (" api.example:443 ", ("api.example", 443)),
+    ],
+)
+def test_host_port_parses_and_prints_one_way(text: str, expected: tuple[str, int]) -> None:
+    """HOST:PORT and [V6]:PORT parse to the same host and port, and print back in canonical form."""
+    address = HostPort.parse(text)
+    assert (address.host, address.port) == expected
+    assert HostPort.parse(str(address)) == address
+
+
+@pytest.mark.parametrize("text", ["8443", "host:", ":8443", "::1:8443", "host:65536", "host:http"])
+def test_host_port_refuses_what_is_not_one(text: str) -> None:
+    """Missing parts, a bare IPv6 address, a port out of range: a ValueError that shows an example."""
+    with pytest.raises(ValueError, match=r"e\.g\."):
+        HostPort.parse(text)
+
+
+def test_host_port_default_host_fills_a_bare_port() -> None:
+    """':9100' takes the default host where the setting allows one (the status port)."""
+    assert HostPort.parse(":9100", default_host="127.0.0.1") == HostPort("127.0.0.1", 9100)
