@@ -1,10 +1,20 @@
 """How the connection ended, turned into the client's verdict: an exit code with words and the fix.
 
+Theory of operation
+-------------------
 The words come from ``shared/tls/diagnose.py`` (server and client say the same
-things); this module adds what only the client knows: which certificate to
-explain (the server's when we refused it, our own when the server refused us,
-read from the handshake trace and our config) and which exit code each ending
-gets.
+things); this module adds what only the client knows, from the handshake trace
+and its own config:
+
+* which certificate to explain: the server's when we refused it, our own when
+  the server refused us;
+* whether an alert from the server can be about our certificate at all. An
+  alert that arrives before our Certificate message went out cannot be (the
+  server has not seen it): it refuses the parameters we offered, the TLS
+  version (``protocol_version``, RFC 8446 §6.2), the cipher suites or groups
+  (``handshake_failure``). That is :attr:`Exit.NEGOTIATION`, never
+  :attr:`Exit.CERT_REJECTED`. ``protocol_version`` means exactly that whenever
+  it comes; the timing rule needs a trace that saw our ClientHello.
 """
 
 from __future__ import annotations
@@ -32,6 +42,10 @@ from mtls_ref.shared.tls.trace import HandshakeRecorder, Role
 from .outcome import ClientReport, Exit, Stop, fail
 
 __all__ = ["Verdicts"]
+
+# Alerts that refuse what we offered, not who we are, whenever they arrive (RFC 8446 §6.2):
+# no TLS version in common; the server requires stronger parameters than we offer.
+_PARAMETER_ALERTS: Final = frozenset({"protocol_version", "insufficient_security"})
 
 _CATEGORY_EXIT: Final = {
     Category.PEER_UNTRUSTED: Exit.SERVER_UNTRUSTED,
@@ -62,6 +76,10 @@ class Verdicts:
     def broken(self, exc: trio.BrokenResourceError) -> Stop:
         """A read or write failed: the TLS error explains it (an alert received, mostly)."""
         diagnosis = self._diagnose(exc)
+        if diagnosis.category is Category.REJECTED_BY_PEER and (
+            diagnosis.alert in _PARAMETER_ALERTS or self._before_our_certificate()
+        ):
+            return fail(self._report, Exit.NEGOTIATION, self._parameters_refused(diagnosis))
         return fail(self._report, _CATEGORY_EXIT[diagnosis.category], diagnosis)
 
     def closed(self, *, waiting_for: str, first_read: bool) -> Stop:
@@ -74,6 +92,22 @@ class Verdicts:
             summary=f"the server closed the connection while we waited for {waiting_for}",
             fix="see the server's log",
         )
+
+    def _before_our_certificate(self) -> bool:
+        """The trace saw our ClientHello go out, and no Certificate of ours (not even an empty one)."""
+        return self._recorder.saw("ClientHello", Role.CLIENT) and not self._recorder.saw(
+            "Certificate", Role.CLIENT
+        )
+
+    def _parameters_refused(self, diagnosis: Diagnosis) -> Diagnosis:
+        """The diagnosis of an alert about what we offered, saying what that was."""
+        if diagnosis.alert == "protocol_version":
+            low, high = self._config.tls_min, self._config.tls_max
+            offered = f"TLS {low} only" if low == high else f"TLS {low} to {high}"
+            summary = f"{diagnosis.summary} (we offered {offered})"
+        else:
+            summary = f"{diagnosis.summary}, before we sent a certificate (so not because of it)"
+        return dataclasses.replace(diagnosis, category=Category.NEGOTIATION, summary=summary)
 
     def _diagnose(self, exc: trio.BrokenResourceError) -> Diagnosis:
         """A broken TLS stream, explained by its ssl cause, the trace and the certificate involved."""

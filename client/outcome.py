@@ -28,6 +28,7 @@ class Exit(enum.IntEnum):
     CERT_REJECTED = 5  # the server refused our certificate (alert, or TLS 1.3 close)
     FORBIDDEN = 6  # authenticated, but the server's authorization refused us
     PROTOCOL = 7  # protocol error or timeout after the handshake
+    NEGOTIATION = 8  # refused before our certificate was sent: no TLS version (or cipher) in common
 
 
 @dataclass(slots=True, kw_only=True)

@@ -1,0 +1,101 @@
+"""The client's verdict names what went wrong: a version or cipher mismatch, or a refused certificate.
+
+Each failure is set up for real over loopback (openssl s_server limited to one TLS version or cipher)
+beside a control that shows the same peer accepting, or refusing our certificate, so a verdict cannot
+pass by being the only one the code can give.
+"""
+
+from __future__ import annotations
+
+import pytest
+import trio
+
+from mtls_ref.client.cli import main as client_main
+from mtls_ref.client.session import ClientReport, Exit, run_client
+from mtls_ref.shared.core.config import ClientConfig
+from mtls_ref.shared.tls.context import ALPN_LINE, client_context
+
+from .pkitools import Pki
+from .tlstools import client_config, s_server, with_version
+
+
+async def run(config: ClientConfig, mode: str, messages: list[str]) -> ClientReport:
+    alpn = [ALPN_LINE] if mode == "line" else None
+    with trio.fail_after(15):
+        return await run_client(config, client_context(config, alpn=alpn), messages=messages, mode=mode)
+
+
+# -- a TLS version the server does not speak -------------------------------------------------------
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize(("ours", "theirs"), [("1.3", "-tls1_2"), ("1.2", "-tls1_3")])
+async def test_version_mismatch_is_a_negotiation_failure(
+    pki: Pki, openssl: str, ours: str, theirs: str
+) -> None:
+    """--tls 1.3 against `s_server -tls1_2` (and the reverse): exit 8 with protocol_version, not exit 5."""
+    async with s_server(openssl, pki, theirs) as port:
+        report = await run(with_version(client_config(pki, port=port), ours), "raw", ["mtls"])
+    assert report.result is Exit.NEGOTIATION, report.summary
+    assert report.alert == "protocol_version"
+    assert report.summary == (
+        f"the server does not accept the TLS versions we offer (we offered TLS {ours} only)"
+    )
+    assert "--tls" in report.fix
+
+
+@pytest.mark.interop
+async def test_no_shared_cipher_is_a_negotiation_failure(pki: Pki, openssl: str) -> None:
+    """`s_server -tls1_2` allowing only an RSA suite with its ECDSA key: handshake_failure arrives before our
+    certificate went out, so it cannot be about it: exit 8, not 5."""
+    async with s_server(openssl, pki, "-tls1_2", "-cipher", "AES128-SHA") as port:
+        report = await run(with_version(client_config(pki, port=port), "1.2"), "raw", ["mtls"])
+    assert report.result is Exit.NEGOTIATION, report.summary
+    assert report.alert == "handshake_failure"
+    assert report.summary == (
+        "the server found no acceptable parameters (or refused the handshake), "
+        "before we sent a certificate (so not because of it)"
+    )
+    assert ("client", "Certificate") not in [(e.sender.value, e.name) for e in report.events]
+
+
+@pytest.mark.interop
+async def test_negotiation_controls_the_same_server_judges_certificates(pki: Pki, openssl: str) -> None:
+    """Controls: the same `s_server -tls1_2` accepts us on TLS 1.2 and refuses a foreign certificate there
+    (exit 5, unknown_ca); without a certificate the same handshake_failure as above, but after our empty
+    Certificate, is a certificate rejection (exit 5)."""
+    async with s_server(openssl, pki, "-tls1_2") as port:
+        accepted = await run(with_version(client_config(pki, port=port), "1.2"), "raw", ["mtls"])
+        foreign = await run(
+            with_version(client_config(pki, pki.foreign_client, port=port), "1.2"), "raw", ["mtls"]
+        )
+        no_cert = await run(
+            with_version(client_config(pki, port=port, cert=None, key=None), "1.2"), "raw", ["mtls"]
+        )
+    assert accepted.result is Exit.OK, accepted.summary
+    assert accepted.exchanges == [("mtls", "sltm")]
+    assert foreign.result is Exit.CERT_REJECTED and foreign.alert == "unknown_ca", foreign.summary
+    assert no_cert.result is Exit.CERT_REJECTED and no_cert.alert == "handshake_failure", no_cert.summary
+    assert no_cert.summary == "the server requires a client certificate and we sent none"
+
+
+@pytest.mark.interop
+async def test_version_mismatch_on_the_command_line(
+    pki: Pki, openssl: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`mtls-client --tls 1.3 --raw` against `s_server -tls1_2` prints FAILED (negotiation) and exits 8."""
+    async with s_server(openssl, pki, "-tls1_2") as port:
+        argv = [
+            *("--host", "127.0.0.1", "--port", str(port), "--server-name", "localhost"),
+            *("--cert", str(pki.client.chain), "--key", str(pki.client.key), "--ca", str(pki.ca_cert)),
+            *("--tls", "1.3", "--raw", "--send", "mtls", "--trace", "off", "--timeout", "5"),
+        ]
+        with trio.fail_after(15):
+            code = await trio.to_thread.run_sync(client_main, argv)
+    out = capsys.readouterr().out
+    assert code == 8, out
+    assert (
+        "result: FAILED (negotiation): the server does not accept the TLS versions we offer "
+        "(we offered TLS 1.3 only) [alert received: protocol_version]"
+    ) in out
+    assert "cert-rejected" not in out
