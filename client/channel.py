@@ -115,7 +115,7 @@ class Channel:
             try:
                 return await operation()
             except trio.BrokenResourceError as exc:
-                raise self._verdicts.broken(exc) from exc
+                raise self._verdicts.broken(exc, first_read=not self._received_any) from exc
         raise fail(self.report, Exit.PROTOCOL, summary=summary, fix=fix)
 
     # -- reads after the verdict ----------------------------------------------------------------

@@ -8,6 +8,16 @@ and its own config:
 
 * which certificate to explain: the server's when we refused it, our own when
   the server refused us;
+* that the end of the stream is not a verdict on our certificate. Under TLS 1.3
+  the server judges our certificate after our side of the handshake is done, and
+  a refusal arrives as an alert on our first read (certificate_required,
+  unknown_ca, bad_certificate...): ``receive_some`` raises with the alert as the
+  cause. A close_notify, a bare EOF or a reset carries no verdict: a server that
+  refuses a certificate must say so with an alert (RFC 8446 §4.4.2.4). Without
+  one the likely causes are our server in forward mode whose backend hung up,
+  or a server that does not speak the mode's protocol (a TLS stack that loses
+  its alert looks the same; the fix says so). That is :attr:`Exit.PROTOCOL`,
+  never :attr:`Exit.CERT_REJECTED`;
 * whether an alert from the server can be about our certificate at all. An
   alert that arrives before our Certificate message went out cannot be (the
   server has not seen it): it refuses the parameters we offered, the TLS
@@ -73,8 +83,14 @@ class Verdicts:
             return self.broken(exc)
         return fail(self._report, Exit.PROTOCOL, diagnose_eof(tls13=None, after_handshake=False))
 
-    def broken(self, exc: trio.BrokenResourceError) -> Stop:
-        """A read or write failed: the TLS error explains it (an alert received, mostly)."""
+    def broken(self, exc: trio.BrokenResourceError, *, first_read: bool = False) -> Stop:
+        """A read or write failed: the TLS error explains it (an alert received, mostly).
+
+        ``first_read``: nothing has come from the server since the handshake. A break
+        without a TLS error then is a reset where a close would have done: no alert.
+        """
+        if first_read and not isinstance(exc.__cause__, ssl.SSLError):
+            return self._closed_without_alert("reset")
         diagnosis = self._diagnose(exc)
         if diagnosis.category is Category.REJECTED_BY_PEER and (
             diagnosis.alert in _PARAMETER_ALERTS or self._before_our_certificate()
@@ -83,14 +99,27 @@ class Verdicts:
         return fail(self._report, _CATEGORY_EXIT[diagnosis.category], diagnosis)
 
     def closed(self, *, waiting_for: str, first_read: bool) -> Stop:
-        """The server ended the stream where ``waiting_for`` was due."""
-        if first_read and self._recorder.tls13:
-            return fail(self._report, Exit.CERT_REJECTED, diagnose_eof(tls13=True, after_handshake=True))
+        """The server ended the stream (close_notify, or a bare EOF) where ``waiting_for`` was due."""
+        if first_read:
+            return self._closed_without_alert("closed")
         return fail(
             self._report,
             Exit.PROTOCOL,
             summary=f"the server closed the connection while we waited for {waiting_for}",
             fix="see the server's log",
+        )
+
+    def _closed_without_alert(self, how: str) -> Stop:
+        """Only the end of the stream after the handshake: whatever it is, not a certificate verdict."""
+        self._report.closed_without_alert = True
+        return fail(
+            self._report,
+            Exit.PROTOCOL,
+            summary=f"the server {how} the connection without an alert after the handshake: "
+            "not a certificate rejection; a forward-mode backend that closed, "
+            "or a server that does not speak this protocol",
+            fix="see the server's log; against a server that is not mtls-server use --raw or --http; "
+            "if the log says it refused our certificate, its alert was lost on the way",
         )
 
     def _before_our_certificate(self) -> bool:

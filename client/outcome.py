@@ -25,7 +25,7 @@ class Exit(enum.IntEnum):
     USAGE = 2  # bad flags, config or local files
     CONNECT = 3  # cannot connect (refused, unreachable, DNS, timeout on connect)
     SERVER_UNTRUSTED = 4  # we refused the server's certificate
-    CERT_REJECTED = 5  # the server refused our certificate (alert, or TLS 1.3 close)
+    CERT_REJECTED = 5  # the server refused our certificate (an alert, or an HTTP 400/495/496)
     FORBIDDEN = 6  # authenticated, but the server's authorization refused us
     PROTOCOL = 7  # protocol error or timeout after the handshake
     NEGOTIATION = 8  # refused before our certificate was sent: no TLS version (or cipher) in common
@@ -53,6 +53,8 @@ class ClientReport:
     version_label: str = ""
     # --http: the status line and, when the body names one (nginx's <title>), the reason.
     http_status: str | None = None
+    # The server ended the connection after the handshake without an alert, before any reply.
+    closed_without_alert: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -71,6 +73,7 @@ class ClientReport:
             "greeting": self.greeting,
             "exchanges": [{"request": q, "reply": a} for q, a in self.exchanges],
             "http_status": self.http_status,
+            "closed_without_alert": self.closed_without_alert,
             "trace": [e.to_dict() for e in self.events],
         }
 

@@ -1,11 +1,15 @@
-"""The client's verdict names what went wrong: a version or cipher mismatch, or a refused certificate.
+"""The client's verdict names what went wrong: a version mismatch, a silent close, a refused certificate.
 
-Each failure is set up for real over loopback (openssl s_server limited to one TLS version or cipher)
-beside a control that shows the same peer accepting, or refusing our certificate, so a verdict cannot
-pass by being the only one the code can give.
+Each failure is set up for real over loopback (openssl s_server limited to one TLS version or cipher; our
+server in forward mode before a backend that hangs up) beside a control that shows the same peer
+accepting, or refusing our certificate, so a verdict cannot pass by being the only one the code can give.
 """
 
 from __future__ import annotations
+
+import functools
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 import trio
@@ -16,7 +20,12 @@ from mtls_ref.shared.core.config import ClientConfig
 from mtls_ref.shared.tls.context import ALPN_LINE, client_context
 
 from .pkitools import Pki
-from .tlstools import client_config, s_server, with_version
+from .tlstools import client_config, log_events, s_server, start_server, with_version
+
+NOT_A_REJECTION = (
+    "the server closed the connection without an alert after the handshake: not a certificate rejection; "
+    "a forward-mode backend that closed, or a server that does not speak this protocol"
+)
 
 
 async def run(config: ClientConfig, mode: str, messages: list[str]) -> ClientReport:
@@ -99,3 +108,62 @@ async def test_version_mismatch_on_the_command_line(
         "(we offered TLS 1.3 only) [alert received: protocol_version]"
     ) in out
     assert "cert-rejected" not in out
+
+
+# -- a server that closes without an alert ------------------------------------------------------------
+
+
+@asynccontextmanager
+async def closing_backend(connections: list[int]) -> AsyncIterator[int]:
+    """A plain TCP service that accepts and hangs up at once, counting the connections it closed."""
+
+    async def handle(stream: trio.SocketStream) -> None:
+        connections.append(1)
+        await stream.aclose()
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(functools.partial(trio.serve_tcp, handle, 0, host="127.0.0.1"))
+        yield int(listeners[0].socket.getsockname()[1])
+        nursery.cancel_scope.cancel()
+
+
+@pytest.mark.usefixtures("tls_engine")
+@pytest.mark.parametrize("mode", ["line", "raw", "http"])
+async def test_forward_backend_that_closes_is_not_a_certificate_rejection(
+    pki: Pki, tls_version: str, mode: str
+) -> None:
+    """Forward mode before a backend that hangs up: the server accepted us and closed without an alert, so
+    the client says so (exit 7) rather than blaming our certificate, on TLS 1.3 as on 1.2."""
+    closed: list[int] = []
+    async with closing_backend(closed) as backend, trio.open_nursery() as nursery:
+        server, port, log = await start_server(nursery, pki, forward=f"127.0.0.1:{backend}")
+        report = await run(with_version(client_config(pki, port=port), tls_version), mode, ["ping"])
+        server.shutdown()
+    assert report.result is Exit.PROTOCOL, report.summary
+    assert report.summary == NOT_A_REJECTION
+    assert report.fix.startswith("see the server's log")
+    assert report.alert is None and report.closed_without_alert
+    assert report.tls_version == f"TLSv{tls_version}"
+    assert closed == [1]
+    (entry,) = log_events(log, "connection")
+    assert entry["outcome"] == "accepted", entry
+
+
+@pytest.mark.usefixtures("tls_engine")
+@pytest.mark.parametrize("mode", ["line", "raw"])
+async def test_forward_control_an_untrusted_certificate_is_still_rejected(pki: Pki, mode: str) -> None:
+    """Control: the same forward setup under TLS 1.3 refuses a foreign-CA certificate with an alert on the
+    client's first read: cert-rejected, exit 5, unknown_ca; the backend is never reached."""
+    closed: list[int] = []
+    async with closing_backend(closed) as backend, trio.open_nursery() as nursery:
+        server, port, log = await start_server(nursery, pki, forward=f"127.0.0.1:{backend}")
+        config = with_version(client_config(pki, pki.foreign_client, port=port), "1.3")
+        report = await run(config, mode, ["ping"])
+        server.shutdown()
+    assert report.result is Exit.CERT_REJECTED, report.summary
+    assert report.alert == "unknown_ca"
+    assert "does not trust the CA that issued our certificate" in report.summary
+    assert not report.closed_without_alert
+    assert report.tls_version == "TLSv1.3"  # the rejection came after our side of the handshake
+    assert closed == []
+    assert log_events(log, "connection")[0]["outcome"] == "rejected"
