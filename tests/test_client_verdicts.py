@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import pytest
 import trio
@@ -167,3 +168,22 @@ async def test_forward_control_an_untrusted_certificate_is_still_rejected(pki: P
     assert report.tls_version == "TLSv1.3"  # the rejection came after our side of the handshake
     assert closed == []
     assert log_events(log, "connection")[0]["outcome"] == "rejected"
+
+
+# -- the codes as documented ----------------------------------------------------------------------
+
+
+def test_every_exit_code_is_documented_once(capsys: pytest.CaptureFixture[str]) -> None:
+    """The README's exit-code table and `mtls-client --help` list exactly the codes the client returns
+    (1, "unexpected", is in neither), each once."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    table = readme.split("| exit | meaning |", 1)[1].split("\n\n", 1)[0]
+    documented = [
+        int(row.split("|")[1]) for row in table.splitlines() if row.startswith("| ") and "---" not in row
+    ]
+    expected = [code.value for code in Exit if code is not Exit.FAILURE]
+    assert documented == expected
+    with pytest.raises(SystemExit):
+        client_main(["--help"])
+    help_text = capsys.readouterr().out.split("exit codes:", 1)[1]
+    assert [int(line.split()[0]) for line in help_text.splitlines()[1 : len(expected) + 1]] == expected
