@@ -30,6 +30,7 @@ EXIT_CODES_HELP = "\n".join(
         (Exit.CERT_REJECTED, "the server rejected our certificate (the alert is printed)"),
         (Exit.FORBIDDEN, "authenticated, but the server's authorization refused us"),
         (Exit.PROTOCOL, "protocol error or timeout after the handshake"),
+        (Exit.NEGOTIATION, "refused before our certificate was sent: no TLS version or cipher in common"),
     )
 )
 

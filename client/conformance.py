@@ -31,7 +31,7 @@ from mtls_ref.shared.core.errors import MTLSError
 from mtls_ref.shared.pki.badset import BadCase, Manifest, load_manifest
 from mtls_ref.shared.tls.context import ALPN_HTTP, ALPN_LINE, client_context
 
-from .session import Exit, run_client
+from .session import ClientReport, Exit, run_client
 
 __all__ = ["Row", "main", "run_conformance"]
 
@@ -49,24 +49,37 @@ class Row:
     reproduce: str
 
 
-def _observed(result: Exit, alert: str | None, summary: str, http_status: str | None = None) -> str:
+def _closed_under_tls13(report: ClientReport) -> bool:
+    """TLS 1.3, and the server hung up after the handshake without an alert or a reply.
+
+    The client does not call that a certificate rejection (it cannot know); for a credential
+    that must be refused it is one, without the alert that would say why. Under TLS 1.2 the
+    server has accepted the certificate by then, so there it is not.
+    """
+    return report.closed_without_alert and report.tls13 is True
+
+
+def _observed(report: ClientReport) -> str:
     """What the server did, as seen: the alert, or the HTTP status and reason it answered with."""
-    match result:
+    match report.result:
         case Exit.OK:
             return "accepted"
-        case Exit.CERT_REJECTED if http_status:
-            return f"refused, HTTP {http_status}"
+        case Exit.CERT_REJECTED if report.http_status:
+            return f"refused, HTTP {report.http_status}"
         case Exit.CERT_REJECTED:
-            return f"refused, alert {alert}" if alert else "refused (closed, no alert)"
-        case Exit.FORBIDDEN if http_status:
-            return f"forbidden, HTTP {http_status}"
+            return f"refused, alert {report.alert}" if report.alert else "refused"
+        case Exit.FORBIDDEN if report.http_status:
+            return f"forbidden, HTTP {report.http_status}"
         case Exit.FORBIDDEN:
             return "forbidden (authorization)"
+        case _ if _closed_under_tls13(report):
+            return "refused (closed, no alert)"
         case _:
-            return f"error: {summary}"
+            return f"error: {report.summary}"
 
 
-def _verdict(case: BadCase, result: Exit, authz: bool) -> tuple[str, str]:
+def _verdict(case: BadCase, report: ClientReport, authz: bool) -> tuple[str, str]:
+    result = report.result
     if case.expect == "accepted":
         return (
             ("pass", "")
@@ -79,7 +92,7 @@ def _verdict(case: BadCase, result: Exit, authz: bool) -> tuple[str, str]:
         return "FAIL", "accepted a credential it must refuse: the server fails open"
     if case.expect == "forbidden" and result is not Exit.FORBIDDEN:
         return "FAIL", "expected an authorization refusal"
-    if result in (Exit.CERT_REJECTED, Exit.FORBIDDEN):
+    if result in (Exit.CERT_REJECTED, Exit.FORBIDDEN) or _closed_under_tls13(report):
         return "pass", ""
     return "FAIL", "neither accepted nor cleanly refused"
 
@@ -159,12 +172,12 @@ async def _run_row(
         messages=["PING"] if mode == "raw" else ["QUIT"],
         mode="line" if mode == "mtls-ref" else mode,
     )
-    verdict, detail = _verdict(case, report.result, authz)
+    verdict, detail = _verdict(case, report, authz)
     return Row(
         case=case.name,
         tls=tls,
         expected=case.expect,
-        observed=_observed(report.result, report.alert, report.summary, report.http_status),
+        observed=_observed(report),
         verdict=verdict,
         detail=detail or (report.summary if verdict != "pass" else ""),
         reproduce=reproduce,

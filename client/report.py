@@ -8,7 +8,7 @@ from typing import Final
 from mtls_ref.shared.tls.render import render_json, render_mermaid, render_terminal
 from mtls_ref.shared.tls.trace import Role
 
-from .session import ClientReport, Exit
+from .outcome import ClientReport, Exit
 
 __all__ = ["MACHINE_TRACES", "TRACE_MODES", "render_report", "render_trace"]
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from contextlib import AbstractAsyncContextManager
+import functools
+import ssl
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import pytest
 import trio
@@ -73,3 +76,45 @@ async def test_optional_verification_is_flagged_as_failing_open(badset: Manifest
     assert {"untrusted-ca", "expired", "self-signed"} <= open_rows
     assert code == 1
     assert "FAILING OPEN" in render_table(rows)
+
+
+@asynccontextmanager
+async def alert_losing_server(badset: Manifest) -> AsyncIterator[int]:
+    """A strict TLS 1.3 server on trio.SSLStream as it is, which drops its fatal alert on a failed handshake
+    (the alert stays in its memory BIO): it refuses bad certificates by hanging up; accepted clients get
+    each line back reversed."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_3
+    context.load_cert_chain(badset.path(badset.server_cert), badset.path(badset.server_key))
+    context.load_verify_locations(badset.path(badset.ca))
+    context.load_verify_locations(badset.path(badset.crl))
+    context.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
+    context.verify_mode = ssl.CERT_REQUIRED
+
+    async def handle(stream: trio.SocketStream) -> None:
+        tls = trio.SSLStream(stream, context, server_side=True)
+        with trio.move_on_after(10):
+            try:
+                await tls.do_handshake()
+                while line := await tls.receive_some(65536):
+                    await tls.send_all(line.rstrip(b"\n")[::-1] + b"\n")
+            except trio.BrokenResourceError:
+                pass
+        await trio.aclose_forcefully(stream)
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(functools.partial(trio.serve_tcp, handle, 0, host="127.0.0.1"))
+        yield int(listeners[0].socket.getsockname()[1])
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_tls13_refusal_without_its_alert_still_counts_as_refused(badset: Manifest) -> None:
+    """Under TLS 1.3 a server that hangs up after the handshake refused the credential, though it did not
+    say why: every bad row passes as "refused (closed, no alert)", the good control as accepted."""
+    async with alert_losing_server(badset) as port:
+        rows = await run_conformance(badset, host="127.0.0.1", port=port, mode="raw", versions=("1.3",))
+    by_case = {row.case: row for row in rows}
+    assert by_case["good"].observed == "accepted"
+    refused = {r.case for r in rows if r.observed == "refused (closed, no alert)"}
+    assert {"no-cert", "untrusted-ca", "expired", "revoked", "self-signed", "missing-intermediate"} <= refused
+    assert [r for r in rows if r.verdict == "FAIL"] == []
