@@ -23,6 +23,14 @@ Three rules keep a client from speaking for anyone but itself:
   ``Client-Cert-Chain`` carry DER as structured-field byte sequences
   (``:base64:``, RFC 8941 §3.3.5), which nothing can inject into. And a
   certificate whose names hold a control character is never forwarded.
+
+Hop-by-hop fields (RFC 9110 §7.6.1: ``Connection``, the fields it names,
+``Keep-Alive``, ``Proxy-Connection``, ``TE``, ``Trailer``, ``Upgrade``) are
+the sender's business with us, not with the backend: they are removed both ways
+and we set our own. The framing fields and ``Host`` are never removed on a
+``Connection`` token's say-so. The only upgrade passed on is ``websocket``: an
+upgrade to another HTTP (``h2c``) would carry requests the relay never sees,
+and so could carry any identity header.
 """
 
 from __future__ import annotations
@@ -37,11 +45,15 @@ import h11
 from mtls_ref.shared.tls.identity import PeerIdentity
 
 __all__ = [
+    "HOP_BY_HOP",
     "IDENTITY_HEADERS",
+    "UPGRADES",
     "Headers",
     "clean_headers",
     "client_cert_headers",
     "framing_problem",
+    "head_size",
+    "requested_upgrade",
     "unforwardable_name",
     "xfcc_value",
 ]
@@ -53,6 +65,15 @@ CLIENT_CERT: Final = b"client-cert"
 CLIENT_CERT_CHAIN: Final = b"client-cert-chain"
 # Every header this server may set; removed from requests in every http mode.
 IDENTITY_HEADERS: Final = frozenset({XFCC, CLIENT_CERT, CLIENT_CERT_CHAIN})
+
+# RFC 9110 §7.6.1, plus what a HTTP/2 upgrade carries.
+HOP_BY_HOP: Final = frozenset(
+    {b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"upgrade", b"http2-settings"}
+)
+# What a Connection token may never remove: the message's framing and its target.
+_NEVER_HOP: Final = frozenset({b"content-length", b"transfer-encoding", b"host"})
+# Upgrades relayed: protocols that are not HTTP, so the relay has nothing left to check.
+UPGRADES: Final = frozenset({b"websocket"})
 
 # C0 controls, DEL and C1 controls: no name in a certificate we forward may hold one.
 _CONTROL: Final = re.compile("[\x00-\x1f\x7f-\x9f]")
@@ -82,16 +103,37 @@ def framing_problem(request: h11.Request) -> str | None:
 def clean_headers(
     headers: Iterable[tuple[bytes, bytes]], *, keep_underscores: bool
 ) -> tuple[Headers, Headers]:
-    """(headers to pass on, headers dropped): our identity headers in any spelling, and ``_`` names."""
+    """(headers to pass on, headers dropped): our identity headers in any spelling, ``_`` names, and
+    hop-by-hop fields (those ``Connection`` names included)."""
+    headers = list(headers)
+    hop = HOP_BY_HOP | {
+        token.strip().lower()
+        for name, value in headers
+        if name.lower() == b"connection"
+        for token in value.split(b",")
+    }
+    hop -= _NEVER_HOP
     kept: Headers = []
     dropped: Headers = []
     for name, value in headers:
         lowered = name.lower()  # h11 lowercases already; trailers from elsewhere may not be
-        if lowered.replace(b"_", b"-") in IDENTITY_HEADERS or (b"_" in lowered and not keep_underscores):
+        forged = lowered.replace(b"_", b"-") in IDENTITY_HEADERS
+        if forged or lowered in hop or (b"_" in lowered and not keep_underscores):
             dropped.append((lowered, value))
         else:
             kept.append((lowered, value))
     return kept, dropped
+
+
+def requested_upgrade(headers: Iterable[tuple[bytes, bytes]]) -> bytes | None:
+    """The protocol a request asks to switch to, when it is one we relay (``websocket``), else None."""
+    values = [value.strip().lower() for name, value in headers if name == b"upgrade"]
+    return values[0] if len(values) == 1 and values[0] in UPGRADES else None
+
+
+def head_size(request: h11.Request) -> int:
+    """About how many bytes the request head took (h11 bounds only a head that arrives in pieces)."""
+    return len(request.method) + len(request.target) + sum(len(n) + len(v) + 4 for n, v in request.headers)
 
 
 def unforwardable_name(identity: PeerIdentity) -> str | None:

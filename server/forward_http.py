@@ -4,37 +4,48 @@ Theory of operation
 -------------------
 With ``forward_identity = "http-header"`` (Envoy's ``X-Forwarded-Client-Cert``)
 or ``"client-cert"`` (RFC 9440's ``Client-Cert`` and ``Client-Cert-Chain``) the
-server speaks HTTP/1.1 on both sides with two h11 connections (sans-I/O): the
-client's request head is parsed and checked (:mod:`.forward_headers`: one
-framing header, no identity header in any spelling), ours are added, then the
-request and the response are relayed event by event, bodies streamed, trailers
-cleaned, keep-alive kept as both sides allow.
+server speaks HTTP/1.1 on both sides with h11 (sans-I/O). The client's request
+head is parsed and checked (:mod:`.forward_headers`: one framing header, no
+identity header in any spelling, no hop-by-hop field), ours are added, and the
+request and its response are relayed event by event, bodies streamed.
 
-Every wait has the connection's one :class:`IdleDeadline`, moved on by each
-chunk that moves, and the forwarder remembers what it is waiting for, so a
-passed deadline gets the answer that is true: a backend that does not read the
-request or sends no response is a 504; a client silent between requests is
-simply closed; a client or backend that stalls mid-message, or a client that
-does not read, ends the connection with that reason in the log.
+**One backend connection per request**, sent with ``Connection: close`` (as
+nginx does by default). A backend connection is never reused, so a backend
+that answers twice, sends a body after a HEAD response, or ignores a body it
+did not expect can never put the client's next request out of step with its
+response: whatever it sends past the response is never read. The client's own
+connection stays keep-alive as it asks. Request trailers are not passed on
+(nginx neither); response trailers are.
 
-Refused before the backend sees anything: ambiguous framing and any request
-that is not HTTP (400), ``CONNECT`` (405: this is not a tunnel proxy). A
-backend that cannot be reached, breaks the connection or answers with
-something that is not HTTP gets the client a 502.
+**A deadline on every byte.** The connection's one :class:`IdleDeadline` moves
+on with each chunk; the forwarder remembers what it waits for, so a passed
+deadline gets the true answer: a backend that does not accept, read or answer
+is a 504; a client silent between requests is closed; a stall elsewhere ends
+the connection with its reason in the log. On top of it, absolute bounds that
+progress cannot stretch: a request head within ``request_timeout`` of its
+first byte (408), a request body no slower than ``MIN_BODY_RATE`` after that
+(408, Apache's mod_reqtimeout rule), a response head within ``idle_timeout``
+of the request and after at most ``MAX_INTERIM`` 1xx responses (504, 502).
 
-``Upgrade`` (websockets): the request goes to the backend with its
-``Upgrade`` header; when the backend answers 101 the client gets that 101,
-and from then on both streams go to the one relay
-(:mod:`mtls_ref.shared.core.relay`) under the same idle deadline, starting
-with the bytes h11 had already read past the 101 on either side. A backend
-that refuses the upgrade with a normal response keeps the connection in HTTP.
-No loop here goes round without awaiting a read or write or ending: an h11
-state this relay does not expect ends the connection instead.
+Refused before the backend sees anything: ambiguous framing, a head over
+``MAX_HEAD_BYTES`` and anything that is not HTTP/1.0 or 1.1 (400, 431, 505),
+``CONNECT`` in any case (405: this is not a tunnelling proxy). A backend that
+cannot be reached, breaks the connection or answers with something that is not
+HTTP gets the client a 502. A 5xx tells the client what kind of failure it was;
+the details (the backend's address) go to the log only.
+
+``Upgrade: websocket`` goes to the backend; when it answers 101 with the same
+protocol the client gets that 101, and from then on both streams go to the
+one relay (:mod:`mtls_ref.shared.core.relay`) under the same idle deadline,
+starting with the bytes h11 had read past the 101 on either side. No other
+upgrade is passed on (an ``h2c`` upgrade would carry requests this relay never
+sees). No loop here goes round without awaiting a read or write or ending.
 """
 
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass
 from typing import Final
 
@@ -46,12 +57,16 @@ from mtls_ref.shared.core.relay import CHUNK, relay
 from mtls_ref.shared.tls.connection import TLSConnection
 
 from .forward import BackendUnreachable, ForwardResult, ForwardTarget, connect_backend
-from .forward_headers import Headers, clean_headers, framing_problem
+from .forward_headers import Headers, clean_headers, framing_problem, head_size, requested_upgrade
 
-__all__ = ["forward_http"]
+__all__ = ["MAX_DROPPED_NAMES", "forward_http"]
 
-MAX_HEAD_BYTES: Final = 16 * 1024  # a request or response head; h11's own default is 16 KiB as well
+MAX_HEAD_BYTES: Final = 16 * 1024  # a request or response head (h11's own default too)
+MAX_INTERIM: Final = 16  # 1xx responses a backend may send before its final one
+MIN_BODY_RATE: Final = 500  # bytes/s a request body must average (mod_reqtimeout's MinRate default)
+MAX_DROPPED_NAMES: Final = 32  # distinct dropped header names kept for the log line; then "(more)"
 ERROR_WITHIN: Final = 2.0  # seconds to deliver an error response to a client that may not read
+_VERSIONS: Final = (b"1.0", b"1.1")
 
 
 class _Wait(enum.Enum):
@@ -59,6 +74,7 @@ class _Wait(enum.Enum):
 
     REQUEST = ("the client's next request", None)  # a silent client between requests: close
     REQUEST_BODY = ("the rest of the request", 408)
+    CONNECT = ("the backend to accept the connection", 504)
     BACKEND_READS = ("the backend to read the request", 504)
     RESPONSE = ("the backend's response", 504)
     RESPONSE_BODY = ("the rest of the backend's response", None)  # its head has gone out already
@@ -69,10 +85,21 @@ class _Wait(enum.Enum):
         self.status = status
 
 
+# What a client is told for a failure on our side of the gateway: the details are for the log.
+_TOLD: Final = {
+    502: "the backend failed to give a valid response; the server's log says why",
+    504: "the backend did not answer in time",
+}
+
+
 @dataclass(frozen=True, slots=True)
 class _Refusal:
     status: int
-    reason: str
+    reason: str  # for the log
+
+    @property
+    def told(self) -> str:
+        return _TOLD.get(self.status, self.reason)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +119,14 @@ class _BackendFailed(Exception):
     pass
 
 
+class _Late(Exception):
+    """An absolute bound passed (a slow head or body, a backend that never finishes its head)."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.refusal = _Refusal(status, reason)
+
+
 async def forward_http(
     tls: TLSConnection,
     target: ForwardTarget,
@@ -99,25 +134,29 @@ async def forward_http(
     *,
     idle_timeout: float,
     connect_timeout: float,
+    request_timeout: float,
 ) -> ForwardResult:
     """Relay HTTP exchanges with our identity headers until either side ends; never raises for peers."""
-    return await _HttpForwarder(tls, target, identity_headers, idle_timeout, connect_timeout).run()
+    forwarder = _HttpForwarder(tls, target, identity_headers, idle_timeout, connect_timeout, request_timeout)
+    return await forwarder.run()
 
 
 class _HttpForwarder:
-    def __init__(
+    def __init__(  # noqa: PLR0917 - the connection, where it goes, and its three deadlines
         self,
         tls: TLSConnection,
         target: ForwardTarget,
         identity_headers: Headers,
         idle_timeout: float,
         connect_timeout: float,
+        request_timeout: float,
     ) -> None:
         self.tls = tls
         self.target = target
         self.identity_headers = identity_headers
         self.idle_timeout = idle_timeout
         self.connect_timeout = connect_timeout
+        self.request_timeout = request_timeout
         self.front = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
         self.back = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD_BYTES)
         self.backend: trio.SocketStream | None = None
@@ -140,48 +179,30 @@ class _HttpForwarder:
             elif isinstance(outcome, _Switch):
                 await self._relay_upgraded(outcome)
         finally:
-            if self.backend is not None:
-                await trio.aclose_forcefully(self.backend)
+            await self._close_backend()
         return self.result
 
     async def _exchanges(self) -> _Refusal | _Switch | None:
         """Request after request until a side ends, a refusal, or a protocol switch."""
         try:
             while True:
-                self.wait = _Wait.REQUEST
                 request = await self._next_request()
                 if request is None:
                     self.result.ended = "client ended the session"
                     return None
-                if problem := framing_problem(request):
-                    return _Refusal(400, problem)
-                if request.method == b"CONNECT":
-                    return _Refusal(405, "CONNECT is not forwarded: this server is not a tunnelling proxy")
+                if refusal := _refusal_for(request):
+                    return refusal
                 self.result.requests += 1
                 if self.front.client_is_waiting_for_100_continue:  # answered here, as nginx does
                     await self._to_client(
                         self.front.send(h11.InformationalResponse(status_code=100, headers=[]))
                     )
-                if self.backend is None:  # at the first request, so a failure can be answered with 502
-                    self.backend = await connect_backend(self.target, self.connect_timeout)
-                await self._to_backend(self.back.send(self._outgoing(request)))
-                await self._relay_body(up=True)
-                response = await self._next_response()
-                if isinstance(response, h11.InformationalResponse):  # 101: the backend switched
-                    return self._switch(request, response)
-                await self._to_client(
-                    self.front.send(
-                        h11.Response(
-                            status_code=response.status_code, headers=response.headers, reason=response.reason
-                        )
-                    )
-                )
-                await self._relay_body(up=False)
-                if self.front.our_state is h11.MUST_CLOSE or self.back.their_state is h11.MUST_CLOSE:
-                    self.result.ended = "the exchange ends the connection (Connection: close)"
+                if switch := await self._exchange(request):
+                    return switch
+                if self.front.our_state is h11.MUST_CLOSE:
+                    self.result.ended = "the client asked to close (Connection: close, or HTTP/1.0)"
                     return None
                 self.front.start_next_cycle()
-                self.back.start_next_cycle()
         except h11.RemoteProtocolError as exc:  # the client's bytes (the backend's are caught below)
             # h11 hints 501 for a Transfer-Encoding it does not take; RFC 9112 §6.3 says 400.
             status = 400 if exc.error_status_hint == 501 else exc.error_status_hint
@@ -190,29 +211,60 @@ class _HttpForwarder:
             return _Refusal(504 if exc.timed_out else 502, str(exc))
         except _BackendFailed as exc:
             return _Refusal(502, str(exc))
+        except _Late as late:
+            return late.refusal
         except h11.LocalProtocolError as exc:
             return _Refusal(502, f"this exchange cannot be relayed: {exc}")
         except _ClientGone as exc:
             self.result.ended = str(exc)
             return None
 
-    def _outgoing(self, request: h11.Request) -> h11.Request:
+    async def _exchange(self, request: h11.Request) -> _Switch | None:
+        """One request on a backend connection of its own; a switch keeps that connection."""
+        self.back = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD_BYTES)
+        self.wait = _Wait.CONNECT
+        self.backend = await connect_backend(self.target, self.connect_timeout)
+        upgrade = requested_upgrade(request.headers)
+        await self._to_backend(self.back.send(self._outgoing(request, upgrade)))
+        await self._relay_body(up=True)
+        response = await self._next_response()
+        if isinstance(response, h11.InformationalResponse):  # 101: the backend switched
+            if upgrade is None or requested_upgrade(response.headers) != upgrade:
+                raise _BackendFailed("the backend switched to a protocol the client did not ask for")
+            return self._switch(upgrade, response)
+        headers, _ = clean_headers(response.headers, keep_underscores=True)  # hop-by-hop: ours to set
+        head = h11.Response(status_code=response.status_code, headers=headers, reason=response.reason)
+        await self._to_client(self.front.send(head))
+        await self._relay_body(up=False)
+        await self._close_backend()  # never reused: what it sends past the response is never read
+        return None
+
+    def _outgoing(self, request: h11.Request, upgrade: bytes | None) -> h11.Request:
         headers, dropped = clean_headers(
             request.headers, keep_underscores=self.target.keep_underscore_headers
         )
-        self.result.dropped_headers.update(name.decode("ascii", "replace") for name, _ in dropped)
+        self._note_dropped(dropped)
         if not any(name == b"host" for name, _ in headers):  # HTTP/1.0 may omit it; HTTP/1.1 may not
             headers.append((b"host", str(self.target).encode()))
+        if upgrade is not None:
+            headers += [(b"connection", b"upgrade"), (b"upgrade", upgrade)]
+        else:
+            headers.append((b"connection", b"close"))
         return h11.Request(
             method=request.method, target=request.target, headers=headers + self.identity_headers
         )
 
-    def _switch(self, request: h11.Request, response: h11.InformationalResponse) -> _Switch:
-        protocol = b",".join(value for name, value in request.headers if name == b"upgrade").decode(
-            "ascii", "replace"
-        )
+    def _note_dropped(self, dropped: Headers) -> None:
+        names = self.result.dropped_headers
+        for name, _ in dropped:
+            if len(names) < MAX_DROPPED_NAMES:
+                names.add(name.decode("ascii", "replace"))
+            elif name.decode("ascii", "replace") not in names:
+                names.add("(more)")  # not a header name: h11 accepts tokens only
+
+    def _switch(self, upgrade: bytes, response: h11.InformationalResponse) -> _Switch:
         return _Switch(
-            protocol=protocol or "?",
+            protocol=upgrade.decode("ascii"),
             from_client=bytes(self.front.trailing_data[0]),
             from_backend=self.front.send(
                 h11.InformationalResponse(status_code=101, headers=response.headers, reason=response.reason)
@@ -235,11 +287,17 @@ class _HttpForwarder:
     # -- h11 events; each loop awaits a read or returns or raises ----------------------------
 
     async def _next_request(self) -> h11.Request | None:
-        """The next request head, or None when the client ends the connection between requests."""
+        """The next request head, whole within ``request_timeout`` of its first byte; None at a close."""
+        self.wait = _Wait.REQUEST
+        started = trio.current_time() if self.front.trailing_data[0] else None
         while True:
             event = self.front.next_event()
             if event is h11.NEED_DATA:
-                self.front.receive_data(await self._from_client())
+                limit = None if started is None else started + self.request_timeout
+                data = await self._from_client(limit, f"the request head took over {self.request_timeout:g}s")
+                if data and started is None:
+                    started = trio.current_time()
+                self.front.receive_data(data)
             elif isinstance(event, h11.Request):
                 return event
             elif isinstance(event, h11.ConnectionClosed):
@@ -250,46 +308,62 @@ class _HttpForwarder:
     async def _next_response(self) -> h11.Response | h11.InformationalResponse:
         """The backend's final response head, or its 101; other 1xx are not passed on."""
         self.wait = _Wait.RESPONSE
+        limit = trio.current_time() + self.idle_timeout  # not moved by 1xx or a byte at a time
+        interim = 0
         while True:
             try:
                 event = self.back.next_event()
             except h11.RemoteProtocolError as exc:
                 raise _BackendFailed(f"the backend's response is not HTTP/1.1: {exc}") from exc
             if event is h11.NEED_DATA:
-                self.back.receive_data(await self._from_backend())
+                data = await self._from_backend(limit)
+                if not data:
+                    raise _BackendFailed("the backend closed the connection without a response")
+                self.back.receive_data(data)
             elif isinstance(event, h11.Response):
                 return event
             elif isinstance(event, h11.InformationalResponse):
                 if event.status_code == 101:
                     return event
-            elif isinstance(event, h11.ConnectionClosed):
-                raise _BackendFailed("the backend closed the connection without a response")
+                interim += 1
+                if interim > MAX_INTERIM:
+                    raise _BackendFailed(f"the backend sent more than {MAX_INTERIM} interim (1xx) responses")
             else:
                 raise _BackendFailed(f"the backend's connection is in h11 state {event!r}")
 
     async def _relay_body(self, *, up: bool) -> None:
-        """Stream one message body from one h11 connection to the other, trailers cleaned."""
+        """Stream one message body from one h11 connection to the other (request trailers dropped)."""
         source, sink = (self.front, self.back) if up else (self.back, self.front)
+        started, moved = trio.current_time(), 0
         while True:
             try:
                 event = source.next_event()
             except h11.RemoteProtocolError as exc:
-                if up:
-                    raise
-                raise _BackendFailed(f"the backend's response body is not HTTP/1.1: {exc}") from exc
+                if not up:
+                    raise _BackendFailed(f"the backend's response body is not HTTP/1.1: {exc}") from exc
+                if self.front.their_state is h11.ERROR and source.trailing_data[1]:
+                    raise _ClientGone("the client closed the connection in the middle of a request") from exc
+                raise
             if event is h11.NEED_DATA:
-                source.receive_data(await (self._from_client() if up else self._from_backend(body=True)))
+                if up:  # a body may be slow, not slower than MIN_BODY_RATE once request_timeout has passed
+                    limit = started + self.request_timeout + moved / MIN_BODY_RATE
+                    why = f"the request body came slower than {MIN_BODY_RATE} bytes/s"
+                    source.receive_data(await self._from_client(limit, why))
+                else:
+                    self.wait = _Wait.RESPONSE_BODY
+                    source.receive_data(await self._from_backend(None))
             elif isinstance(event, h11.Data):
+                moved += len(event.data)
                 await (self._to_backend if up else self._to_client)(sink.send(h11.Data(data=event.data)))
                 if up:
                     self.result.to_backend += len(event.data)
                 else:
                     self.result.to_client += len(event.data)
             elif isinstance(event, h11.EndOfMessage):
-                trailers, dropped = clean_headers(
-                    event.headers, keep_underscores=self.target.keep_underscore_headers
-                )
-                self.result.dropped_headers.update(name.decode("ascii", "replace") for name, _ in dropped)
+                trailers = list(event.headers)
+                if up:
+                    self._note_dropped(trailers)
+                    trailers = []
                 await (self._to_backend if up else self._to_client)(
                     sink.send(h11.EndOfMessage(headers=trailers))
                 )
@@ -302,27 +376,37 @@ class _HttpForwarder:
     # -- the four kinds of I/O, each under the deadline and naming its side ---------------------
 
     def _backend(self) -> trio.SocketStream:
-        if self.backend is None:  # the exchanges connect before the first backend I/O
+        if self.backend is None:  # each exchange connects before its first backend I/O
             raise _BackendFailed("no connection to the backend")
         return self.backend
 
-    async def _from_client(self) -> bytes:
-        self.wait = _Wait.REQUEST if self.front.their_state is h11.IDLE else _Wait.REQUEST_BODY
-        try:
-            data = await self.tls.receive_some(CHUNK)
-        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            raise _ClientGone(
-                f"the client broke the connection ({type(exc.__cause__ or exc).__name__})"
-            ) from exc
+    async def _close_backend(self) -> None:
+        if self.backend is not None:
+            backend, self.backend = self.backend, None
+            await trio.aclose_forcefully(backend)
+
+    async def _from_client(self, limit: float | None, late: str) -> bytes:
+        if self.front.their_state is not h11.IDLE:  # past the head: a body is being read
+            self.wait = _Wait.REQUEST_BODY
+        with trio.CancelScope(deadline=math.inf if limit is None else limit) as bound:
+            try:
+                data = await self.tls.receive_some(CHUNK)
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                cause = type(exc.__cause__ or exc).__name__
+                raise _ClientGone(f"the client broke the connection ({cause})") from exc
+        if bound.cancelled_caught:
+            raise _Late(408, late)
         self.deadline.progress()
         return bytes(data)
 
-    async def _from_backend(self, *, body: bool = False) -> bytes:
-        self.wait = _Wait.RESPONSE_BODY if body else _Wait.RESPONSE
-        try:
-            data = await self._backend().receive_some(CHUNK)
-        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            raise _BackendFailed(f"the backend broke the connection ({exc.__cause__ or exc})") from exc
+    async def _from_backend(self, limit: float | None) -> bytes:
+        with trio.CancelScope(deadline=math.inf if limit is None else limit) as bound:
+            try:
+                data = await self._backend().receive_some(CHUNK)
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                raise _BackendFailed(f"the backend broke the connection ({exc.__cause__ or exc})") from exc
+        if bound.cancelled_caught:
+            raise _Late(504, f"the backend sent no whole response head within {self.idle_timeout:g}s")
         self.deadline.progress()
         return data
 
@@ -341,16 +425,16 @@ class _HttpForwarder:
         try:
             await self.tls.send_all(data or b"")
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            raise _ClientGone(
-                f"the client broke the connection ({type(exc.__cause__ or exc).__name__})"
-            ) from exc
+            cause = type(exc.__cause__ or exc).__name__
+            raise _ClientGone(f"the client broke the connection ({cause})") from exc
         self.deadline.progress()
 
     async def _send_error(self, refusal: _Refusal) -> None:
         """An error response to the client, when the exchange still allows one; then the session ends."""
         if self.front.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
             return
-        body = f"{refusal.status} {refusal.reason}\n".encode("utf-8", "replace")
+        mid_request = self.front.their_state is h11.SEND_BODY or bool(self.front.trailing_data[0])
+        body = f"{refusal.status} {refusal.told}\n".encode("utf-8", "replace")
         headers = [
             (b"content-type", b"text/plain; charset=utf-8"),
             (b"x-content-type-options", b"nosniff"),
@@ -364,5 +448,23 @@ class _HttpForwarder:
                     self.front.send(h11.EndOfMessage()) or b""
                 )
                 await self.tls.send_all(data)
+                # Lingering close (nginx's lingering_close): a client cut off in the middle of its
+                # request is still sending; read it, so that closing with unread input (a TCP reset)
+                # does not destroy the answer before the client reads it.
+                while mid_request and await self.tls.receive_some(CHUNK):
+                    pass
             except (h11.LocalProtocolError, trio.BrokenResourceError, trio.ClosedResourceError):
                 pass  # a client that is gone or cannot be answered any more
+
+
+def _refusal_for(request: h11.Request) -> _Refusal | None:
+    """Why a request is refused before the backend sees it, or None."""
+    if problem := framing_problem(request):
+        return _Refusal(400, problem)
+    if request.http_version not in _VERSIONS:
+        return _Refusal(505, f"HTTP/{request.http_version.decode()} is not forwarded: HTTP/1.0 and 1.1 only")
+    if head_size(request) > MAX_HEAD_BYTES:
+        return _Refusal(431, f"the request head is over {MAX_HEAD_BYTES} bytes")
+    if request.method.upper() == b"CONNECT":
+        return _Refusal(405, "CONNECT is not forwarded: this server is not a tunnelling proxy")
+    return None

@@ -40,6 +40,7 @@ async def forward_connection(
             _identity_headers(tls, target.identity, ident),
             idle_timeout=settings.idle_timeout,
             connect_timeout=settings.handshake_timeout,
+            request_timeout=settings.request_timeout,
         )
         record.requests = result.requests
         record.dropped_headers = sorted(result.dropped_headers) or None

@@ -112,7 +112,9 @@ async def handle_connection(
             record.decide(Outcome.CLOSED, Code.SHUTDOWN, "server shutting down")
         else:
             record.reason = "server shutting down"
-        if record.tls_version is not None:  # only a finished handshake can carry a goodbye line
+        # Only our own line protocol gets a goodbye line: in forward mode and HTTP the bytes on the
+        # stream are the backend's or HTTP's, and ours would be read as theirs.
+        if record.protocol == "line":
             with trio.CancelScope(shield=True), contextlib.suppress(PeerNotReading):
                 goodbye = Reply(False, "shutting-down", "server is shutting down; reconnect later")
                 await send_reply(tls, goodbye, within=CLOSE_TIMEOUT)

@@ -84,6 +84,10 @@ class ProxyHeader:
         tlvs = _tlv(TLV_SSL, struct.pack("!BI", client, 0) + ssl_sub)
         tlvs += b"".join(_tlv(TLV_SANS, san.encode()) for san in self.sans)
         body = addresses + tlvs
+        if len(body) > _MAX_VALUE:  # the header's own length field is 16 bits too
+            raise ValueError(
+                f"a PROXY v2 header holds at most {_MAX_VALUE} bytes after its 16, not {len(body)}"
+            )
         return SIGNATURE + struct.pack("!BBH", _VERSION_PROXY, family, len(body)) + body
 
 
