@@ -159,23 +159,16 @@ def _check_revocation(leaf: x509.Certificate, crls: Sequence[x509.CertificateRev
 
 def _check_validity(leaf: x509.Certificate, now: dt.datetime) -> Check:
     period = validity(leaf, now=now)
+    if period.timing is Timing.VALID:
+        left = f"until {period.not_after:%Y-%m-%d} ({period.days_left} days left)"
+        return Check(name="validity", ok=True, detail=left)
     if period.timing is Timing.NOT_YET_VALID:
-        return Check(
-            name="validity",
-            ok=False,
-            detail=f"not valid before {period.not_before:%Y-%m-%d %H:%M:%S} UTC",
-            fix="check the clocks, or reissue with a start time in the past",
-        )
-    if period.timing is Timing.EXPIRED:
-        return Check(
-            name="validity",
-            ok=False,
-            detail=f"expired on {period.not_after:%Y-%m-%d %H:%M:%S} UTC",
-            fix="reissue it ('mtls-certs issue ... --days N')",
-        )
-    return Check(
-        name="validity", ok=True, detail=f"until {period.not_after:%Y-%m-%d} ({period.days_left} days left)"
-    )
+        detail = f"not valid before {period.not_before:%Y-%m-%d %H:%M:%S} UTC"
+        fix = "check the clocks, or reissue with a start time in the past"
+    else:
+        detail = f"expired on {period.not_after:%Y-%m-%d %H:%M:%S} UTC"
+        fix = "reissue it ('mtls-certs issue ... --days N')"
+    return Check(name="validity", ok=False, detail=detail, fix=fix)
 
 
 def _check_purpose(leaf: x509.Certificate, purpose: str) -> Check:
