@@ -11,7 +11,7 @@ import pytest
 from mtls_ref.shared.core.config import PKIConfig
 from mtls_ref.shared.pki.authority import CertificateAuthority, Profile, parse_san
 from mtls_ref.shared.pki.keys import load_certificates
-from mtls_ref.shared.tls.codes import LOCAL_REASONS, PEER_ALERTS, UNKNOWN, VERIFY_CODES, Topic
+from mtls_ref.shared.tls.codes import UNKNOWN_ALERT, VERIFY_CODES, Topic
 from mtls_ref.shared.tls.diagnose import (
     SENT_ALERTS,
     Category,
@@ -19,6 +19,7 @@ from mtls_ref.shared.tls.diagnose import (
     diagnose_ssl_error,
     topic_for,
 )
+from mtls_ref.shared.tls.reasons import LOCAL_REASONS, REASONS
 from mtls_ref.shared.tls.trace import Role
 
 from .pkitools import NOW, Pki
@@ -39,9 +40,8 @@ def reason_error(reason: str) -> ssl.SSLError:
 def test_every_record_has_words_that_format() -> None:
     """Each record's words fill in with the fields diagnose gives them: no stray placeholder."""
     fields = {"peer": "client", "eku": "clientAuth", "role": "client"}
-    records = [*VERIFY_CODES.values(), *LOCAL_REASONS.values(), *PEER_ALERTS.values()]
-    for record in records:
-        for words in (record.summary, record.fix):
+    for record in [*VERIFY_CODES.values(), *REASONS.values()]:
+        for words in (record.what, record.fix):
             assert "{" not in words.format(**fields), record
 
 
@@ -71,7 +71,7 @@ def test_sent_alerts_lists_only_known_alerts_the_same_under_both_versions() -> N
     assert SENT_ALERTS["WRONG_VERSION_NUMBER"] is None
     assert SENT_ALERTS["NO_SHARED_CIPHER"] == "handshake_failure"
     assert "PEER_DID_NOT_RETURN_A_CERTIFICATE" not in SENT_ALERTS
-    assert LOCAL_REASONS["RECORD_LAYER_FAILURE"].alert is UNKNOWN
+    assert LOCAL_REASONS["RECORD_LAYER_FAILURE"].alert == UNKNOWN_ALERT
     assert "RECORD_LAYER_FAILURE" not in SENT_ALERTS
 
 

@@ -31,14 +31,15 @@ from mtls_ref.shared.pki.facts import (
     validity,
 )
 from mtls_ref.shared.tls.codes import (
-    LOCAL_REASONS,
-    PEER_ALERTS,
-    SENT_ALERTS,
+    NO_ALERT,
+    UNKNOWN_ALERT,
     VERIFY_CODES,
     Category,
     Topic,
     VerifyCode,
+    alert_from_reason,
 )
+from mtls_ref.shared.tls.reasons import LOCAL_REASONS, PEER_ALERTS, SENT_ALERTS
 from mtls_ref.shared.tls.trace import Role
 
 __all__ = [
@@ -53,7 +54,9 @@ __all__ = [
     "topic_for",
 ]
 
-_ALERT_PREFIXES: Final = ("SSLV3_ALERT_", "TLSV1_ALERT_", "TLSV13_ALERT_")
+# Alerts with which servers refuse a client that sent an empty Certificate message:
+# TLS 1.3 says certificate_required (RFC 8446 §4.4.2.4); OpenSSL's TLS 1.2 says handshake_failure.
+_NO_CERT_ALERTS: Final = frozenset({"certificate_required", "handshake_failure", "bad_certificate"})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -66,14 +69,6 @@ class Diagnosis:
     def line(self) -> str:
         alert = f" [alert {self.alert}]" if self.alert else ""
         return f"{self.summary}{alert}; fix: {self.fix}"
-
-
-def alert_from_reason(reason: str | None) -> str | None:
-    """``TLSV1_ALERT_UNKNOWN_CA`` -> ``unknown_ca``; None when the reason is not an alert."""
-    for prefix in _ALERT_PREFIXES:
-        if reason and reason.startswith(prefix):
-            return reason[len(prefix) :].lower()
-    return None
 
 
 def diagnose_ssl_error(
@@ -92,7 +87,7 @@ def diagnose_ssl_error(
         fields = {"peer": peer, "eku": EKU_NAMES[PURPOSE_EKU[peer]], "role": peer}
         return Diagnosis(
             category=Category.PEER_UNTRUSTED,
-            summary=f"{verify.summary.format(**fields)} (OpenSSL: {message})",
+            summary=f"{verify.what.format(**fields)} (OpenSSL: {message})",
             fix=verify.fix.format(**fields),
             alert=verify.alert,
         )
@@ -100,12 +95,12 @@ def diagnose_ssl_error(
     alert = alert_from_reason(reason)
     if alert is not None:
         received = PEER_ALERTS.get(alert)
-        if sent_no_certificate and received is not None and received.refuses_empty_certificate:
+        if sent_no_certificate and alert in _NO_CERT_ALERTS:
             received = PEER_ALERTS["certificate_required"]  # what the generic alert means here
         if received is None:
             summary, fix = f"the {peer} ended the handshake with alert {alert}", f"see the {peer}'s log"
         else:
-            summary, fix = received.summary.format(peer=peer), received.fix.format(peer=peer)
+            summary, fix = received.what.format(peer=peer), received.fix.format(peer=peer)
         return Diagnosis(category=Category.REJECTED_BY_PEER, summary=summary, fix=fix, alert=alert)
     reason = reason or _reason_from_text(str(exc))
     local_reason = LOCAL_REASONS.get(reason or "")
@@ -115,9 +110,9 @@ def diagnose_ssl_error(
             sent = local_reason.alert_tls12
         return Diagnosis(
             category=local_reason.category,
-            summary=local_reason.summary,
+            summary=local_reason.what,
             fix=local_reason.fix,
-            alert=sent if isinstance(sent, str) else None,  # None: no alert, or not known which
+            alert=None if sent in (NO_ALERT, UNKNOWN_ALERT) else sent,
         )
     words = (reason or "").replace("_", " ").lower() or "no reason given"
     return Diagnosis(
@@ -133,7 +128,9 @@ def _unlisted(code: int, message: str) -> VerifyCode:
     return VerifyCode(
         code=code,
         name="unlisted",
-        summary=f"the {{peer}}'s certificate failed verification: {escaped}",
+        alert="bad_certificate",  # ssl_x509err2alert()'s default
+        topic=Topic.NONE,
+        what=f"the {{peer}}'s certificate failed verification: {escaped}",
         fix="check it with mtls-certs verify",
     )
 
@@ -167,10 +164,10 @@ def diagnose_eof(*, tls13: bool | None, after_handshake: bool) -> Diagnosis:
 def topic_for(*, alert: str | None = None, verify_code: int | None = None) -> Topic | None:
     """Which certificate fact explains a local verification error, else an alert received."""
     verify = VERIFY_CODES.get(verify_code) if verify_code is not None else None
-    if verify is not None and verify.topic is not None:
+    if verify is not None and verify.topic is not Topic.NONE:
         return verify.topic
     received = PEER_ALERTS.get(alert or "")
-    return received.topic if received is not None else None
+    return received.topic if received is not None and received.topic is not Topic.NONE else None
 
 
 def certificate_fact(
