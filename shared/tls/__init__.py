@@ -2,7 +2,7 @@
 
 ``context`` is the one place TLS options are chosen; ``trace`` records the real
 handshake messages and ``render`` draws them; ``diagnose`` turns an ssl error or
-alert into a cause and a fix, from one record per OpenSSL code in ``codes``;
+alert into a cause and a fix, from one record per OpenSSL code (``codes``, ``reasons``);
 ``identity`` reads who the peer is and applies the allow-list.
 """
 

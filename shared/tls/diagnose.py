@@ -1,12 +1,13 @@
 """What went wrong with a TLS connection, in plain language, with the fix.
 
 What OpenSSL reports (a local verification error, an alert the peer sent, a
-local handshake error, EOF where a reply was due) becomes a
-:class:`Diagnosis`, its words and alert read from the one record per code in
-:mod:`.codes`. The client prints it, the server logs it; both read it from
-here so the words stay the same everywhere. :func:`certificate_fact` adds the
-value behind the verdict (the date, the EKU, the issuer), read from
-:mod:`mtls_ref.shared.pki.facts` as ``mtls-certs verify`` reads it.
+local handshake error, EOF where a reply was due) becomes a :class:`Diagnosis`,
+its words and alert read from the one record per code in :mod:`.codes` (verify
+codes) or :mod:`.reasons` (OpenSSL's reasons). The client prints it, the
+server logs it; both read it from here so the words stay the same everywhere.
+:func:`certificate_fact` adds the value behind the verdict (the date, the EKU,
+the issuer), read from :mod:`mtls_ref.shared.pki.facts` as ``mtls-certs
+verify`` reads it.
 """
 
 from __future__ import annotations
