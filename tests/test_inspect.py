@@ -10,7 +10,8 @@ import pytest
 
 from mtls_ref.shared.core.config import PKIConfig
 from mtls_ref.shared.pki.authority import CertificateAuthority, Profile, parse_san
-from mtls_ref.shared.pki.inspect import check_certificate, describe_file, render_report
+from mtls_ref.shared.pki.checks import check_certificate
+from mtls_ref.shared.pki.inspect import describe_file, render_report
 from mtls_ref.shared.pki.keys import load_certificates, load_private_key
 
 from .pkitools import NOW, Pki

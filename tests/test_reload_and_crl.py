@@ -13,11 +13,13 @@ from mtls_ref.server.app import Server
 from mtls_ref.server.log import EventLog
 from mtls_ref.server.reload import FileWatch
 from mtls_ref.shared.core.config import ClientConfig, PKIConfig, ServerConfig
+from mtls_ref.shared.core.errors import CertificateError, ConfigError
 from mtls_ref.shared.pki.authority import CertificateAuthority, IssuedFiles, Profile, parse_san
+from mtls_ref.shared.pki.cli import main as certs_main
 from mtls_ref.shared.pki.keys import atomic_write, load_certificates
-from mtls_ref.shared.pki.revocation import revoke, write_crl
+from mtls_ref.shared.pki.revocation import load_crls, revoke, write_crl
 from mtls_ref.shared.tls.connection import TLSConnection
-from mtls_ref.shared.tls.context import ALPN_LINE, client_context
+from mtls_ref.shared.tls.context import ALPN_LINE, client_context, read_crls
 
 from .tlstools import log_events
 
@@ -268,3 +270,33 @@ async def test_changed_files_are_picked_up_without_a_signal(tmp_path: Path) -> N
         assert (await attempt(port, new.clients["bob"], trust))[0] is Exit.OK
         server.shutdown()
     assert log_events(log, "reloaded")[0]["why"] == "files changed"
+
+
+def test_every_crl_reader_refuses_a_certificate_in_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One strict loader: `mtls-certs verify --crl` and the server both refuse a CA certificate
+    appended to a CRL file, naming the file and where CA certificates belong."""
+    issuer = authority(tmp_path, "a", ("alice",))
+    crl_path = issuer.pki.path(issuer.pki.crl)
+    assert len(load_crls(crl_path)) == 2  # the control: intermediate's and root's CRL
+    tainted = tmp_path / "tainted-crl.pem"
+    tainted.write_bytes(issuer.crl + issuer.root)
+    chain = issuer.clients["alice"].chain
+    assert certs_main(["--pki-dir", str(issuer.pki.dir), "verify", str(chain), "--crl", str(tainted)]) == 3
+    assert "holds CERTIFICATE besides CRLs" in capsys.readouterr().err
+    with pytest.raises(CertificateError, match=r"^server CRL file .* besides CRLs.*in \[server\] ca$"):
+        read_crls(tainted)
+
+
+def test_a_missing_crl_file_is_named_with_the_fix(tmp_path: Path) -> None:
+    """Missing: the server's configured file is a config error; a command-line path an unreadable file."""
+    missing = tmp_path / "crl.pem"
+    with pytest.raises(ConfigError, match=r"not found; write one with 'mtls-certs crl', or unset \[server\]"):
+        read_crls(missing)
+    with pytest.raises(CertificateError, match=r"cannot read CRL file .*; check the path"):
+        load_crls(missing)
+    empty = tmp_path / "empty.pem"
+    empty.write_bytes(b"not a PEM file\n")
+    with pytest.raises(CertificateError, match="holds no PEM CRL"):
+        load_crls(empty)

@@ -28,8 +28,8 @@ from mtls_ref.shared.pki.authority import (
 )
 from mtls_ref.shared.pki.badset import write_badset
 from mtls_ref.shared.pki.bundle import generate_passphrase, write_bundle
+from mtls_ref.shared.pki.checks import check_certificate
 from mtls_ref.shared.pki.inspect import (
-    check_certificate,
     describe_certificate,
     describe_file,
     format_san,

@@ -8,12 +8,17 @@ intermediate when there is one) lists the revoked leaves, and is the one
 OpenSSL looks up for ``VERIFY_CRL_CHECK_LEAF``; the root's, empty unless an
 intermediate is revoked, is what verifiers that check the whole chain (nginx's
 ``ssl_crl``, ``openssl verify -crl_check_all``) need as well.
+
+Every reader of a CRL file (the server at start and reload, ``mtls-certs
+verify``) goes through :func:`read_crl_file`, which refuses a file holding
+anything but CRLs.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -22,13 +27,22 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from mtls_ref.shared.core.config import PKIConfig
-from mtls_ref.shared.core.errors import CertificateError
+from mtls_ref.shared.core.errors import CertificateError, ConfigError
 from mtls_ref.shared.pki.authority import CertificateAuthority
 from mtls_ref.shared.pki.keys import PrivateKey, atomic_write, signature_hash, utcnow
 
-__all__ = ["RevokedEntry", "build_crl", "load_crls", "load_revoked", "parse_crls", "revoke", "write_crl"]
+__all__ = [
+    "RevokedEntry",
+    "build_crl",
+    "load_crls",
+    "load_revoked",
+    "read_crl_file",
+    "revoke",
+    "write_crl",
+]
 
 REVOKED_DB: Final = "revoked.json"
+_PEM_LABEL: Final = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -56,22 +70,50 @@ def load_revoked(pki: PKIConfig) -> list[RevokedEntry]:
         raise CertificateError(f"{str(path)!r} is not a revocation list this tool wrote: {exc}") from exc
 
 
-def load_crls(path: Path) -> list[x509.CertificateRevocationList]:
-    """Every CRL in a PEM file (a server's CRL file may hold one per issuing CA)."""
+def read_crl_file(
+    path: Path, *, role: str | None = None
+) -> tuple[bytes, list[x509.CertificateRevocationList]]:
+    """The CRL file's bytes and its CRLs, read once, after checking that every PEM block is a CRL.
+
+    The one CRL loader, strict for every reader: OpenSSL's file loader takes
+    certificates as well as CRLs from one file, and a certificate loaded that
+    way becomes a trust anchor, so a CRL file holding anything but CRLs is an
+    error, not something to skip. The bytes are returned so that a caller hands
+    OpenSSL what was checked, never the path again (which could have changed in
+    between). ``role`` ("server") is the configuration section the path came
+    from, named in the errors' fixes.
+    """
+    what = f"{role} CRL file" if role else "CRL file"
+    if role and not path.is_file():
+        # Named by the configuration: a configuration error (exit 2). Named on a command line, a
+        # missing file is unreadable, as a missing certificate is (exit 3, below).
+        raise ConfigError(
+            f"{what} {str(path)!r} not found; write one with 'mtls-certs crl', or unset [{role}] crl"
+        )
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise CertificateError(f"cannot read CRL {str(path)!r}: {exc.strerror}; check the path") from exc
-    return parse_crls(data, path)
-
-
-def parse_crls(data: bytes, path: Path) -> list[x509.CertificateRevocationList]:
-    """Every CRL in PEM ``data`` read from ``path`` (named in the error when one does not parse)."""
+        raise CertificateError(f"cannot read {what} {str(path)!r}: {exc.strerror}; check the path") from exc
+    labels = _PEM_LABEL.findall(data)
+    others = sorted({label.decode("ascii", "replace") for label in labels if label != b"X509 CRL"})
+    if others:
+        where = f"[{role}] ca" if role else "the CA file"
+        raise CertificateError(
+            f"{what} {str(path)!r} holds {', '.join(others)} besides CRLs; a CRL file must hold "
+            f"CRLs only (a certificate there would become a trusted CA): put CA certificates in {where}"
+        )
+    if not labels:
+        raise CertificateError(f"{what} {str(path)!r} holds no PEM CRL ('-----BEGIN X509 CRL-----')")
     blocks = [b for b in data.split(b"-----END X509 CRL-----") if b"-----BEGIN X509 CRL-----" in b]
     try:
-        return [x509.load_pem_x509_crl(b + b"-----END X509 CRL-----\n") for b in blocks]
+        return data, [x509.load_pem_x509_crl(b + b"-----END X509 CRL-----\n") for b in blocks]
     except ValueError as exc:
-        raise CertificateError(f"{str(path)!r} holds a CRL that does not parse: {exc}") from exc
+        raise CertificateError(f"{what} {str(path)!r} holds a CRL that does not parse: {exc}") from exc
+
+
+def load_crls(path: Path, *, role: str | None = None) -> list[x509.CertificateRevocationList]:
+    """Every CRL in a checked CRL file (one per issuing CA; see :func:`read_crl_file`)."""
+    return read_crl_file(path, role=role)[1]
 
 
 def _save_revoked(pki: PKIConfig, entries: list[RevokedEntry]) -> None:

@@ -2,8 +2,8 @@
 
 ``context`` is the one place TLS options are chosen; ``trace`` records the real
 handshake messages and ``render`` draws them; ``diagnose`` turns an ssl error or
-alert into a cause and a fix; ``identity`` reads who the peer is and applies the
-allow-list.
+alert into a cause and a fix, from one record per OpenSSL code (``codes``, ``reasons``);
+``identity`` reads who the peer is and applies the allow-list.
 """
 
 from mtls_ref.shared.tls.connection import TLSConnection

@@ -26,7 +26,6 @@ Connections over these contexts are :class:`~mtls_ref.shared.tls.connection.TLSC
 
 from __future__ import annotations
 
-import re
 import ssl
 import tempfile
 from pathlib import Path
@@ -37,7 +36,7 @@ from cryptography import x509
 from mtls_ref.shared.core.config import ClientConfig, ServerConfig
 from mtls_ref.shared.core.errors import CertificateError, ConfigError
 from mtls_ref.shared.pki.keys import read_passphrase
-from mtls_ref.shared.pki.revocation import parse_crls
+from mtls_ref.shared.pki.revocation import load_crls, read_crl_file
 from mtls_ref.shared.tls import trace
 from mtls_ref.shared.tls.keylog import set_stdlib_keylog
 
@@ -60,7 +59,6 @@ ALPN_HTTP: Final = "http/1.1"
 ALPN_LINE: Final = "mtls-ref/1"
 # TLS 1.2 suites: forward-secret key exchange (ECDHE) and AEAD ciphers only, both engines.
 TLS12_CIPHERS: Final = "ECDHE+AESGCM:ECDHE+CHACHA20"
-_PEM_LABEL: Final = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----")
 
 
 def tls_version(name: str) -> ssl.TLSVersion:
@@ -165,12 +163,10 @@ def server_context(config: ServerConfig) -> ssl.SSLContext:
 def _load_crl(ctx: ssl.SSLContext, crl: Path) -> None:
     """Check client leaves against the CRLs (the leaf issuer's; OpenSSL picks it by issuer name).
 
-    OpenSSL's file loader takes certificates as well as CRLs from one file, and a
-    certificate loaded that way becomes a trust anchor. So the file is checked
-    to hold CRLs only, and what OpenSSL loads is the checked copy, never the
-    path again (which could have changed in between).
+    OpenSSL reads the checked copy of the file (see ``read_crl_file``: a
+    certificate in a CRL file would become a trust anchor), never the path again.
     """
-    pem, _ = read_crl_file(crl)
+    pem, _ = read_crl_file(crl, role="server")
     with tempfile.TemporaryDirectory(prefix="mtls-crl-") as folder:
         checked = Path(folder) / "crl.pem"
         checked.write_bytes(pem)
@@ -178,28 +174,9 @@ def _load_crl(ctx: ssl.SSLContext, crl: Path) -> None:
     ctx.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
 
 
-def read_crl_file(path: Path) -> tuple[bytes, list[x509.CertificateRevocationList]]:
-    """The CRL file's bytes and CRLs, read once, after checking that every PEM block is a CRL that parses."""
-    if not path.is_file():
-        raise ConfigError(
-            f"server CRL file {str(path)!r} not found; write one with 'mtls-certs crl', or unset [server] crl"
-        )
-    data = path.read_bytes()
-    labels = _PEM_LABEL.findall(data)
-    others = sorted({label.decode("ascii", "replace") for label in labels if label != b"X509 CRL"})
-    if others:
-        raise CertificateError(
-            f"server CRL file {str(path)!r} holds {', '.join(others)} besides CRLs; a CRL file must hold "
-            "CRLs only (a certificate there would become a trusted CA): put CA certificates in [server] ca"
-        )
-    if not labels:
-        raise CertificateError(f"server CRL file {str(path)!r} holds no PEM CRL ('-----BEGIN X509 CRL-----')")
-    return data, parse_crls(data, path)
-
-
 def read_crls(path: Path) -> list[x509.CertificateRevocationList]:
-    """The CRLs of a checked CRL file (see :func:`read_crl_file`)."""
-    return read_crl_file(path)[1]
+    """The CRLs of the server's CRL file ([server] crl), checked as the server loads it."""
+    return load_crls(path, role="server")
 
 
 def client_context(config: ClientConfig, *, alpn: list[str] | None = None) -> ssl.SSLContext:
