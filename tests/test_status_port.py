@@ -78,9 +78,36 @@ async def test_metrics_move_as_connections_are_accepted_and_refused(pki: Pki) ->
     assert found[("mtls_handshake_seconds_count", ())] == 3
     assert ("mtls_active_connections", ()) in found
     ca = load_certificates(pki.ca_cert)[0]
-    days = found[("mtls_expiry_days", (("subject", ca.subject.rfc4514_string()), ("what", "ca")))]
-    assert 3640 < days < 3651
-    assert found[("mtls_expiry_days", (("subject", "CN=server"), ("what", "server_certificate")))] > 360
+    seconds = found[("mtls_expiry_seconds", (("subject", ca.subject.rfc4514_string()), ("what", "ca")))]
+    assert 3640 * 86400 < seconds < 3651 * 86400
+    server_left = found[("mtls_expiry_seconds", (("subject", "CN=server"), ("what", "server_certificate")))]
+    assert server_left > 360 * 86400
+
+
+async def test_promtool_accepts_the_exposition(pki: Pki, promtool: str) -> None:
+    """`promtool check metrics`, Prometheus' own linter, finds nothing to say about /metrics once every
+    family has samples (an accepted and a refused connection, a CRL loaded): it exits 0, silent."""
+    ca = CertificateAuthority.load(PKIConfig(dir=pki.dir))
+    crl = build_crl(ca.signer_cert, ca.signer_key, [], now=utcnow(), days=7)
+    async with trio.open_nursery() as nursery:
+        server, port, _ = await start_server(nursery, pki, status="127.0.0.1:0")
+        server.credentials = dataclasses.replace(server.credentials, crls=(crl,))
+        for config in (client_config(pki, port=port), no_cert(client_config(pki, port=port))):
+            with trio.fail_after(15):
+                await run_client(config, client_context(config, alpn=[ALPN_LINE]), messages=["QUIT"])
+        _, text = await http_get(server.status_addresses[0][1], "/metrics")
+        server.shutdown()
+    assert "crl_next_update" in text and "mtls_handshake_seconds_bucket" in text
+    with trio.fail_after(30):
+        checked = await trio.run_process(
+            [promtool, "check", "metrics"],
+            stdin=text.encode(),
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+    said = (checked.stdout + checked.stderr).decode(errors="replace")
+    assert checked.returncode == 0, f"promtool check metrics exited {checked.returncode}: {said}"
 
 
 @pytest.mark.usefixtures("tls_engine")
