@@ -9,7 +9,10 @@ import pytest
 
 EXAMPLE_SUITE = """
 import json
+import time
 import urllib.request
+
+import pytest
 
 
 def test_http_whoami_with_urllib(mtls_server, mtls_ca):
@@ -29,16 +32,34 @@ def test_server_context_for_your_own_server(mtls_ca):
     assert ctx.verify_mode.name == "CERT_REQUIRED"
 
 
+def test_connections_wait_for_the_log_entry(mtls_server, mtls_ca):
+    mtls_server.assert_accepted(mtls_ca.client_context(mtls_ca.issue_client("carol")))
+    mtls_server.assert_refused(mtls_ca.client_context(None))
+    accepted, refused = mtls_server.connections(wait_for=2)
+    assert (accepted["outcome"], accepted["subject"]) == ("accepted", "CN=carol")
+    assert refused["outcome"] == "rejected"
+
+
+def test_connections_wait_is_bounded(mtls_server, mtls_ca):
+    mtls_server.assert_accepted(mtls_ca.client_context(mtls_ca.issue_client("dave")))
+    started = time.monotonic()
+    with pytest.raises(AssertionError, match="logged 1 connection.s., not the 2 waited for: after 0.5s"):
+        mtls_server.connections(wait_for=2, timeout=0.5)
+    assert time.monotonic() - started < 5
+
+
 def test_deliberately_wrong(mtls_server, mtls_ca):
     mtls_server.assert_accepted(mtls_ca.client_context(None))
 """
 
 
 def test_plugin_example_suite(pytester: pytest.Pytester) -> None:
-    """Fixtures work from an installed package: passing cases pass, the wrong one fails clearly."""
+    """Fixtures work from an installed package: passing cases pass (connections(wait_for=n) returns the
+    entries the server logs as each connection ends, or fails within its timeout), the wrong one fails
+    clearly."""
     pytester.makepyfile(test_example=EXAMPLE_SUITE)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", timeout=120)
-    result.assert_outcomes(passed=3, failed=1)
+    result.assert_outcomes(passed=5, failed=1)
     result.stdout.fnmatch_lines(
         [
             "*test_deliberately_wrong*",
