@@ -442,6 +442,9 @@ def _cmd_sign(args: argparse.Namespace) -> int:
         days=args.days or config.pki.leaf_days,
     )
     info = describe_certificate(cert)
+    # What was done goes where issue and revoke put theirs, stdout, unless stdout carries the PEM
+    # (no --out) and must stay a clean certificate for a pipe. Cautions and warnings: stderr.
+    report = sys.stdout if args.out is not None else sys.stderr
     if args.out is None:
         sys.stdout.buffer.write(pem(cert, *ca.chain))
     else:
@@ -449,13 +452,13 @@ def _cmd_sign(args: argparse.Namespace) -> int:
         if ca.chain:
             chain_path = args.out.with_name(f"{args.out.stem}-chain{args.out.suffix}")
             atomic_write(chain_path, pem(cert, *ca.chain), force=args.force)
-            print(f"wrote {args.out} and chain {_shown(chain_path)}", file=sys.stderr)
+            print(f"wrote {_shown(args.out)} and chain {_shown(chain_path)}", file=report)
         else:
-            print(f"wrote {args.out}", file=sys.stderr)
+            print(f"wrote {_shown(args.out)}", file=report)
     print(
         f"signed {cert.subject.rfc4514_string()} as {args.profile} (serial {info['serial']}, "
         f"EKU {', '.join(info['extended_key_usage'] or [])}, SANs {', '.join(info['sans']) or 'none'})",
-        file=sys.stderr,
+        file=report,
     )
     if not info["sans"]:
         print("warning: no SAN: pass --san so clients can check the name", file=sys.stderr)
