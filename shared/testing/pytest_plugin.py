@@ -8,7 +8,9 @@ Fixtures:
     ``mtls_ca.issue_server()``; each leaf has ``cert_path``, ``chain_path``,
     ``key_path``; ready contexts from ``mtls_ca.client_context(leaf)`` and
     ``mtls_ca.server_context(leaf)``; ``configure_trust(ctx)`` /
-    ``leaf.configure_cert(ctx)`` in trustme's style.
+    ``leaf.configure_cert(ctx)`` in trustme's style; ``mtls_ca.ca_cert_path``,
+    the root's PEM file, for tools that take a CA file (requests' ``verify=``,
+    curl's ``--cacert``).
 
 ``mtls_server``
     Our server, started as a separate process on a free loopback port with the
@@ -98,6 +100,8 @@ class MtlsCA:
 
     @property
     def ca_cert_path(self) -> Path:
+        """The root CA's PEM file: what requests' ``verify=``, curl's ``--cacert`` and
+        ``ssl.create_default_context(cafile=...)`` take."""
         return self._pki.path(self._pki.ca_cert)
 
     def configure_trust(self, ctx: ssl.SSLContext) -> None:
