@@ -9,6 +9,7 @@ handlers still send a goodbye line and close_notify within a bound.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import errno
 import resource
 import socket
@@ -21,6 +22,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from mtls_ref.shared.core.addresses import HostPort, is_loopback
 from mtls_ref.shared.core.config import ServerConfig
 from mtls_ref.shared.core.errors import ConfigError, MTLSError
+from mtls_ref.shared.pki.expiry import crl_warning, expiry_warning
 from mtls_ref.shared.pki.inspect import fingerprint
 from mtls_ref.shared.pki.keys import load_certificates
 from mtls_ref.shared.tls.connection import ServerContext
@@ -234,6 +236,9 @@ class Server:
             "ca_names_advertised": engine_traits(self.config.tls_engine).sends_ca_names,
             "trace": self.config.trace,
             "record_handshakes": self.config.record_handshakes or self.config.trace,
+            # Warnings, not settings: the server starts with expired credentials (/healthz says 503),
+            # so the banner names them, and those a month from their end, where someone is looking.
+            "expiry_warnings": _expiry_warnings(self.credentials, dt.datetime.now(dt.UTC)),
             # A warning, not a setting: session secrets on disk decrypt every captured connection.
             "keylog_warning": (
                 f"writing TLS session secrets to {self.config.keylog} (0600): anyone holding that file "
@@ -394,8 +399,19 @@ def _banner(posture: dict[str, Any]) -> str:
                 else []
             ),
             *([f"  WARNING          {posture['keylog_warning']}"] if posture.get("keylog_warning") else []),
+            *(f"  WARNING          {warning}" for warning in posture.get("expiry_warnings") or []),
         ]
     )
+
+
+def _expiry_warnings(credentials: Credentials, now: dt.datetime) -> list[str]:
+    """The loaded credentials that have expired or will within a month, in words, for the banner."""
+    found = [
+        expiry_warning("the server certificate", credentials.server_cert, now),
+        *(expiry_warning("the client CA", ca, now) for ca in credentials.trust_anchors),
+        *(crl_warning(crl, now) for crl in credentials.crls),
+    ]
+    return [warning for warning in found if warning is not None]
 
 
 def _forward_target(config: ServerConfig) -> ForwardTarget | None:

@@ -7,6 +7,7 @@ import json
 import subprocess
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from mtls_ref.server.app import Server
 from mtls_ref.server.log import EventLog
 from mtls_ref.shared.core.config import ClientConfig, ServerConfig
 from mtls_ref.shared.pki.authority import IssuedFiles
+from mtls_ref.shared.pki.keys import load_certificates
 
 from .pkitools import Pki
 
@@ -176,3 +178,25 @@ def s_server(openssl: str, pki: Pki, *extra: str) -> AbstractAsyncContextManager
         "-verify_return_error",
         "-rev",
     )
+
+
+def certificates_sent(trace: str) -> list[str]:
+    """The subjects, in order, of the certificates this side sent, from `openssl s_client -trace`
+    output: the "Subject:" lines of each certificate printed in a "Sent Record" (TLS 1.3 records are
+    shown decrypted, so the client's Certificate message is there on both versions)."""
+    subjects: list[str] = []
+    sending = False
+    for line in trace.splitlines():
+        if line.startswith(("Sent Record", "Received Record")):
+            sending = line.startswith("Sent Record")
+        elif sending and line.strip().startswith("Subject:"):
+            subjects.append(line.split("Subject:", 1)[1].strip())
+    return subjects
+
+
+def subjects_in(path: Path) -> list[str]:
+    """The subjects of the certificates in a PEM file, in order, spelled as `openssl -trace` does."""
+    return [
+        ", ".join(f"{attr.rfc4514_attribute_name} = {attr.value!s}" for attr in cert.subject)
+        for cert in load_certificates(path)
+    ]
