@@ -211,3 +211,25 @@ def test_placeholders_are_shell_quoted_and_other_braces_stay() -> None:
     """{ca} with a space becomes one word; a JSON brace in the command is left alone."""
     command = substitute("c --cacert {ca} -d '{\"a\": 1}' {url}", {"ca": "/a b/ca.pem", "url": "https://x/"})
     assert command == "c --cacert '/a b/ca.pem' -d '{\"a\": 1}' https://x/"
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize(
+    ("row", "names"),
+    [
+        ("late-rejection", "CN = mtls-ref Badset Root CA"),
+        ("unknown-ca-names", "CN = Untrusted Other Root CA"),
+    ],
+)
+async def test_certificate_request_names_the_rows_ca(
+    rows: dict[str, ServedRow], openssl: str, row: str, names: str
+) -> None:
+    """The CA names on the wire, read by openssl s_client: the client's own CA, or one it has nothing from."""
+    item = rows[row]
+    argv = [openssl, "s_client", "-connect", f"127.0.0.1:{item.port}", "-tls1_3", "-servername", "localhost"]
+    with trio.fail_after(20):
+        done = await trio.run_process(argv, stdin=b"", capture_stdout=True, capture_stderr=True, check=False)
+        await item.recorder.settle(**SETTLE)
+    shown = done.stdout.decode()
+    listed = shown.split("Acceptable client certificate CA names", 1)[1].split("Requested Signature", 1)[0]
+    assert names in listed, shown

@@ -80,6 +80,16 @@ def test_a_bad_certificate_must_be_refused(
     assert verdict.status is status, verdict
 
 
+def test_a_client_refused_by_the_server_had_accepted_its_certificate() -> None:
+    """Only a client past the server's certificate can be refused for its own: that is no refusal of it."""
+    refused_for_no_cert = seen(Stage.HANDSHAKE_REFUSED, alert_from_server="certificate_required")
+    verdict = judge(row_named("expired"), refused_for_no_cert, client_ok=False)
+    assert verdict.status is Status.FAIL
+    assert "accepted this server's certificate" in verdict.detail
+    legacy = seen(Stage.HANDSHAKE_REFUSED, alert_from_server="protocol_version")
+    assert judge(row_named("tls-1.0-1.1"), legacy, client_ok=False).status is Status.PASS
+
+
 def test_not_checking_revocation_is_informational_not_broken() -> None:
     """revoked: a client that went through is told it does not check revocation, and is not failed."""
     verdict = judge(row_named("revoked"), SERVED, client_ok=True)

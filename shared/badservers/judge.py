@@ -140,6 +140,12 @@ def _refuse(row: BadServerRow, activity: Activity, client_ok: bool | None) -> tu
                 "completed the handshake and sent nothing; no exit status says whether it refused",
             )
         return Status.PASS, "refused only after the handshake completed (its certificate was already sent)"
+    if activity.alert_from_server and not activity.alert_from_client and not row.completed_is_failure:
+        # Only a client that accepted the server's certificate gets as far as being judged itself.
+        return Status.FAIL, (
+            f"accepted this server's certificate: the handshake went on until the server refused the client "
+            f"(alert {activity.alert_from_server}); give the client a certificate ({{cert}}, {{key}})"
+        )
     if client_ok:
         return Status.FAIL, "the handshake failed, yet the client reported success"
     return Status.PASS, ""
