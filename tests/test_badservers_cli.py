@@ -58,10 +58,14 @@ def test_a_client_that_claims_success_fails_with_exit_1(badset: Manifest) -> Non
 
 
 def test_errors_name_the_fix(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """No bad set, or an unknown row: one line saying what to do, exit 2."""
+    """No bad set, an unknown row, an address off loopback: one line saying what to do, exit 2."""
     assert main(["badservers", "--badset", str(tmp_path), "--run", "true"]) == 2
     assert "make the set with 'mtls-certs badset DIR'" in capsys.readouterr().err
     with pytest.raises(SystemExit) as stopped:
         main(["badservers", "--badset", str(tmp_path), "--row", "nope"])
     assert stopped.value.code == 2
     assert "no bad-server row 'nope'; rows: good, wrong-name" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stopped:
+        main(["badservers", "--badset", str(tmp_path), "--host", "0.0.0.0"])  # noqa: S104 - refused, the point
+    assert stopped.value.code == 2
+    assert "is not a loopback address" in capsys.readouterr().err

@@ -20,6 +20,7 @@ from typing import Any, Final
 import trio
 
 from mtls_ref.shared.badservers import ROWS, Observation, render_json, render_junit, render_table, row_named
+from mtls_ref.shared.core.addresses import is_loopback
 from mtls_ref.shared.core.errors import ConfigError
 from mtls_ref.shared.pki.badset import Manifest, load_manifest
 
@@ -69,6 +70,8 @@ def main(argv: Sequence[str]) -> int:
     args = parser.parse_args(argv)
     if args.junit_xml and not args.run:
         parser.error("--junit-xml needs --run")
+    if not is_loopback(args.host):
+        parser.error(f"--host {args.host!r} is not a loopback address: bad servers are for this machine only")
     try:
         rows = tuple(row_named(name) for name in args.row) if args.row else ROWS
     except KeyError as exc:

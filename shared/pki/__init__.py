@@ -2,7 +2,8 @@
 
 ``keys`` (keys and PEM files, atomic 0600 writes), ``authority`` (the CA and its
 role profiles), ``revocation`` (CRLs), ``inspect`` (describe and check for people),
-``badset`` (the deliberately broken credentials) and ``cli`` (``mtls-certs``).
+``badset`` and ``badset_servers`` (the deliberately broken credentials, client and
+server; ``legacy`` signs the SHA-1 one) and ``cli`` (``mtls-certs``).
 """
 
 from mtls_ref.shared.pki.authority import CertificateAuthority, IssuedFiles, LeafOptions, Profile, parse_san
