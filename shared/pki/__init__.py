@@ -4,7 +4,8 @@
 role profiles), ``revocation`` (CRLs), ``expiry`` (how near their end credentials
 are, in words), ``facts`` (what is true of a certificate, for both ``checks``
 and the runtime diagnosis), ``inspect`` and ``checks`` (``mtls-certs show`` and
-``verify``), ``badset`` (the deliberately broken credentials) and ``cli``
+``verify``), ``badset`` and ``badset_servers`` (the deliberately broken
+credentials, client and server; ``legacy`` signs the SHA-1 one) and ``cli``
 (``mtls-certs``).
 """
 

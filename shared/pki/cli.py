@@ -406,7 +406,7 @@ def _cmd_badset(args: argparse.Namespace) -> int:
     manifest = write_badset(args.dir)
     print(f"wrote the bad-credential set under {_shown(args.dir)} (manifest.json):")
     for case in (*manifest.cases, *manifest.server_cases):
-        print(f"  {case.name:<22} {case.expect:<10} {case.description}")
+        print(f"  {case.name:<29} {case.expect:<10} {case.description}")
     print(
         f"point a server at it: ca={manifest.ca} crl={manifest.crl} cert={manifest.server_cert} "
         f"key={manifest.server_key} allow=[{manifest.allow!r}]"

@@ -22,6 +22,14 @@ Fixtures:
     are n of them. ``mtls_server_factory(allow=[...])`` starts one with other
     ``[server]`` settings.
 
+``mtls_bad_servers``
+    Every bad *server* (``mtls-server badservers``) in one process, for testing
+    your client: ``mtls_bad_servers.rows`` (each with ``url``, ``must``,
+    ``expect``), ``ca`` / ``crl`` / ``cert`` / ``key`` to configure the client
+    with; after your client ran against ``row.url``, ``row.observed()`` says what
+    it did and ``row.judge(client_ok=...)`` gives the verdict (``pass``,
+    ``FAIL``, ``informational``, ``skip``). One per test session.
+
 The helpers are synchronous (stdlib ``ssl`` and ``socket``), so they work in
 any test suite, trio or not.
 """
@@ -49,10 +57,16 @@ from mtls_ref.shared.core.config import PKIConfig
 from mtls_ref.shared.core.events import listening_port, parse_event
 from mtls_ref.shared.pki.authority import CertificateAuthority, IssuedFiles, Profile, parse_san
 from mtls_ref.shared.pki.badset import Manifest, write_badset
+from mtls_ref.shared.testing.bad_servers import (
+    BadServerRow,
+    MtlsBadServers,
+    start_bad_servers,
+    stop_bad_servers,
+)
 from mtls_ref.shared.tls.diagnose import diagnose_eof, diagnose_ssl_error
 from mtls_ref.shared.tls.trace import Role
 
-__all__ = ["MtlsBadSet", "MtlsCA", "MtlsLeaf", "MtlsServer", "Verdict"]
+__all__ = ["BadServerRow", "MtlsBadServers", "MtlsBadSet", "MtlsCA", "MtlsLeaf", "MtlsServer", "Verdict"]
 
 STARTUP_TIMEOUT: Final = 30.0
 # How long connections(wait_for=n) waits by default: the server logs a connection the moment it
@@ -419,3 +433,11 @@ def mtls_server_factory(
 def mtls_server(mtls_server_factory: Callable[..., MtlsServer]) -> MtlsServer:
     """Our mTLS server on a free loopback port, trusting ``mtls_ca``."""
     return mtls_server_factory()
+
+
+@pytest.fixture(scope="session")
+def mtls_bad_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MtlsBadServers]:
+    """Every bad server on its own loopback port, to test your mTLS client against; see the module doc."""
+    servers = start_bad_servers(tmp_path_factory.mktemp("mtls-bad-servers"))
+    yield servers
+    stop_bad_servers(servers)

@@ -183,7 +183,7 @@ def server_context(config: ServerConfig) -> ssl.SSLContext:
 
 
 def _load_crl(ctx: ssl.SSLContext, crl: Path) -> None:
-    """Check client leaves against the CRLs (the leaf issuer's; OpenSSL picks it by issuer name).
+    """Check the peer's leaf against the CRLs (the leaf issuer's; OpenSSL picks it by issuer name).
 
     OpenSSL reads the checked copy of the file (see ``read_crl_file``: a
     certificate in a CRL file would become a trust anchor), never the path again.
@@ -215,6 +215,8 @@ def client_context(config: ClientConfig, *, alpn: list[str] | None = None) -> ss
     if alpn:
         ctx.set_alpn_protocols(alpn)
     _load_ca(ctx, config.ca, "client")
+    if config.crl is not None:
+        _load_crl(ctx, config.crl)  # the server's leaf, checked against its issuer's CRL
     if config.cert is not None:
         if config.key is None:
             raise ConfigError("client cert is set but key is not; set both [client] cert and key")
