@@ -18,7 +18,7 @@ __all__ = ["ClientReport", "Exit", "Stop", "fail"]
 
 
 class Exit(enum.IntEnum):
-    """The client's exit codes (documented in --help and the README)."""
+    """The client's exit codes (documented in --help and docs/client.md)."""
 
     OK = 0
     FAILURE = 1  # unexpected

@@ -125,7 +125,7 @@ class ServerConfig:
     trace: bool = False
     # Keep each connection's handshake messages (without logging them) so the browser page,
     # GET / with Accept: text/html, can draw them. Off by default: on the openssl engine it
-    # costs a callback per TLS message (see README "Performance"). trace = true records too.
+    # costs a callback per TLS message (see docs/performance.md). trace = true records too.
     record_handshakes: bool = False
     keylog: Path | None = None
     # HOST:PORT of the plain-HTTP status port (/healthz, /metrics); empty: off.

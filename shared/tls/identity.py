@@ -5,7 +5,7 @@ identity the certificate carries (subject, DNS/email/URI/IP SANs, SPIFFE ID,
 serial, fingerprint) and apply the optional allow-list.
 
 Allow-list rules are ``KIND:PATTERN`` with KIND one of ``CN``, ``DNS``,
-``email``, ``URI``, ``IP``. How a pattern matches, per kind (README, "Allow-list
+``email``, ``URI``, ``IP``. How a pattern matches, per kind (docs/server.md, "Allow-list
 rules"):
 
 * always the whole value, never a prefix, never up to a trailing newline;

@@ -5,7 +5,7 @@ Theory of operation
 Python's ``ssl`` is bound to the system's OpenSSL (3.0 on Debian 12); the
 cryptography wheel carries a newer one (4.0), which pyOpenSSL drives. Most of
 a server's CPU per connection is the handshake inside that library, and the
-newer one does a full P-256 mTLS handshake in about half the time (README,
+newer one does a full P-256 mTLS handshake in about half the time (docs/performance.md,
 "Performance"). This module builds the same policy as
 :func:`~mtls_ref.shared.tls.context.server_context` on it:
 

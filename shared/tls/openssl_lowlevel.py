@@ -162,7 +162,9 @@ def install_message_callback(context: SSL.Context) -> None:
 
 def install_alert_callback(context: SSL.Context) -> None:
     """Report the alerts ``context``'s connections write to the recorder of the task driving each
-    (the message callback filtered to alerts: measured at about 1% of a handshake, ``make bench``)."""
+    (the message callback filtered to alerts: OpenSSL still calls it for every message and record
+    header, ~45 times a handshake, so it costs about 5% of the server's CPU per full P-256 handshake,
+    measured in-process, median of 9 rounds)."""
     if _ALERT_CALLBACK is None:
         raise trace.TraceUnavailable(f"cryptography's OpenSSL bindings lack {', '.join(_MISSING)}")
     _lib.SSL_CTX_set_msg_callback(context._context, _ALERT_CALLBACK)
