@@ -153,6 +153,7 @@ def test_server_side(case: Case) -> None:
     assert step.then == case.then
     assert conn.requests == case.requests
     assert conn.state is (State.CLOSED if isinstance(case.then, Close) else _waiting_state(case.then))
+    assert conn.ended == (case.then if isinstance(case.then, Close) else None)
 
 
 def _waiting_state(wait: Wait) -> State:

@@ -172,7 +172,16 @@ _BYE: Final = Reply(True, "bye")
 class LineConnection:
     """The server's side of one line-protocol session; see the module's theory of operation."""
 
-    __slots__ = ("_bound", "_lines", "_request_timeout", "_state", "_whoami", "idle_timeout", "requests")
+    __slots__ = (
+        "_bound",
+        "_ended",
+        "_lines",
+        "_request_timeout",
+        "_state",
+        "_whoami",
+        "idle_timeout",
+        "requests",
+    )
 
     def __init__(
         self,
@@ -189,6 +198,7 @@ class LineConnection:
         self._state = State.GREETING
         self._bound = math.inf  # when the line begun (state IN_LINE) must be complete
         self.requests = 0  # request lines answered (blank lines are not requests)
+        self._ended: Close | None = None
 
     def __repr__(self) -> str:
         return f"<LineConnection {self._state.value} requests={self.requests} pending={self._lines.pending}>"
@@ -197,15 +207,19 @@ class LineConnection:
     def state(self) -> State:
         return self._state
 
+    @property
+    def ended(self) -> Close | None:
+        """How the session ended (the last step's :class:`Close`); None while it is open."""
+        return self._ended
+
     def start(self, identity: str, *, refusal: str | None = None) -> Step:
         """The first words: a greeting naming ``identity``, or ``refusal`` (what it is told) and the end."""
         if refusal is None:
             self._move(Input.GREET)
             hello = Reply(True, "hello", f"{identity}; commands: {HELP_TEXT}")
             return Step(replies=(hello,), then=_WAIT_FOR_REQUEST)
-        self._move(Input.REFUSE)
         forbidden = Reply(False, "forbidden", f"{identity} is not allowed: {refusal}")
-        return Step(replies=(forbidden,), then=Close(end=End.FORBIDDEN, reason=None))
+        return self._end(Input.REFUSE, End.FORBIDDEN, None, (), forbidden)
 
     def receive_data(self, data: bytes, now: float) -> Step:
         """Bytes from the client (``b""``: it closed its side), arrived at ``now``."""
@@ -275,11 +289,17 @@ class LineConnection:
                 return _BYE
 
     def _end(
-        self, happened: Input, end: End, reason: str, replies: Sequence[Reply] = (), last: Reply | None = None
+        self,
+        happened: Input,
+        end: End,
+        reason: str | None,
+        replies: Sequence[Reply] = (),
+        last: Reply | None = None,
     ) -> Step:
         self._move(happened)
         said = (*replies, last) if last is not None else tuple(replies)
-        return Step(replies=said, then=Close(end=end, reason=reason))
+        self._ended = Close(end=end, reason=reason)
+        return Step(replies=said, then=self._ended)
 
     def _move(self, happened: Input) -> None:
         try:
