@@ -1,9 +1,13 @@
-"""The line protocol, sans-I/O: bytes in, frozen events out; no trio, ssl or socket here.
+"""The line protocol's wire format, sans-I/O: framing, requests, replies; no trio, ssl or socket here.
+
+The server's side of the conversation (what is answered when, the limits and
+the waits) is the state machine in :mod:`mtls_ref.shared.core.line_protocol`;
+the client reads replies with :func:`parse_reply`.
 
 Wire format (UTF-8, one message per line, ``\\n`` or ``\\r\\n``, bounded length)::
 
     server -> client, first, right after the handshake:
-        OK hello <identity>; commands: WHOAMI, ECHO <text>, PING, HELP, QUIT
+        OK hello <identity>; commands: WHOAMI | ECHO <text> | PING | HELP | QUIT
       or, when the allow-list refuses the verified client, then close:
         ERR forbidden <identity> is not allowed: <reason>
 
@@ -17,7 +21,9 @@ Wire format (UTF-8, one message per line, ``\\n`` or ``\\r\\n``, bounded length)
 
 Commands are case-insensitive. A line longer than the limit, or not UTF-8, is a
 peer protocol violation: the server answers ``ERR line-too-long`` /
-``ERR bad-encoding`` and closes. Typing by hand in ``openssl s_client`` works.
+``ERR bad-encoding`` and closes. So does silence: ``ERR idle-timeout`` between
+requests, ``ERR request-timeout`` for a line begun and not finished. Typing by
+hand in ``openssl s_client`` works.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from mtls_ref.shared.core.errors import ProtocolError
 
 __all__ = [
     "DEFAULT_MAX_LINE",
+    "HELP_TEXT",
     "Command",
     "LineBuffer",
     "LineTooLong",
