@@ -37,7 +37,7 @@ from typing import Final
 import trio
 from cryptography import x509
 
-from mtls_ref.shared.core.protocol import HELP_TEXT, Reply
+from mtls_ref.shared.core.protocol import Reply
 from mtls_ref.shared.tls.connection import ServerContext, TLSConnection
 from mtls_ref.shared.tls.context import ALPN_HTTP, ALPN_LINE
 from mtls_ref.shared.tls.identity import identity_from_der
@@ -190,14 +190,7 @@ async def _serve(
         if decision.allowed:
             record.reason = ended
         return
-    within = settings.idle_timeout
-    if not decision.allowed:
-        await send_reply(
-            tls, Reply(False, "forbidden", f"{identity.label} is not allowed: {decision.told}"), within
-        )
-        return
-    await send_reply(tls, Reply(True, "hello", f"{identity.label}; commands: {HELP_TEXT}"), within)
-    await serve_lines(tls, settings, record, info, initial)
+    await serve_lines(tls, settings, record, info, initial)  # greeting or ERR forbidden first
 
 
 async def _choose_protocol(tls: TLSConnection, settings: HandlerSettings) -> tuple[str, bytes]:

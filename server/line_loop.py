@@ -1,10 +1,16 @@
-"""The line protocol's I/O loop: requests read under their deadlines, one reply each, bounded writes.
+"""The line protocol's I/O loop: bytes to the protocol, its replies back, under one moving deadline.
 
-The protocol itself (framing, parsing, replies) is sans-I/O in
-:mod:`mtls_ref.shared.core.protocol`; this loop only moves its bytes. Between
-requests a client may be idle for ``idle_timeout``; once a line has started,
-the whole of it must arrive within ``request_timeout``; a reply the client does
-not read within ``idle_timeout`` drops it (:class:`PeerNotReading`).
+Everything the client can observe (replies, limits, which wait it is in, why
+the session ended) is decided by the sans-I/O
+:class:`~mtls_ref.shared.core.line_protocol.LineConnection`; this loop only
+moves its bytes. The connection has one cancel scope, entered once
+(:class:`~mtls_ref.shared.core.deadline.IdleDeadline`), whose deadline each
+step moves: a write gets ``idle_timeout`` from when it starts; a read gets
+``idle_timeout`` from when it starts, and never past the end the protocol set
+for a line that has begun (``request_timeout``). When the deadline passes
+during a write the client is not reading and is dropped
+(:class:`PeerNotReading`); during a read, the protocol says which wait ran out
+and its last words get one more ``idle_timeout`` of their own.
 """
 
 from __future__ import annotations
@@ -14,16 +20,9 @@ from typing import Final
 
 import trio
 
-from mtls_ref.shared.core.errors import ProtocolError
-from mtls_ref.shared.core.protocol import (
-    HELP_TEXT,
-    Command,
-    LineBuffer,
-    LineTooLong,
-    Reply,
-    encode_reply,
-    parse_request,
-)
+from mtls_ref.shared.core.deadline import IdleDeadline
+from mtls_ref.shared.core.line_protocol import Close, LineConnection, Step
+from mtls_ref.shared.core.protocol import Reply, encode_reply
 from mtls_ref.shared.tls.connection import TLSConnection
 
 from .record import ConnectionRecord
@@ -42,106 +41,83 @@ class PeerNotReading(Exception):
 async def serve_lines(
     tls: TLSConnection, settings: HandlerSettings, record: ConnectionRecord, info: SessionInfo, initial: bytes
 ) -> None:
-    lines = LineBuffer(settings.max_line)
-    data: bytes | None = initial
-    line_started: float | None = None  # when the first byte of an unfinished line arrived
-    within = settings.idle_timeout
-    while True:
-        if not data:
-            data = await _receive_request_bytes(tls, settings, record, line_started)
-            if data is None:
-                return
-        try:
-            received = lines.feed(data)
-        except LineTooLong as exc:
-            record.reason = str(exc)
-            await send_reply(tls, Reply(False, "line-too-long", f"{exc}; closing"), within)
-            return
-        except ProtocolError as exc:
-            record.reason = str(exc)
-            await send_reply(tls, Reply(False, "bad-encoding", f"{exc}; closing"), within)
-            return
-        data = None
-        if not lines.pending:
-            line_started = None
-        elif line_started is None or received:
-            line_started = trio.current_time()
-        for line in received:
-            if not line.strip():
-                continue
-            record.requests += 1
-            if not await _answer(tls, line, info, within):
-                record.reason = "client said QUIT"
-                return
+    """Greet the client (or tell it the allow-list's refusal), then answer its lines until the end.
 
-
-async def _receive_request_bytes(
-    tls: TLSConnection, settings: HandlerSettings, record: ConnectionRecord, line_started: float | None
-) -> bytes | None:
-    """The next bytes from the client, or None (with the reason recorded) when the session ends.
-
-    Between requests the client may be idle for ``idle_timeout``; once a line has
-    started, the whole of it must arrive within ``request_timeout`` (a byte every
-    few seconds does not keep a connection forever).
+    ``initial``: bytes already read while choosing the protocol. The end's reason
+    goes to ``record``; a client that does not read raises :class:`PeerNotReading`.
     """
-    deadline = trio.current_time() + settings.idle_timeout
-    if line_started is not None:
-        deadline = min(deadline, line_started + settings.request_timeout)
-    with trio.CancelScope(deadline=deadline) as scope:
-        try:
-            data = bytes(await tls.receive_some(RECEIVE_SIZE))
-        except trio.BrokenResourceError:
-            record.reason = "peer closed the connection abruptly"
-            return None
-    if scope.cancelled_caught:
-        if line_started is not None:
-            record.reason = f"request line not finished within {settings.request_timeout:g}s"
-            reply = Reply(
-                False, "request-timeout", f"a request line takes at most {settings.request_timeout:g}s"
-            )
-        else:
-            record.reason = f"idle for {settings.idle_timeout:g}s"
-            reply = Reply(False, "idle-timeout", f"no request for {settings.idle_timeout:g}s; bye")
-        await send_reply(tls, reply, settings.idle_timeout)
-        return None
-    if not data:
-        record.reason = "peer closed the connection"
-        return None
-    return data
-
-
-async def _answer(tls: TLSConnection, line: str, info: SessionInfo, within: float) -> bool:
-    """Answer one request line; False when the client asked to quit."""
+    protocol = LineConnection(
+        whoami=lambda: json.dumps(whoami_document(info), separators=(",", ":")),
+        idle_timeout=settings.idle_timeout,
+        request_timeout=settings.request_timeout,
+        max_line=settings.max_line,
+    )
+    refusal = None if info.decision.allowed else info.decision.told
+    loop = _Loop(tls, protocol, IdleDeadline(settings.idle_timeout))
     try:
-        request = parse_request(line)
-    except ProtocolError as exc:
-        await send_reply(tls, Reply(False, "unknown-command", str(exc)), within)
-        return True
-    match request.command:
-        case Command.WHOAMI:
-            document = json.dumps(whoami_document(info), separators=(",", ":"))
-            await send_reply(tls, Reply(True, "whoami", document), within)
-        case Command.ECHO:
-            await send_reply(tls, Reply(True, "echo", request.argument), within)
-        case Command.PING:
-            await send_reply(tls, Reply(True, "pong"), within)
-        case Command.HELP:
-            await send_reply(tls, Reply(True, "help", HELP_TEXT), within)
-        case Command.QUIT:
-            await send_reply(tls, Reply(True, "bye"), within)
-            return False
-    return True
+        await loop.run(protocol.start(info.identity.label, refusal=refusal), initial)
+    finally:
+        record.requests = protocol.requests
+    if protocol.ended is not None and protocol.ended.reason is not None:
+        record.reason = protocol.ended.reason
+
+
+class _Loop:
+    __slots__ = ("deadline", "protocol", "tls", "writing")
+
+    def __init__(self, tls: TLSConnection, protocol: LineConnection, deadline: IdleDeadline) -> None:
+        self.tls = tls
+        self.protocol = protocol
+        self.deadline = deadline
+        self.writing = False  # what the deadline interrupted: a write (the peer does not read) or a read
+
+    async def run(self, step: Step, initial: bytes) -> None:
+        tls, protocol, deadline = self.tls, self.protocol, self.deadline
+        with deadline.scope:
+            while True:
+                if step.replies:
+                    await self._write(step.data)
+                then = step.then
+                if isinstance(then, Close):
+                    return
+                deadline.progress(bound=then.until)
+                if initial:
+                    data, initial = initial, b""
+                else:
+                    try:
+                        data = await tls.receive_some(RECEIVE_SIZE)
+                    except trio.BrokenResourceError:
+                        step = protocol.peer_aborted()
+                        continue
+                step = protocol.receive_data(data, trio.current_time())
+        if self.writing:
+            raise PeerNotReading(f"the peer did not read a reply within {deadline.seconds:g}s; dropped")
+        await _send_within(tls, protocol.timed_out().data, deadline.seconds)
+
+    async def _write(self, data: bytes) -> None:
+        self.writing = True
+        self.deadline.progress()
+        # A peer that is gone is not an error worth raising here: the next read says how it went.
+        # Not contextlib.suppress: this runs once per request, and a bare try is free.
+        try:  # noqa: SIM105
+            await self.tls.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        self.writing = False
 
 
 async def send_reply(tls: TLSConnection, reply: Reply, within: float) -> None:
     """Send one reply within ``within`` seconds, else drop the peer (it does not read).
 
-    A peer that is gone is not an error worth raising here.
+    For the goodbye of a session whose own deadline is gone (the server shutting down).
     """
+    await _send_within(tls, encode_reply(reply), within)
+
+
+async def _send_within(tls: TLSConnection, data: bytes, within: float) -> None:
     with trio.move_on_after(within) as scope:
-        # Not contextlib.suppress: this runs several times per connection, and a bare try is free.
-        try:  # noqa: SIM105
-            await tls.send_all(encode_reply(reply))
+        try:  # noqa: SIM105 - see _Loop._write
+            await tls.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
     if scope.cancelled_caught:

@@ -44,6 +44,29 @@ def test_unterminated_flood_is_refused_early() -> None:
         buffer.feed(b"x")
 
 
+def test_lines_before_a_violation_come_out_first() -> None:
+    """next_line delivers the complete lines that precede a violation in the same bytes, then raises."""
+    buffer = LineBuffer(64)
+    buffer.add(b"PING\n" + b"x" * 70)
+    assert buffer.next_line() == "PING"
+    with pytest.raises(LineTooLong, match="more than 64 bytes without a newline"):
+        buffer.next_line()
+    buffer = LineBuffer(64)
+    buffer.add(b"PING\nECHO \xff\nHELP\n")
+    assert buffer.next_line() == "PING"
+    with pytest.raises(ProtocolError, match="not valid UTF-8"):
+        buffer.next_line()
+    assert buffer.next_line() == "HELP"  # the bad line is consumed; the caller decides whether to go on
+
+
+def test_next_line_waits_for_a_terminator() -> None:
+    """Without a newline next_line says None and keeps the bytes."""
+    buffer = LineBuffer(64)
+    buffer.add(b"PI")
+    assert buffer.next_line() is None
+    assert buffer.pending == 2
+
+
 def test_non_utf8_is_a_protocol_error() -> None:
     """Bytes that are not UTF-8 are refused with where they went wrong."""
     with pytest.raises(ProtocolError, match="not valid UTF-8"):

@@ -1,9 +1,13 @@
-"""The line protocol, sans-I/O: bytes in, frozen events out; no trio, ssl or socket here.
+"""The line protocol's wire format, sans-I/O: framing, requests, replies; no trio, ssl or socket here.
+
+The server's side of the conversation (what is answered when, the limits and
+the waits) is the state machine in :mod:`mtls_ref.shared.core.line_protocol`;
+the client reads replies with :func:`parse_reply`.
 
 Wire format (UTF-8, one message per line, ``\\n`` or ``\\r\\n``, bounded length)::
 
     server -> client, first, right after the handshake:
-        OK hello <identity>; commands: WHOAMI, ECHO <text>, PING, HELP, QUIT
+        OK hello <identity>; commands: WHOAMI | ECHO <text> | PING | HELP | QUIT
       or, when the allow-list refuses the verified client, then close:
         ERR forbidden <identity> is not allowed: <reason>
 
@@ -17,7 +21,9 @@ Wire format (UTF-8, one message per line, ``\\n`` or ``\\r\\n``, bounded length)
 
 Commands are case-insensitive. A line longer than the limit, or not UTF-8, is a
 peer protocol violation: the server answers ``ERR line-too-long`` /
-``ERR bad-encoding`` and closes. Typing by hand in ``openssl s_client`` works.
+``ERR bad-encoding`` and closes. So does silence: ``ERR idle-timeout`` between
+requests, ``ERR request-timeout`` for a line begun and not finished. Typing by
+hand in ``openssl s_client`` works.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from mtls_ref.shared.core.errors import ProtocolError
 
 __all__ = [
     "DEFAULT_MAX_LINE",
+    "HELP_TEXT",
     "Command",
     "LineBuffer",
     "LineTooLong",
@@ -78,7 +85,12 @@ class Reply:
 
 
 class LineBuffer:
-    """Split a byte stream into lines of at most ``max_line`` bytes (terminator included)."""
+    """Split a byte stream into lines of at most ``max_line`` bytes (terminator included).
+
+    :meth:`add` then :meth:`next_line` until it says None hands out lines one at a
+    time, so the lines before a violation are delivered before the violation is
+    raised (however the bytes were chunked); :meth:`feed` does both at once.
+    """
 
     def __init__(self, max_line: int = DEFAULT_MAX_LINE) -> None:
         self.max_line = max_line
@@ -91,24 +103,40 @@ class LineBuffer:
     def pending(self) -> int:
         return len(self._buffer)
 
-    def feed(self, data: bytes | bytearray) -> list[str]:
-        """Add received bytes; return the complete lines, decoded, without terminators."""
+    def add(self, data: bytes | bytearray) -> None:
+        """Keep received bytes for :meth:`next_line`."""
         self._buffer += data
+
+    def next_line(self) -> str | None:
+        """The next complete line, decoded, without its terminator; None until more bytes come.
+
+        Raises LineTooLong for a line over the limit (or that many bytes without a
+        newline), ProtocolError for a line that is not UTF-8.
+        """
+        end = self._buffer.find(b"\n")
+        if end < 0:
+            if len(self._buffer) >= self.max_line:
+                raise LineTooLong(f"more than {self.max_line} bytes without a newline")
+            return None
+        if end + 1 > self.max_line:
+            raise LineTooLong(f"line of {end + 1} bytes exceeds the limit of {self.max_line}")
+        raw = bytes(self._buffer[:end]).removesuffix(b"\r")
+        del self._buffer[: end + 1]
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ProtocolError(f"line is not valid UTF-8 ({exc.reason} at byte {exc.start})") from exc
+
+    def feed(self, data: bytes | bytearray) -> list[str]:
+        """Add received bytes; return the complete lines.
+
+        A violation raises, and the lines completed before it in ``data`` go with
+        it: a caller that must answer them uses :meth:`next_line`.
+        """
+        self.add(data)
         lines: list[str] = []
-        while True:
-            end = self._buffer.find(b"\n")
-            if end < 0:
-                break
-            if end + 1 > self.max_line:
-                raise LineTooLong(f"line of {end + 1} bytes exceeds the limit of {self.max_line}")
-            raw = bytes(self._buffer[:end]).removesuffix(b"\r")
-            del self._buffer[: end + 1]
-            try:
-                lines.append(raw.decode("utf-8"))
-            except UnicodeDecodeError as exc:
-                raise ProtocolError(f"line is not valid UTF-8 ({exc.reason} at byte {exc.start})") from exc
-        if len(self._buffer) >= self.max_line:
-            raise LineTooLong(f"more than {self.max_line} bytes without a newline")
+        while (line := self.next_line()) is not None:
+            lines.append(line)
         return lines
 
 
