@@ -32,9 +32,10 @@ from mtls_ref.shared.core.events import listening_port
 from mtls_ref.shared.pki.bundle import write_bundle
 from mtls_ref.shared.pki.keys import load_certificates, load_private_key
 
-from .peers import peers_or_skip
-from .pkitools import Pki
-from .tlstools import log_events, read_until, start_server
+from .support.peers import peers_or_skip
+from .support.pki import Pki
+from .support.processes import read_until
+from .support.tls import log_events, start_server
 
 pytestmark = pytest.mark.interop
 

@@ -18,8 +18,8 @@ import trio
 from mtls_ref.client.session import ClientReport, Exit, run_client
 from mtls_ref.shared.tls.context import ALPN_HTTP, client_context
 
-from .pkitools import Pki
-from .tlstools import client_config
+from .support.pki import Pki
+from .support.tls import client_config
 
 
 @asynccontextmanager

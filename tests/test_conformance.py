@@ -14,7 +14,8 @@ from mtls_ref.client.conformance import main as conformance_main
 from mtls_ref.client.conformance import render_table, run_conformance
 from mtls_ref.shared.pki.badset import Manifest
 
-from .tlstools import openssl_s_server, start_server_with
+from .support.s_server import openssl_s_server
+from .support.tls import start_server_with
 
 pytestmark = pytest.mark.interop
 

@@ -22,7 +22,7 @@ from mtls_ref.shared.tls.diagnose import (
 from mtls_ref.shared.tls.reasons import LOCAL_REASONS, REASONS
 from mtls_ref.shared.tls.trace import Role
 
-from .pkitools import NOW, Pki
+from .support.pki import NOW, Pki
 
 
 def verify_error(code: int, message: str) -> ssl.SSLCertVerificationError:

@@ -15,15 +15,10 @@ from mtls_ref.shared.core.config import ClientConfig
 from mtls_ref.shared.pki.keys import load_certificates
 from mtls_ref.shared.tls.context import client_context
 
-from .pkitools import Pki
-from .tlstools import (
-    client_config,
-    log_events,
-    s_client_credentials,
-    s_server,
-    start_server,
-    with_version,
-)
+from .support.peer_flags import s_client_credentials
+from .support.pki import Pki
+from .support.s_server import s_server
+from .support.tls import client_config, log_events, start_server, with_version
 
 pytestmark = pytest.mark.interop
 

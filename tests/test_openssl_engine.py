@@ -13,8 +13,10 @@ from cryptography.x509.oid import NameOID
 from mtls_ref.shared.pki.keys import load_certificates
 from mtls_ref.shared.tls import openssl_lowlevel
 
-from .pkitools import Pki
-from .tlstools import log_events, read_until, s_client_credentials, start_server
+from .support.peer_flags import s_client_credentials
+from .support.pki import Pki
+from .support.processes import read_until
+from .support.tls import log_events, start_server
 
 pytestmark = pytest.mark.interop
 

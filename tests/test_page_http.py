@@ -13,9 +13,9 @@ import trio
 from mtls_ref.shared.core.config import PKIConfig
 from mtls_ref.shared.pki.revocation import write_crl
 
-from .pkitools import Pki
+from .support.pki import Pki
+from .support.tls import start_server
 from .test_page_render import SVG, parse
-from .tlstools import start_server
 
 pytestmark = pytest.mark.interop
 

@@ -21,7 +21,7 @@ from mtls_ref.shared.pki.revocation import load_crls, revoke, write_crl
 from mtls_ref.shared.tls.connection import TLSConnection
 from mtls_ref.shared.tls.context import ALPN_LINE, client_context, read_crls
 
-from .tlstools import log_events
+from .support.tls import log_events
 
 
 @dataclasses.dataclass

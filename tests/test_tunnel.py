@@ -13,10 +13,11 @@ import trio
 from mtls_ref.client.tunnel import TunnelSettings, main, run_tunnel
 from mtls_ref.shared.tls.context import client_context
 
-from .peers import free_port, stop_process, wait_for_port
-from .pkitools import Pki
-from .test_forward import echo_backend
-from .tlstools import client_config, log_events, start_server
+from .support.backends import echo_backend
+from .support.pki import Pki
+from .support.ports import free_port, wait_for_port
+from .support.processes import stop_process
+from .support.tls import client_config, log_events, start_server
 
 
 async def through(port: int, data: bytes, expect: int) -> bytes:

@@ -33,7 +33,7 @@ from typing import Any
 from mtls_ref.shared.core.config import PKIConfig
 from mtls_ref.shared.pki.authority import CertificateAuthority, Profile, parse_san
 
-from ..peers import require_peer
+from ..support.peers import require_peer
 from . import load, servers
 from .proc import cpu_seconds, rss_bytes
 

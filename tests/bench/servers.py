@@ -17,7 +17,8 @@ from OpenSSL import SSL
 from mtls_ref.shared.core.cli_support import SERVER_MODULE, module_command
 from mtls_ref.shared.core.events import listening_port
 
-from ..peers import free_port, require_peer
+from ..support.peers import require_peer
+from ..support.ports import free_port
 from .proc import children
 
 REPO = Path(__file__).resolve().parents[2]

@@ -1,15 +1,11 @@
-"""Helpers for tests that run real TLS: contexts from the test PKI, connected in memory or on loopback."""
+"""Our server and client configured from the test PKI, run in process: in memory or on loopback."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import subprocess
-from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
-import pytest
 import trio
 
 from mtls_ref.server.app import Server
@@ -17,7 +13,7 @@ from mtls_ref.server.log import EventLog
 from mtls_ref.shared.core.config import ClientConfig, ServerConfig
 from mtls_ref.shared.pki.authority import IssuedFiles
 
-from .pkitools import Pki
+from .pki import Pki
 
 # The server engine the helpers below use; the `tls_engine` fixture runs a test once per engine.
 SERVER_ENGINE = "openssl"
@@ -96,83 +92,3 @@ async def start_server_with(nursery: trio.Nursery, **settings: Any) -> tuple[Ser
     server = Server(config, log=EventLog("json", log.append))
     addresses = await nursery.start(server.serve)
     return server, int(addresses[0][1]), log
-
-
-def s_client_credentials(pki: Pki, creds: IssuedFiles | None = None) -> list[str]:
-    """openssl s_client flags presenting ``creds`` (default alice) with its chain, trusting the test CA."""
-    creds = pki.client if creds is None else creds
-    return [
-        "-CAfile",
-        str(pki.ca_cert),
-        "-cert",
-        str(creds.cert),
-        "-cert_chain",
-        str(creds.chain),
-        "-key",
-        str(creds.key),
-    ]
-
-
-async def read_until(
-    stream: trio.abc.ReceiveStream, marker: bytes, what: str, *, deadline: float = 20
-) -> bytes:
-    """Read a process's output until ``marker`` and the end of its line; fail clearly if it exits first."""
-    seen = b""
-    with trio.fail_after(deadline):
-        while marker not in seen or b"\n" not in seen.split(marker, 1)[1]:
-            chunk = await stream.receive_some(4096)
-            if not chunk:
-                pytest.fail(f"{what} exited before printing {marker!r}: {seen.decode(errors='replace')}")
-            seen += chunk
-    return seen
-
-
-@asynccontextmanager
-async def openssl_s_server(openssl: str, *args: str) -> AsyncIterator[int]:
-    """`openssl s_server -accept 127.0.0.1:0 ARGS`, its output drained; yields the port it bound."""
-    process = await trio.lowlevel.open_process(
-        [openssl, "s_server", "-accept", "127.0.0.1:0", *args],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    stdout = process.stdout
-    assert stdout is not None
-    try:
-        seen = await read_until(stdout, b"ACCEPT ", "openssl s_server")
-
-        async def drain() -> None:  # s_server logs every connection; keep its pipe flowing
-            while await stdout.receive_some(65536):
-                pass
-
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(drain)
-            yield int(seen.split(b"ACCEPT ", 1)[1].split(b"\n")[0].rsplit(b":", 1)[1])
-            nursery.cancel_scope.cancel()
-    finally:
-        process.kill()
-        with trio.move_on_after(5):
-            await process.wait()
-        for pipe in (process.stdin, stdout):
-            if pipe is not None:
-                await pipe.aclose()
-
-
-def s_server(openssl: str, pki: Pki, *extra: str) -> AbstractAsyncContextManager[int]:
-    """`openssl s_server -Verify 1 -verify_return_error -rev` with the test PKI (``extra``: e.g. -tls1_2)."""
-    return openssl_s_server(
-        openssl,
-        *extra,
-        "-cert",
-        str(pki.server.cert),
-        "-cert_chain",
-        str(pki.server.chain),
-        "-key",
-        str(pki.server.key),
-        "-CAfile",
-        str(pki.ca_cert),
-        "-Verify",
-        "1",
-        "-verify_return_error",
-        "-rev",
-    )
