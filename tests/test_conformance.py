@@ -14,7 +14,7 @@ from mtls_ref.client.conformance import main as conformance_main
 from mtls_ref.client.conformance import render_table, run_conformance
 from mtls_ref.shared.pki.badset import Manifest
 
-from .support.s_server import openssl_s_server
+from .support.s_server import credential_flags, openssl_s_server
 from .support.tls import start_server_with
 
 pytestmark = pytest.mark.interop
@@ -36,18 +36,11 @@ async def test_our_server_passes_every_row(badset: Manifest) -> None:
 
 def s_server(openssl: str, badset: Manifest, *verify: str) -> AbstractAsyncContextManager[int]:
     """`openssl s_server -rev` on the bad set's server credential, checking its CRL."""
-    server_cert, key = str(badset.path(badset.server_cert)), str(badset.path(badset.server_key))
+    server_cert, key = badset.path(badset.server_cert), badset.path(badset.server_key)
     return openssl_s_server(
         openssl,
         "-rev",
-        "-cert",
-        server_cert,
-        "-cert_chain",
-        server_cert,
-        "-key",
-        key,
-        "-CAfile",
-        str(badset.path(badset.ca)),
+        *credential_flags(cert=server_cert, chain=server_cert, key=key, ca=badset.path(badset.ca)),
         "-CRL",
         str(badset.path(badset.crl)),
         "-crl_check",

@@ -1,8 +1,11 @@
-"""Loopback ports for peers that cannot report the port they bound to: pick one, wait until it accepts."""
+"""Loopback ports for peers that cannot report the port they bound to: pick one, wait until it accepts
+(under trio for the tests, blocking for the bench, which runs its servers as plain subprocesses)."""
 
 from __future__ import annotations
 
 import socket
+import subprocess
+import time
 
 import pytest
 import trio
@@ -30,3 +33,20 @@ async def wait_for_port(port: int, process: trio.Process, what: str) -> None:
                 continue
             await stream.aclose()
             return
+
+
+def wait_for_port_blocking(
+    port: int, process: subprocess.Popen[bytes], what: str, *, timeout: float = STARTUP_TIMEOUT
+) -> None:
+    """``wait_for_port`` for a ``subprocess.Popen`` (the bench): RuntimeError if it exits or times out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with {process.returncode} before listening")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        except OSError:
+            time.sleep(0.05)  # starting up; poll again (bounded by the deadline)
+        else:
+            return
+    raise RuntimeError(f"{what} did not start listening within {timeout:g} s")

@@ -1,15 +1,33 @@
-"""`openssl s_server` as the peer nobody here wrote, on a loopback port it reports itself."""
+"""`openssl s_server` as the peer nobody here wrote, on a loopback port it reports itself: its flags and
+the port it prints are shared with the bench, which runs it as a plain subprocess."""
 
 from __future__ import annotations
 
 import subprocess
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
 
 import trio
 
 from .pki import Pki
 from .processes import read_until
+
+# -Verify 1 requires a client certificate (lowercase -verify only asks for one), and
+# -verify_return_error ends the handshake when it fails verification instead of carrying on.
+REQUIRE_CLIENT_CERT = ("-Verify", "1", "-verify_return_error")
+
+
+def credential_flags(*, cert: Path, key: Path, ca: Path, chain: Path | None = None) -> list[str]:
+    """s_server's certificate (and the chain it sends, when given), its key, and the CA it trusts."""
+    sent_chain = ["-cert_chain", str(chain)] if chain is not None else []
+    return ["-cert", str(cert), *sent_chain, "-key", str(key), "-CAfile", str(ca)]
+
+
+def accept_port(output: str) -> int | None:
+    """The port of s_server's ``ACCEPT 127.0.0.1:PORT`` line in ``output``, or None before it is printed."""
+    _, found, rest = output.partition("ACCEPT ")
+    return int(rest.splitlines()[0].rsplit(":", 1)[1]) if found else None
 
 
 @asynccontextmanager
@@ -32,7 +50,9 @@ async def openssl_s_server(openssl: str, *args: str) -> AsyncIterator[int]:
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(drain)
-            yield int(seen.split(b"ACCEPT ", 1)[1].split(b"\n")[0].rsplit(b":", 1)[1])
+            port = accept_port(seen.decode(errors="replace"))
+            assert port is not None  # read_until returned once the ACCEPT line was complete
+            yield port
             nursery.cancel_scope.cancel()
     finally:
         process.kill()
@@ -48,16 +68,7 @@ def s_server(openssl: str, pki: Pki, *extra: str) -> AbstractAsyncContextManager
     return openssl_s_server(
         openssl,
         *extra,
-        "-cert",
-        str(pki.server.cert),
-        "-cert_chain",
-        str(pki.server.chain),
-        "-key",
-        str(pki.server.key),
-        "-CAfile",
-        str(pki.ca_cert),
-        "-Verify",
-        "1",
-        "-verify_return_error",
+        *credential_flags(cert=pki.server.cert, chain=pki.server.chain, key=pki.server.key, ca=pki.ca_cert),
+        *REQUIRE_CLIENT_CERT,
         "-rev",
     )
