@@ -31,9 +31,10 @@ from pathlib import Path
 from typing import Any
 
 from mtls_ref.shared.core.config import PKIConfig
-from mtls_ref.shared.pki.authority import CertificateAuthority, Profile, parse_san
+from mtls_ref.shared.pki.authority import CertificateAuthority
 
 from ..support.peers import require_peer
+from ..support.pki import LOOPBACK_SANS, issue_client, issue_server
 from . import load, servers
 from .proc import cpu_seconds, rss_bytes
 
@@ -91,20 +92,8 @@ PLANS = {
 def credentials(work: Path, key_type: str) -> servers.Credentials:
     pki = PKIConfig(dir=work / key_type, key_type=key_type, ca_common_name=f"bench {key_type} CA")
     ca = CertificateAuthority.create(pki)
-    server = ca.issue(
-        Profile.SERVER,
-        "server",
-        out_dir=pki.dir,
-        key_type=key_type,
-        sans=[parse_san("DNS:localhost"), parse_san("IP:127.0.0.1")],
-    )
-    client = ca.issue(
-        Profile.CLIENT,
-        "client",
-        out_dir=pki.dir,
-        key_type=key_type,
-        sans=[parse_san("URI:spiffe://bench.test/client")],
-    )
+    server = issue_server(ca, pki, sans=LOOPBACK_SANS, key_type=key_type)
+    client = issue_client(ca, pki, "client", "URI:spiffe://bench.test/client", key_type=key_type)
     return servers.Credentials(
         key_type=key_type,
         ca=pki.path(pki.ca_cert),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,7 +12,8 @@ from mtls_ref.shared.core.config import PKIConfig
 from mtls_ref.shared.pki.authority import CertificateAuthority, IssuedFiles, Profile, parse_san
 
 NOW = dt.datetime(2026, 6, 1, 12, 0, 0, tzinfo=dt.UTC)
-SERVER_SANS = ("DNS:localhost", "IP:127.0.0.1", "IP:::1")
+LOOPBACK_SANS = ("DNS:localhost", "IP:127.0.0.1")
+SERVER_SANS = (*LOOPBACK_SANS, "IP:::1")
 CLIENT_SANS = ("URI:spiffe://mtls-ref.test/alice", "email:alice@mtls-ref.test")
 
 
@@ -29,30 +31,38 @@ class Pki:
     foreign_client: IssuedFiles
 
 
+def issue_server(
+    ca: CertificateAuthority, pki: PKIConfig, *, sans: Sequence[str] = SERVER_SANS, key_type: str = "p256"
+) -> IssuedFiles:
+    """The leaf ``server`` under ``pki.dir``, named for loopback."""
+    return ca.issue(
+        Profile.SERVER, "server", out_dir=pki.dir, key_type=key_type, sans=[parse_san(s) for s in sans]
+    )
+
+
+def issue_client(
+    ca: CertificateAuthority, pki: PKIConfig, name: str, *sans: str, key_type: str = "p256"
+) -> IssuedFiles:
+    """The client leaf ``name`` under ``pki.dir``, with ``sans`` (e.g. "URI:spiffe://mtls-ref.test/alice")."""
+    return ca.issue(
+        Profile.CLIENT, name, out_dir=pki.dir, key_type=key_type, sans=[parse_san(s) for s in sans]
+    )
+
+
 def build_pki(base: Path, *, key_type: str = "p256") -> Pki:
+    """The session's PKI: a root with an intermediate, server and alice, a client of each other key
+    type, and mallory from a foreign root."""
     pki = PKIConfig(dir=base / "pki", key_type=key_type)
     ca = CertificateAuthority.create(pki, intermediate=True)
-    issue = ca.issue
-    server = issue(Profile.SERVER, "server", out_dir=pki.dir, sans=[parse_san(s) for s in SERVER_SANS])
-    client = issue(Profile.CLIENT, "alice", out_dir=pki.dir, sans=[parse_san(s) for s in CLIENT_SANS])
+    server = issue_server(ca, pki)
+    client = issue_client(ca, pki, "alice", *CLIENT_SANS)
     by_type = {
-        kt: issue(
-            Profile.CLIENT,
-            f"client-{kt}",
-            out_dir=pki.dir,
-            key_type=kt,
-            sans=[parse_san(f"URI:spiffe://mtls-ref.test/{kt}")],
-        )
+        kt: issue_client(ca, pki, f"client-{kt}", f"URI:spiffe://mtls-ref.test/{kt}", key_type=kt)
         for kt in ("rsa2048", "p384", "ed25519")
     }
     foreign_pki = dataclasses.replace(pki, dir=base / "foreign", ca_common_name="Foreign Root CA")
     foreign = CertificateAuthority.create(foreign_pki)
-    mallory = foreign.issue(
-        Profile.CLIENT,
-        "mallory",
-        out_dir=foreign_pki.dir,
-        sans=[parse_san("URI:spiffe://elsewhere.test/mallory")],
-    )
+    mallory = issue_client(foreign, foreign_pki, "mallory", "URI:spiffe://elsewhere.test/mallory")
     return Pki(
         dir=pki.dir,
         ca=ca,
