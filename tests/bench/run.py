@@ -19,6 +19,7 @@ import json
 import multiprocessing
 import re
 import resource
+import socket
 import statistics
 import subprocess
 import sys
@@ -197,7 +198,7 @@ def idle(running: servers.Running, tgt: load.Target, count: int) -> dict[str, An
         for _ in range(count):
             if time.monotonic() > deadline:
                 break
-            raw = load.socket.create_connection(("127.0.0.1", running.port), timeout=30)
+            raw = socket.create_connection(("127.0.0.1", running.port), timeout=30)
             sock = ctx.wrap_socket(raw, server_hostname="localhost")
             if running.name in OURS:
                 load._read_lines(sock, 1, [])  # the greeting: the server has finished its side
