@@ -59,7 +59,7 @@ def test_certificate_in_crl_file_refuses_start(badset: Manifest, pki: Pki, tmp_p
     settings = {**badset.server_settings(), "crl": crl_with_foreign_root(badset, pki, tmp_path)}
     config = ServerConfig(tls_engine=tls.SERVER_ENGINE, host="127.0.0.1", port=0, **settings)
     with pytest.raises(CertificateError, match=r"holds CERTIFICATE besides CRLs.*put CA certificates in"):
-        Server(config, log=EventLog("json", [].append))
+        Server(config, log=EventLog("json", list[str]().append))
 
 
 @pytest.mark.usefixtures("tls_engine")
@@ -296,7 +296,7 @@ def test_keylog_readable_by_others_is_refused(pki: Pki, tmp_path: Path) -> None:
     keys.write_text("")
     keys.chmod(0o644)
     with pytest.raises(ConfigError, match=r"readable by others \(mode 644\).*chmod 600"):
-        Server(tls.server_config(pki, keylog=keys), log=EventLog("json", [].append))
+        Server(tls.server_config(pki, keylog=keys), log=EventLog("json", list[str]().append))
 
 
 def keylog_refusal(pki: Pki, keys: Path) -> str:
@@ -304,7 +304,7 @@ def keylog_refusal(pki: Pki, keys: Path) -> str:
     from .support import tls
 
     with pytest.raises(ConfigError) as refused:
-        Server(tls.server_config(pki, keylog=keys), log=EventLog("json", [].append))
+        Server(tls.server_config(pki, keylog=keys), log=EventLog("json", list[str]().append))
     return str(refused.value)
 
 

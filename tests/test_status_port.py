@@ -114,7 +114,7 @@ def test_status_address_must_be_host_port(pki: Pki) -> None:
     from .support.tls import server_config
 
     async def start() -> None:
-        server = Server(server_config(pki, status="localhost"), log=EventLog("json", [].append))
+        server = Server(server_config(pki, status="localhost"), log=EventLog("json", list[str]().append))
         await server.serve()
 
     with pytest.raises(ConfigError, match="is not HOST:PORT"):
@@ -130,7 +130,7 @@ def test_status_off_loopback_needs_allow_remote(pki: Pki) -> None:
     from .support.tls import server_config
 
     with pytest.raises(ConfigError, match=r"status '0\.0\.0\.0:9100' is not a loopback address"):
-        Server(server_config(pki, status="0.0.0.0:9100"), log=EventLog("json", [].append))
+        Server(server_config(pki, status="0.0.0.0:9100"), log=EventLog("json", list[str]().append))
 
 
 def test_status_flag_off_loopback_is_refused_before_binding(
