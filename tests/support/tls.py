@@ -19,7 +19,8 @@ from .pki import Pki
 SERVER_ENGINE = "openssl"
 
 
-def server_config(pki: Pki, **changes: object) -> ServerConfig:
+def server_config(pki: Pki, **changes: Any) -> ServerConfig:
+    """Our server on the test PKI, any free loopback port, short timeouts; ``changes`` set any field."""
     base = ServerConfig(
         tls_engine=SERVER_ENGINE,
         host="127.0.0.1",
@@ -31,12 +32,13 @@ def server_config(pki: Pki, **changes: object) -> ServerConfig:
         idle_timeout=5.0,
         shutdown_grace=1.0,
     )
-    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+    return dataclasses.replace(base, **changes)
 
 
 def client_config(
-    pki: Pki, creds: IssuedFiles | None = None, *, port: int = 8443, **changes: object
+    pki: Pki, creds: IssuedFiles | None = None, *, port: int = 8443, **changes: Any
 ) -> ClientConfig:
+    """Our client as ``creds`` (default alice) to ``port``, trusting the test CA; ``changes`` set fields."""
     creds = pki.client if creds is None else creds
     base = ClientConfig(
         host="127.0.0.1",
@@ -47,7 +49,7 @@ def client_config(
         ca=pki.ca_cert,
         timeout=5.0,
     )
-    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+    return dataclasses.replace(base, **changes)
 
 
 def no_cert(config: ClientConfig) -> ClientConfig:
