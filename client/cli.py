@@ -58,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--key", type=Path, help="our private key (PEM)")
     parser.add_argument("--no-cert", action="store_true", help="present no client certificate")
     parser.add_argument("--ca", type=Path, help="CA the server certificate must chain to")
+    parser.add_argument("--crl", type=Path, help="CRL (PEM) to check the server certificate against")
     parser.add_argument("--tls", choices=TLS_VERSIONS, help="use exactly this TLS version")
     parser.add_argument(
         "--send",
@@ -105,6 +106,7 @@ def _body(args: argparse.Namespace) -> int:
             "cert": "" if args.no_cert else args.cert,
             "key": "" if args.no_cert else args.key,
             "ca": args.ca,
+            "crl": args.crl,
             "tls_min": args.tls,
             "tls_max": args.tls,
             "keylog": args.keylog,

@@ -29,6 +29,7 @@ from mtls_ref.shared.core.addresses import HostPort
 from mtls_ref.shared.core.config import TLS_VERSIONS, ClientConfig
 from mtls_ref.shared.core.errors import MTLSError
 from mtls_ref.shared.pki.badset import BadCase, Manifest, load_manifest
+from mtls_ref.shared.pki.keys import load_certificates
 from mtls_ref.shared.tls.context import ALPN_HTTP, ALPN_LINE, client_context
 
 from .session import ClientReport, Exit, run_client
@@ -113,8 +114,17 @@ def openssl_command(
         str(manifest.path(manifest.ca)),
     ]
     if case.cert and case.key:
-        chain = str(manifest.path(case.cert))
-        argv += ["-cert", chain, "-cert_chain", chain, "-key", str(manifest.path(case.key))]
+        # s_client sends -cert's first certificate and then every one of -cert_chain, so the chain
+        # file given to both sends the leaf twice (-trace shows it). The set keeps each leaf beside
+        # its chain (NAME.pem, NAME-chain.pem), and what a chain adds is the set's intermediate.
+        chain = manifest.path(case.cert)
+        leaf = chain.with_name(chain.name.removesuffix("-chain.pem") + ".pem")
+        if len(load_certificates(chain)) > 1 and leaf != chain and leaf.is_file():
+            intermediate = manifest.path(manifest.ca).with_name("intermediate.pem")
+            argv += ["-cert", str(leaf), "-cert_chain", str(intermediate)]
+        else:
+            argv += ["-cert", str(chain)]  # a single certificate: the leaf alone, or a CA as client
+        argv += ["-key", str(manifest.path(case.key))]
     return shlex.join(argv)
 
 

@@ -9,6 +9,7 @@ handlers still send a goodbye line and close_notify within a bound.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import errno
 import resource
 import socket
@@ -29,12 +30,13 @@ from mtls_ref.shared.tls.engines import build_server_context, describe_engine, e
 from mtls_ref.shared.tls.identity import AllowList
 
 from .admission import HandshakeBudget, HandshakeSlot
-from .forward import ForwardTarget
+from .banner import expiry_warnings, render_banner, version_range
 from .handler import HandlerSettings, handle_connection
 from .log import EventLog
 from .metrics import Credentials, ServerMetrics
 from .record import Code, ConnectionRecord, ConnectionReport, Outcome
 from .reload import FileWatch
+from .settings import forward_target, status_address
 from .status import serve_status
 from .views import describe_crls
 
@@ -52,7 +54,7 @@ class Server:
     def __init__(self, config: ServerConfig, *, log: EventLog | None = None) -> None:
         self.config = config
         self.log = log or EventLog(config.log_format)
-        self.status_address = _status_address(config)
+        self.status_address = status_address(config)
         self.allow = AllowList.parse(config.allow)
         self.context: ServerContext = build_server_context(config)
         self.trust_anchors = _trust_anchors(config)
@@ -73,7 +75,7 @@ class Server:
             trace=config.trace,
             record_handshakes=config.record_handshakes or config.trace,
             crl=describe_crls(self.credentials.crls),
-            forward=_forward_target(config),
+            forward=forward_target(config),
         )
         self.active = 0
         self.status_addresses: list[Any] = []
@@ -210,7 +212,7 @@ class Server:
         ca = self.ca_certificate
         return {
             "addresses": [_host_port(h, p) for h, p in addresses],
-            "tls": _version_range(self.config.tls_min, self.config.tls_max),
+            "tls": version_range(self.config.tls_min, self.config.tls_max),
             "tls_engine": describe_engine(self.config.tls_engine),
             "client_cert": "required",
             "client_ca": ca.subject.rfc4514_string() if ca else None,
@@ -234,6 +236,9 @@ class Server:
             "ca_names_advertised": engine_traits(self.config.tls_engine).sends_ca_names,
             "trace": self.config.trace,
             "record_handshakes": self.config.record_handshakes or self.config.trace,
+            # Warnings, not settings: the server starts with expired credentials (/healthz says 503),
+            # so the banner names them, and those a month from their end, where someone is looking.
+            "expiry_warnings": expiry_warnings(self.credentials, dt.datetime.now(dt.UTC)),
             # A warning, not a setting: session secrets on disk decrypt every captured connection.
             "keylog_warning": (
                 f"writing TLS session secrets to {self.config.keylog} (0600): anyone holding that file "
@@ -250,7 +255,7 @@ class Server:
         posture["fd_limit"] = raise_fd_limit(wanted)[1]
         posture["workers"] = self.config.workers
         if self.log.fmt == "text":
-            self.log.raw(_banner(posture))
+            self.log.raw(render_banner(posture))
         self.log.event("listening", **posture)
 
     async def _accept_loop(self, listener: trio.SocketListener, handlers: trio.Nursery) -> None:
@@ -350,92 +355,6 @@ def _describe_anchors(anchors: tuple[x509.Certificate, ...]) -> list[str]:
 
 def _ca_subject(ca: x509.Certificate | None) -> str:
     return ca.subject.rfc4514_string() if ca is not None else "?"
-
-
-def _version_range(low: str, high: str) -> str:
-    """``1.2-1.3 (1.3 preferred)``, or ``1.2 only`` when the range is one version."""
-    return f"{low} only" if low == high else f"{low}-{high} ({high} preferred)"
-
-
-def _banner(posture: dict[str, Any]) -> str:
-    allow = posture["allow"]
-    rules = ", ".join(allow) if isinstance(allow, list) else allow
-    if posture["ca_names_advertised"]:
-        ca_names = [
-            f"  CA names sent    yes: CertificateRequest lists {posture['client_ca']},",
-            "                   so clients that pick a certificate by issuer (browsers) find it",
-        ]
-    else:
-        ca_names = [
-            "  CA names sent    no: Python's ssl sends no certificate_authorities list in",
-            "                   CertificateRequest, so clients that pick a certificate by CA name",
-            "                   (browsers, some HTTP clients) get no hint; give them one explicitly",
-            "                   (Chromium then sends its leaf alone: put the intermediate in the ca file)",
-        ]
-    return "\n".join(
-        [
-            "mtls-server security posture",
-            f"  listening        {', '.join(posture['addresses'])}",
-            f"  TLS engine       {posture['tls_engine']}",
-            f"  TLS versions     {posture['tls']}",
-            f"  client certs     {posture['client_cert']}, verified against {posture['client_ca']}",
-            f"                   CA SHA-256 {posture['client_ca_sha256']}",
-            f"  revocation (CRL) {posture['crl']}",
-            f"  workers          {posture['workers']}; file descriptors {posture['fd_limit']}",
-            f"  allow-list       {rules}",
-            f"  ALPN             {', '.join(posture['alpn'])} (no ALPN: HTTP if it sends a request line)",
-            *ca_names,
-            *_status_line(posture.get("status")),
-            *([f"  WARNING          {posture['status_warning']}"] if posture.get("status_warning") else []),
-            *([f"  forwarding to    {posture['forward']}"] if posture.get("forward") else []),
-            *(
-                ["  handshakes       recorded per connection, for the browser page (GET / as HTML)"]
-                if posture.get("record_handshakes")
-                else []
-            ),
-            *([f"  WARNING          {posture['keylog_warning']}"] if posture.get("keylog_warning") else []),
-        ]
-    )
-
-
-def _forward_target(config: ServerConfig) -> ForwardTarget | None:
-    try:
-        return ForwardTarget.parse(
-            config.forward,
-            config.forward_identity,
-            keep_underscore_headers=config.forward_underscore_headers,
-        )
-    except ValueError as exc:
-        raise ConfigError(
-            f'[server] forward {exc}; e.g. forward = "127.0.0.1:8080" (or leave it empty)'
-        ) from exc
-
-
-def _status_address(config: ServerConfig) -> tuple[str, int] | None:
-    """The status port's (host, port), or None when ``status`` is empty.
-
-    Off loopback only with ``status_allow_remote``: the port is plain HTTP with no
-    authentication, like the tunnel's local port (``--allow-remote``).
-    """
-    if not config.status:
-        return None
-    try:
-        address = HostPort.parse(config.status, default_host="127.0.0.1")
-    except ValueError as exc:
-        raise ConfigError(f'[server] status {exc}; e.g. status = "127.0.0.1:9100"') from exc
-    host = address.host
-    if not is_loopback(host) and not config.status_allow_remote:
-        raise ConfigError(
-            f"[server] status {config.status!r} is not a loopback address: /healthz and /metrics need no "
-            "authentication, so anyone who reaches it would read them; listen on 127.0.0.1 (e.g. status = "
-            '"127.0.0.1:9100"), or pass --status-allow-remote (status_allow_remote = true) if that is what '
-            "you mean"
-        )
-    return host, address.port
-
-
-def _status_line(status: list[str] | None) -> list[str]:
-    return [f"  status port      {', '.join(status)} and /healthz"] if status else []
 
 
 def _host_port(host: str, port: int) -> str:

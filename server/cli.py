@@ -21,6 +21,7 @@ from mtls_ref.shared.core.config import (
     load_config,
 )
 
+from . import badservers
 from .app import Server
 
 __all__ = ["main"]
@@ -33,9 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
         "then speaks a line protocol (WHOAMI, ECHO <text>, PING, HELP, QUIT) or HTTP/1.1 on the same "
         "port. SIGHUP (or a change to cert/key/ca/crl files) reloads the credentials for new "
         "connections; Ctrl-C/SIGTERM drains and stops. Flags override the [server] section of the config.",
-        epilog="Try it by hand (s_client sends only the first certificate of -cert, so pass the "
-        "chain with -cert_chain): openssl s_client -connect 127.0.0.1:8443 -cert certs/client.pem "
-        "-cert_chain certs/client-chain.pem -key certs/client.key -CAfile certs/ca.pem, then type WHOAMI.",
+        epilog="mtls-server badservers --badset DIR serves every bad server at once to test a client "
+        "(see 'mtls-server badservers --help'). Try it by hand (s_client sends only the first "
+        "certificate of -cert, so pass the chain with -cert_chain): openssl s_client -connect "
+        "127.0.0.1:8443 -cert certs/client.pem -cert_chain certs/client-chain.pem -key certs/client.key "
+        "-CAfile certs/ca.pem, then type WHOAMI.",
     )
     add_config_argument(parser)
     parser.add_argument("--host", help="address to bind (default 127.0.0.1)")
@@ -213,6 +216,8 @@ def _body(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``mtls-server``."""
     args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["badservers"]:
+        return badservers.run(args[1:])
     parser = build_parser()
     parser.set_defaults(argv=[a for a in args if a != "--worker-child"])
     return run_cli(_body, parser, args)

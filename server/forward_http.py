@@ -44,87 +44,25 @@ sees). No loop here goes round without awaiting a read or write or ending.
 
 from __future__ import annotations
 
-import enum
-import math
-from dataclasses import dataclass
 from typing import Final
 
 import h11
 import trio
 
-from mtls_ref.shared.core.deadline import IdleDeadline
 from mtls_ref.shared.core.relay import CHUNK, relay
 from mtls_ref.shared.tls.connection import TLSConnection
 
 from .forward import BackendUnreachable, ForwardResult, ForwardTarget, connect_backend
+from .forward_ends import MAX_HEAD_BYTES, BackendFailed, ClientGone, Ends, Late, Refusal, Switch, Wait
 from .forward_headers import Headers, clean_headers, framing_problem, head_size, requested_upgrade
 
 __all__ = ["MAX_DROPPED_NAMES", "forward_http"]
 
-MAX_HEAD_BYTES: Final = 16 * 1024  # a request or response head (h11's own default too)
 MAX_INTERIM: Final = 16  # 1xx responses a backend may send before its final one
 MIN_BODY_RATE: Final = 500  # bytes/s a request body must average (mod_reqtimeout's MinRate default)
 MAX_DROPPED_NAMES: Final = 32  # distinct dropped header names kept for the log line; then "(more)"
 ERROR_WITHIN: Final = 2.0  # seconds to deliver an error response to a client that may not read
 _VERSIONS: Final = (b"1.0", b"1.1")
-
-
-class _Wait(enum.Enum):
-    """What the connection waits for; when the idle deadline passes, what answer is true."""
-
-    REQUEST = ("the client's next request", None)  # a silent client between requests: close
-    REQUEST_BODY = ("the rest of the request", 408)
-    CONNECT = ("the backend to accept the connection", 504)
-    BACKEND_READS = ("the backend to read the request", 504)
-    RESPONSE = ("the backend's response", 504)
-    RESPONSE_BODY = ("the rest of the backend's response", None)  # its head has gone out already
-    CLIENT_READS = ("the client to read the response", None)
-
-    def __init__(self, words: str, status: int | None) -> None:
-        self.words = words
-        self.status = status
-
-
-# What a client is told for a failure on our side of the gateway: the details are for the log.
-_TOLD: Final = {
-    502: "the backend failed to give a valid response; the server's log says why",
-    504: "the backend did not answer in time",
-}
-
-
-@dataclass(frozen=True, slots=True)
-class _Refusal:
-    status: int
-    reason: str  # for the log
-
-    @property
-    def told(self) -> str:
-        return _TOLD.get(self.status, self.reason)
-
-
-@dataclass(frozen=True, slots=True)
-class _Switch:
-    """The backend accepted an upgrade: relay raw bytes from here, these first."""
-
-    protocol: str
-    from_client: bytes
-    from_backend: bytes
-
-
-class _ClientGone(Exception):
-    pass
-
-
-class _BackendFailed(Exception):
-    pass
-
-
-class _Late(Exception):
-    """An absolute bound passed (a slow head or body, a backend that never finishes its head)."""
-
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.refusal = _Refusal(status, reason)
 
 
 async def forward_http(
@@ -141,7 +79,7 @@ async def forward_http(
     return await forwarder.run()
 
 
-class _HttpForwarder:
+class _HttpForwarder(Ends):
     def __init__(  # noqa: PLR0917 - the connection, where it goes, and its three deadlines
         self,
         tls: TLSConnection,
@@ -151,38 +89,33 @@ class _HttpForwarder:
         connect_timeout: float,
         request_timeout: float,
     ) -> None:
-        self.tls = tls
+        super().__init__(tls, idle_timeout)
         self.target = target
         self.identity_headers = identity_headers
-        self.idle_timeout = idle_timeout
         self.connect_timeout = connect_timeout
         self.request_timeout = request_timeout
-        self.front = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
         self.back = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD_BYTES)
-        self.backend: trio.SocketStream | None = None
-        self.deadline = IdleDeadline(idle_timeout)
-        self.wait = _Wait.REQUEST
         self.result = ForwardResult()
 
     async def run(self) -> ForwardResult:
-        outcome: _Refusal | _Switch | None = None
+        outcome: Refusal | Switch | None = None
         try:
             with self.deadline.scope:
                 outcome = await self._exchanges()
             if self.deadline.expired:
                 late = f"waited {self.idle_timeout:g}s for {self.wait.words}"
-                outcome = _Refusal(self.wait.status, late) if self.wait.status else None
+                outcome = Refusal(self.wait.status, late) if self.wait.status else None
                 self.result.ended = late
-            if isinstance(outcome, _Refusal):
+            if isinstance(outcome, Refusal):
                 self.result.ended = outcome.reason
                 await self._send_error(outcome)
-            elif isinstance(outcome, _Switch):
+            elif isinstance(outcome, Switch):
                 await self._relay_upgraded(outcome)
         finally:
             await self._close_backend()
         return self.result
 
-    async def _exchanges(self) -> _Refusal | _Switch | None:
+    async def _exchanges(self) -> Refusal | Switch | None:
         """Request after request until a side ends, a refusal, or a protocol switch."""
         try:
             while True:
@@ -206,23 +139,23 @@ class _HttpForwarder:
         except h11.RemoteProtocolError as exc:  # the client's bytes (the backend's are caught below)
             # h11 hints 501 for a Transfer-Encoding it does not take; RFC 9112 §6.3 says 400.
             status = 400 if exc.error_status_hint == 501 else exc.error_status_hint
-            return _Refusal(status, f"not a request we forward: {exc}")
+            return Refusal(status, f"not a request we forward: {exc}")
         except BackendUnreachable as exc:
-            return _Refusal(504 if exc.timed_out else 502, str(exc))
-        except _BackendFailed as exc:
-            return _Refusal(502, str(exc))
-        except _Late as late:
+            return Refusal(504 if exc.timed_out else 502, str(exc))
+        except BackendFailed as exc:
+            return Refusal(502, str(exc))
+        except Late as late:
             return late.refusal
         except h11.LocalProtocolError as exc:
-            return _Refusal(502, f"this exchange cannot be relayed: {exc}")
-        except _ClientGone as exc:
+            return Refusal(502, f"this exchange cannot be relayed: {exc}")
+        except ClientGone as exc:
             self.result.ended = str(exc)
             return None
 
-    async def _exchange(self, request: h11.Request) -> _Switch | None:
+    async def _exchange(self, request: h11.Request) -> Switch | None:
         """One request on a backend connection of its own; a switch keeps that connection."""
         self.back = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD_BYTES)
-        self.wait = _Wait.CONNECT
+        self.wait = Wait.CONNECT
         self.backend = await connect_backend(self.target, self.connect_timeout)
         upgrade = requested_upgrade(request.headers)
         await self._to_backend(self.back.send(self._outgoing(request, upgrade)))
@@ -230,7 +163,7 @@ class _HttpForwarder:
         response = await self._next_response()
         if isinstance(response, h11.InformationalResponse):  # 101: the backend switched
             if upgrade is None or requested_upgrade(response.headers) != upgrade:
-                raise _BackendFailed("the backend switched to a protocol the client did not ask for")
+                raise BackendFailed("the backend switched to a protocol the client did not ask for")
             return self._switch(upgrade, response)
         headers, _ = clean_headers(response.headers, keep_underscores=True)  # hop-by-hop: ours to set
         head = h11.Response(status_code=response.status_code, headers=headers, reason=response.reason)
@@ -262,8 +195,8 @@ class _HttpForwarder:
             elif name.decode("ascii", "replace") not in names:
                 names.add("(more)")  # not a header name: h11 accepts tokens only
 
-    def _switch(self, upgrade: bytes, response: h11.InformationalResponse) -> _Switch:
-        return _Switch(
+    def _switch(self, upgrade: bytes, response: h11.InformationalResponse) -> Switch:
+        return Switch(
             protocol=upgrade.decode("ascii"),
             from_client=bytes(self.front.trailing_data[0]),
             from_backend=self.front.send(
@@ -272,7 +205,7 @@ class _HttpForwarder:
             + bytes(self.back.trailing_data[0]),
         )
 
-    async def _relay_upgraded(self, switch: _Switch) -> None:
+    async def _relay_upgraded(self, switch: Switch) -> None:
         relayed = await relay(
             self.tls,
             self._backend(),
@@ -288,7 +221,7 @@ class _HttpForwarder:
 
     async def _next_request(self) -> h11.Request | None:
         """The next request head, whole within ``request_timeout`` of its first byte; None at a close."""
-        self.wait = _Wait.REQUEST
+        self.wait = Wait.REQUEST
         started = trio.current_time() if self.front.trailing_data[0] else None
         while True:
             event = self.front.next_event()
@@ -303,22 +236,22 @@ class _HttpForwarder:
             elif isinstance(event, h11.ConnectionClosed):
                 return None
             else:
-                raise _ClientGone(f"the client's connection is in h11 state {event!r}")
+                raise ClientGone(f"the client's connection is in h11 state {event!r}")
 
     async def _next_response(self) -> h11.Response | h11.InformationalResponse:
         """The backend's final response head, or its 101; other 1xx are not passed on."""
-        self.wait = _Wait.RESPONSE
+        self.wait = Wait.RESPONSE
         limit = trio.current_time() + self.idle_timeout  # not moved by 1xx or a byte at a time
         interim = 0
         while True:
             try:
                 event = self.back.next_event()
             except h11.RemoteProtocolError as exc:
-                raise _BackendFailed(f"the backend's response is not HTTP/1.1: {exc}") from exc
+                raise BackendFailed(f"the backend's response is not HTTP/1.1: {exc}") from exc
             if event is h11.NEED_DATA:
                 data = await self._from_backend(limit)
                 if not data:
-                    raise _BackendFailed("the backend closed the connection without a response")
+                    raise BackendFailed("the backend closed the connection without a response")
                 self.back.receive_data(data)
             elif isinstance(event, h11.Response):
                 return event
@@ -327,9 +260,9 @@ class _HttpForwarder:
                     return event
                 interim += 1
                 if interim > MAX_INTERIM:
-                    raise _BackendFailed(f"the backend sent more than {MAX_INTERIM} interim (1xx) responses")
+                    raise BackendFailed(f"the backend sent more than {MAX_INTERIM} interim (1xx) responses")
             else:
-                raise _BackendFailed(f"the backend's connection is in h11 state {event!r}")
+                raise BackendFailed(f"the backend's connection is in h11 state {event!r}")
 
     async def _relay_body(self, *, up: bool) -> None:
         """Stream one message body from one h11 connection to the other (request trailers dropped)."""
@@ -340,9 +273,9 @@ class _HttpForwarder:
                 event = source.next_event()
             except h11.RemoteProtocolError as exc:
                 if not up:
-                    raise _BackendFailed(f"the backend's response body is not HTTP/1.1: {exc}") from exc
+                    raise BackendFailed(f"the backend's response body is not HTTP/1.1: {exc}") from exc
                 if self.front.their_state is h11.ERROR and source.trailing_data[1]:
-                    raise _ClientGone("the client closed the connection in the middle of a request") from exc
+                    raise ClientGone("the client closed the connection in the middle of a request") from exc
                 raise
             if event is h11.NEED_DATA:
                 if up:  # a body may be slow, not slower than MIN_BODY_RATE once request_timeout has passed
@@ -350,7 +283,7 @@ class _HttpForwarder:
                     why = f"the request body came slower than {MIN_BODY_RATE} bytes/s"
                     source.receive_data(await self._from_client(limit, why))
                 else:
-                    self.wait = _Wait.RESPONSE_BODY
+                    self.wait = Wait.RESPONSE_BODY
                     source.receive_data(await self._from_backend(None))
             elif isinstance(event, h11.Data):
                 moved += len(event.data)
@@ -369,67 +302,11 @@ class _HttpForwarder:
                 )
                 return
             elif up:
-                raise _ClientGone("the client closed the connection in the middle of a request")
+                raise ClientGone("the client closed the connection in the middle of a request")
             else:
-                raise _BackendFailed("the backend closed the connection in the middle of a response")
+                raise BackendFailed("the backend closed the connection in the middle of a response")
 
-    # -- the four kinds of I/O, each under the deadline and naming its side ---------------------
-
-    def _backend(self) -> trio.SocketStream:
-        if self.backend is None:  # each exchange connects before its first backend I/O
-            raise _BackendFailed("no connection to the backend")
-        return self.backend
-
-    async def _close_backend(self) -> None:
-        if self.backend is not None:
-            backend, self.backend = self.backend, None
-            await trio.aclose_forcefully(backend)
-
-    async def _from_client(self, limit: float | None, late: str) -> bytes:
-        if self.front.their_state is not h11.IDLE:  # past the head: a body is being read
-            self.wait = _Wait.REQUEST_BODY
-        with trio.CancelScope(deadline=math.inf if limit is None else limit) as bound:
-            try:
-                data = await self.tls.receive_some(CHUNK)
-            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                cause = type(exc.__cause__ or exc).__name__
-                raise _ClientGone(f"the client broke the connection ({cause})") from exc
-        if bound.cancelled_caught:
-            raise _Late(408, late)
-        self.deadline.progress()
-        return bytes(data)
-
-    async def _from_backend(self, limit: float | None) -> bytes:
-        with trio.CancelScope(deadline=math.inf if limit is None else limit) as bound:
-            try:
-                data = await self._backend().receive_some(CHUNK)
-            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                raise _BackendFailed(f"the backend broke the connection ({exc.__cause__ or exc})") from exc
-        if bound.cancelled_caught:
-            raise _Late(504, f"the backend sent no whole response head within {self.idle_timeout:g}s")
-        self.deadline.progress()
-        return data
-
-    async def _to_backend(self, data: bytes | None) -> None:
-        self.wait = _Wait.BACKEND_READS
-        try:
-            await self._backend().send_all(data or b"")
-        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            raise _BackendFailed(
-                f"the backend closed the connection before reading the request ({exc})"
-            ) from exc
-        self.deadline.progress()
-
-    async def _to_client(self, data: bytes | None) -> None:
-        self.wait = _Wait.CLIENT_READS
-        try:
-            await self.tls.send_all(data or b"")
-        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            cause = type(exc.__cause__ or exc).__name__
-            raise _ClientGone(f"the client broke the connection ({cause})") from exc
-        self.deadline.progress()
-
-    async def _send_error(self, refusal: _Refusal) -> None:
+    async def _send_error(self, refusal: Refusal) -> None:
         """An error response to the client, when the exchange still allows one; then the session ends."""
         if self.front.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
             return
@@ -457,14 +334,14 @@ class _HttpForwarder:
                 pass  # a client that is gone or cannot be answered any more
 
 
-def _refusal_for(request: h11.Request) -> _Refusal | None:
+def _refusal_for(request: h11.Request) -> Refusal | None:
     """Why a request is refused before the backend sees it, or None."""
     if problem := framing_problem(request):
-        return _Refusal(400, problem)
+        return Refusal(400, problem)
     if request.http_version not in _VERSIONS:
-        return _Refusal(505, f"HTTP/{request.http_version.decode()} is not forwarded: HTTP/1.0 and 1.1 only")
+        return Refusal(505, f"HTTP/{request.http_version.decode()} is not forwarded: HTTP/1.0 and 1.1 only")
     if head_size(request) > MAX_HEAD_BYTES:
-        return _Refusal(431, f"the request head is over {MAX_HEAD_BYTES} bytes")
+        return Refusal(431, f"the request head is over {MAX_HEAD_BYTES} bytes")
     if request.method.upper() == b"CONNECT":
-        return _Refusal(405, "CONNECT is not forwarded: this server is not a tunnelling proxy")
+        return Refusal(405, "CONNECT is not forwarded: this server is not a tunnelling proxy")
     return None

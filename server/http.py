@@ -40,6 +40,20 @@ BULK_CHUNK: Final = 256 * 1024
 HTTP_REQUEST_LINE: Final = re.compile(rb"^[A-Z]{3,10} \S+ HTTP/1\.[01]\r?\n")
 SERVER_HEADER: Final = (b"server", b"mtls-ref")
 HTML: Final = b"text/html; charset=utf-8"
+Headers = tuple[tuple[bytes, bytes], ...]
+# The methods each resource answers: a 405 names the target's own in Allow (RFC 9110 §15.5.6),
+# and a path that is none of these is a 404 whatever the method. GET /bytes/N and POST /sink are
+# served by serve_http itself (they stream); HEAD /bytes/N would have to skip the count, so no.
+_METHODS: Final = {
+    b"/": (b"GET", b"HEAD"),
+    b"/whoami": (b"GET", b"HEAD"),
+    b"/healthz": (b"GET", b"HEAD"),
+    b"/sink": (b"POST",),
+}
+_BYTES_METHODS: Final = (b"GET",)
+# / and the 403 come as HTML or as text/JSON, chosen by Accept: every variant says so, or a cache
+# could hand a browser the text (RFC 9110 §12.5.5). The HTML variants carry it in PAGE_HEADERS.
+VARY_ACCEPT: Final = ((b"vary", b"Accept"),)
 
 
 class _Closed(Exception):
@@ -87,8 +101,7 @@ async def serve_http(
             elif info.decision.allowed and event.method == b"GET" and path.startswith(b"/bytes/"):
                 await _send_bytes(conn, tls, path.removeprefix(b"/bytes/"), limits)
             else:
-                status, ctype, body = _route(event, info)
-                extra = PAGE_HEADERS if ctype == HTML else ()
+                status, ctype, body, extra = _route(event, info)
                 await _respond(
                     conn,
                     tls,
@@ -220,23 +233,27 @@ def _header(request: h11.Request, name: bytes) -> bool:
     return any(key == name for key, _ in request.headers)
 
 
-def _route(request: h11.Request, info: SessionInfo) -> tuple[int, bytes, bytes]:
+def _route(request: h11.Request, info: SessionInfo) -> tuple[int, bytes, bytes, Headers]:
+    """Status, content type, body and extra headers for a request serve_http does not stream."""
     path = request.target.split(b"?", 1)[0]
     if not info.decision.allowed:
         if _wants_html(request):
-            return 403, HTML, forbidden_html(info, host=_host(request)).encode()
-        return 403, b"application/json", _json(forbidden_document(info))
-    if request.method not in (b"GET", b"HEAD"):
-        return 405, b"text/plain", b"only GET and HEAD are served here (and POST /sink)\n"
+            return 403, HTML, forbidden_html(info, host=_host(request)).encode(), PAGE_HEADERS
+        return 403, b"application/json", _json(forbidden_document(info)), VARY_ACCEPT
+    methods = _BYTES_METHODS if path.startswith(b"/bytes/") else _METHODS.get(path)
+    if methods is None:
+        return 404, b"text/plain", b"not found: try /, /whoami, /healthz, /bytes/N or POST /sink\n", ()
+    if request.method not in methods:
+        allow = b", ".join(methods)
+        body = b"method not allowed here; this resource answers " + allow + b"\n"
+        return 405, b"text/plain", body, ((b"allow", allow),)
     if path == b"/whoami":
-        return 200, b"application/json", _json(whoami_document(info))
+        return 200, b"application/json", _json(whoami_document(info)), ()
     if path == b"/" and _wants_html(request):
-        return 200, HTML, home_html(info, host=_host(request)).encode()
+        return 200, HTML, home_html(info, host=_host(request)).encode(), PAGE_HEADERS
     if path == b"/":
-        return 200, b"text/plain; charset=utf-8", home_page(info).encode()
-    if path == b"/healthz":
-        return 200, b"text/plain", b"ok\n"
-    return 404, b"text/plain", b"not found: try /, /whoami, /healthz, /bytes/N or POST /sink\n"
+        return 200, b"text/plain; charset=utf-8", home_page(info).encode(), VARY_ACCEPT
+    return 200, b"text/plain", b"ok\n", ()  # /healthz
 
 
 def _wants_html(request: h11.Request) -> bool:
@@ -263,12 +280,10 @@ async def _respond(  # noqa: PLR0917 - status, type and body read best in that o
     *,
     head: bool = False,
     close: bool = False,
-    extra: tuple[tuple[bytes, bytes], ...] = (),
+    extra: Headers = (),
 ) -> None:
     headers = [SERVER_HEADER, (b"content-type", content_type), (b"content-length", str(len(body)).encode())]
     headers.extend(extra)
-    if status == 405:
-        headers.append((b"allow", b"GET, HEAD"))
     if close:
         headers.append((b"connection", b"close"))
     reason = HTTPStatus(status).phrase.encode()

@@ -56,8 +56,8 @@ class Credentials:
         return found
 
 
-def _days_left(when: dt.datetime | None, now: dt.datetime) -> float:
-    return float("nan") if when is None else (when - now).total_seconds() / 86400
+def _seconds_left(when: dt.datetime | None, now: dt.datetime) -> float:
+    return float("nan") if when is None else (when - now).total_seconds()
 
 
 class ServerMetrics:
@@ -90,9 +90,12 @@ class ServerMetrics:
         Gauge("mtls_active_connections", "Connections open now", registry=self.registry).set_function(
             lambda: float(active())
         )
+        # Seconds, not days: Prometheus wants base units (promtool check metrics rejects a _days
+        # suffix), and alert rules divide by 86400 where a person reads them.
         expiry = Gauge(
-            "mtls_expiry_days",
-            "Days until the server certificate, each CA, and each CRL's next update expire",
+            "mtls_expiry_seconds",
+            "Seconds until the server certificate, each CA, and each CRL's next update expire"
+            " (negative once past)",
             ["what", "subject"],
             registry=self.registry,
         )
@@ -116,15 +119,15 @@ class ServerMetrics:
         self._expiry.clear()
         subject = creds.server_cert.subject.rfc4514_string()
         self._expiry.labels("server_certificate", subject).set(
-            _days_left(creds.server_cert.not_valid_after_utc, now)
+            _seconds_left(creds.server_cert.not_valid_after_utc, now)
         )
         for ca in creds.trust_anchors:
             self._expiry.labels("ca", ca.subject.rfc4514_string()).set(
-                _days_left(ca.not_valid_after_utc, now)
+                _seconds_left(ca.not_valid_after_utc, now)
             )
         for crl in creds.crls:
             self._expiry.labels("crl_next_update", crl.issuer.rfc4514_string()).set(
-                _days_left(crl.next_update_utc, now)
+                _seconds_left(crl.next_update_utc, now)
             )
         return generate_latest(self.registry)
 

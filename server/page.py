@@ -35,6 +35,7 @@ DEMO_FILES: Final = {
     "ca": "certs/ca.pem",
     "leaf": "certs/client.pem",
     "chain": "certs/client-chain.pem",
+    "intermediate": "certs/intermediate.pem",
     "key": "certs/client.key",
 }
 # A Host header is echoed into the commands only when it is a plain host[:port].
@@ -235,12 +236,15 @@ def _commands(host: str) -> str:
         f"curl --cacert {files['ca']} --cert {files['chain']} --key {files['key']} "
         f"-H 'Accept: text/html' https://{host}/"
     )
+    # s_client sends -cert's first certificate, then all of -cert_chain: the intermediate alone,
+    # or the leaf goes twice.
     s_client = (
         f"printf 'GET / HTTP/1.1\\r\\nHost: {host}\\r\\nAccept: text/html\\r\\n"
         "Connection: close\\r\\n\\r\\n' |\n"
         f"  openssl s_client -quiet -connect {connect} -servername {name.strip('[]')} \\\n"
         "  -verify_return_error"
-        f" -CAfile {files['ca']} -cert {files['leaf']} -cert_chain {files['chain']} -key {files['key']}"
+        f" -CAfile {files['ca']} -cert {files['leaf']} -cert_chain {files['intermediate']}"
+        f" -key {files['key']}"
     )
     return (
         "<p>From the repository folder, with the files <code>make certs</code> wrote:</p>"

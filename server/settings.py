@@ -1,4 +1,4 @@
-"""What the connection handler is told: the server's per-connection settings, in one frozen value."""
+"""What the connection handler is told: the per-connection settings, and the addresses read from config."""
 
 from __future__ import annotations
 
@@ -6,11 +6,14 @@ from dataclasses import dataclass, field
 
 from cryptography import x509
 
+from mtls_ref.shared.core.addresses import HostPort, is_loopback
+from mtls_ref.shared.core.config import ServerConfig
+from mtls_ref.shared.core.errors import ConfigError
 from mtls_ref.shared.tls.identity import AllowList
 
 from .forward import ForwardTarget
 
-__all__ = ["HandlerSettings"]
+__all__ = ["HandlerSettings", "forward_target", "status_address"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -27,3 +30,39 @@ class HandlerSettings:
     ca_subject: str = "the configured CA"
     trusted: tuple[x509.Certificate, ...] = ()  # the CA file's certificates, to explain refusals
     forward: ForwardTarget | None = None  # forward mode: relay to this backend instead of answering
+
+
+def forward_target(config: ServerConfig) -> ForwardTarget | None:
+    try:
+        return ForwardTarget.parse(
+            config.forward,
+            config.forward_identity,
+            keep_underscore_headers=config.forward_underscore_headers,
+        )
+    except ValueError as exc:
+        raise ConfigError(
+            f'[server] forward {exc}; e.g. forward = "127.0.0.1:8080" (or leave it empty)'
+        ) from exc
+
+
+def status_address(config: ServerConfig) -> tuple[str, int] | None:
+    """The status port's (host, port), or None when ``status`` is empty.
+
+    Off loopback only with ``status_allow_remote``: the port is plain HTTP with no
+    authentication, like the tunnel's local port (``--allow-remote``).
+    """
+    if not config.status:
+        return None
+    try:
+        address = HostPort.parse(config.status, default_host="127.0.0.1")
+    except ValueError as exc:
+        raise ConfigError(f'[server] status {exc}; e.g. status = "127.0.0.1:9100"') from exc
+    host = address.host
+    if not is_loopback(host) and not config.status_allow_remote:
+        raise ConfigError(
+            f"[server] status {config.status!r} is not a loopback address: /healthz and /metrics need no "
+            "authentication, so anyone who reaches it would read them; listen on 127.0.0.1 (e.g. status = "
+            '"127.0.0.1:9100"), or pass --status-allow-remote (status_allow_remote = true) if that is what '
+            "you mean"
+        )
+    return host, address.port

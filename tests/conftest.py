@@ -73,3 +73,9 @@ def redis() -> tuple[str, str]:
     """Paths of Debian's redis-server and redis-cli."""
     server, cli = peers_or_skip("redis-server", "redis-cli")
     return server, cli
+
+
+@pytest.fixture(scope="session")
+def promtool() -> str:
+    """Path of Prometheus' promtool: `promtool check metrics` judges our /metrics exposition."""
+    return peer_or_skip("promtool")

@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from mtls_ref.shared.pki.cli import main
+from mtls_ref.shared.pki.keys import load_certificates
 
 pytestmark = pytest.mark.interop
 
@@ -129,6 +130,33 @@ def test_sign_to_stdout_and_refuse_overwrite(
     assert "already exists" in capsys.readouterr().err
     assert certs(ca_dir, "issue", "client", "bob") == 3
     assert "refusing to overwrite" in capsys.readouterr().err
+
+
+def test_sign_reports_on_stdout_like_issue_and_revoke(
+    ca_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With --out, what sign did (files written, what was signed) is on stdout, as issue and revoke
+    print theirs; without --out stdout is the PEM alone, so the report moves to stderr."""
+    certs(ca_dir, "issue", "client", "bob")
+    capsys.readouterr()
+    out = tmp_path / "bob.pem"
+    assert (
+        certs(
+            ca_dir, "sign", ca_dir / "bob.csr", "--profile", "client", "--san", "DNS:bob.test", "--out", out
+        )
+        == 0
+    )
+    said = capsys.readouterr()
+    assert said.out.splitlines()[0] == f"wrote {out} and chain {tmp_path / 'bob-chain.pem'}"
+    assert said.out.splitlines()[1].startswith("signed CN=bob as client (serial ")
+    assert said.err == ""
+    assert certs(ca_dir, "sign", ca_dir / "bob.csr", "--profile", "client", "--san", "DNS:bob.test") == 0
+    piped = capsys.readouterr()
+    assert [c.subject.rfc4514_string() for c in x509.load_pem_x509_certificates(piped.out.encode())] == [
+        "CN=bob",
+        load_certificates(ca_dir / "intermediate.pem")[0].subject.rfc4514_string(),
+    ]
+    assert piped.err.startswith("signed CN=bob as client (serial ")
 
 
 def test_show_json_and_text(ca_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:

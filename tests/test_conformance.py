@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import shlex
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -11,9 +12,10 @@ import pytest
 import trio
 
 from mtls_ref.client.conformance import main as conformance_main
-from mtls_ref.client.conformance import render_table, run_conformance
+from mtls_ref.client.conformance import openssl_command, render_table, run_conformance
 from mtls_ref.shared.pki.badset import Manifest
 
+from .support.openssl_trace import certificates_sent, subjects_in
 from .support.s_server import credential_flags, openssl_s_server
 from .support.tls import start_server_with
 
@@ -32,6 +34,40 @@ async def test_our_server_passes_every_row(badset: Manifest) -> None:
     table = render_table(rows, show_openssl=True)
     assert "24 of 24 rows pass" in table
     assert "$ openssl s_client -connect 127.0.0.1:" in table
+
+
+async def test_show_openssl_commands_send_each_certificate_once(badset: Manifest, openssl: str) -> None:
+    """Every --show-openssl command, run with -trace against our server: the client's Certificate
+    message starts with its case's chain file and holds no certificate twice (never the leaf twice).
+    Given a lone certificate, s_client completes its chain from -CAfile itself (ca-as-client sends
+    the root after the intermediate), hence "starts with". Cases a correct client refuses to load
+    (key-mismatch) never reach the handshake, so they are left out."""
+    sent: dict[str, list[str]] = {}
+    expected: dict[str, list[str]] = {}
+    async with trio.open_nursery() as nursery:
+        server, port, _ = await start_server_with(nursery, **badset.server_settings())
+        for case in badset.cases:
+            if case.cert is None or case.expect == "local":
+                continue
+            command = openssl_command(
+                badset, case, host="127.0.0.1", port=port, tls="1.3", server_name="localhost"
+            )
+            argv = shlex.split(command)
+            assert argv[:2] == ["openssl", "s_client"], command
+            with trio.fail_after(20):
+                done = await trio.run_process(
+                    [openssl, "s_client", "-trace", *argv[2:]],
+                    stdin=b"",
+                    capture_stdout=True,
+                    capture_stderr=True,
+                    check=False,
+                )
+            sent[case.name] = certificates_sent(done.stdout.decode() + done.stderr.decode())
+            expected[case.name] = subjects_in(badset.path(case.cert))
+        server.shutdown()
+    assert sent["good"] == expected["good"]  # leaf, intermediate
+    assert {name: chain[: len(expected[name])] for name, chain in sent.items()} == expected
+    assert {name: chain for name, chain in sent.items() if len(set(chain)) != len(chain)} == {}
 
 
 def s_server(openssl: str, badset: Manifest, *verify: str) -> AbstractAsyncContextManager[int]:

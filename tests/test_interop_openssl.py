@@ -15,12 +15,15 @@ from mtls_ref.shared.core.config import ClientConfig
 from mtls_ref.shared.pki.keys import load_certificates
 from mtls_ref.shared.tls.context import client_context
 
+from .support.openssl_trace import certificates_sent, subjects_in
 from .support.peer_flags import s_client_credentials
 from .support.pki import Pki
 from .support.s_server import s_server
 from .support.tls import client_config, log_events, start_server, with_version
 
 pytestmark = pytest.mark.interop
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 async def s_client(openssl: str, port: int, tls_version: str, *args: str, stdin: bytes) -> str:
@@ -179,3 +182,46 @@ async def test_the_logged_alert_is_the_one_on_the_wire(
     (entry,) = log_events(log, "connection")
     assert entry["outcome"] == "rejected"
     assert entry["alert"] == alert_received(out), (entry, out)
+
+
+def readme_line_protocol_command() -> str:
+    """The `openssl s_client` command of the README's line protocol example, continuation joined."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### The line protocol", 1)[1]
+    found = re.search(r"^\$ (openssl s_client .*?(?:\\\n.*?)*)$", section, re.MULTILINE)
+    assert found is not None, "README: no '$ openssl s_client' command under 'The line protocol'"
+    return found.group(1).replace("\\\n", " ")
+
+
+async def test_readme_s_client_sends_the_leaf_once(pki: Pki, openssl: str, tmp_path: Path) -> None:
+    """The README's line protocol command, run from a folder holding certs/ with -trace added: the
+    client's Certificate message holds the leaf once, then the intermediate, and the server greets it."""
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    for name, source in {
+        "ca.pem": pki.ca_cert,
+        "client.pem": pki.client.cert,
+        "client-chain.pem": pki.client.chain,
+        "client.key": pki.client.key,
+        "intermediate.pem": pki.dir / "intermediate.pem",
+    }.items():
+        (certs / name).symlink_to(source)
+    command = readme_line_protocol_command()
+    assert "-connect 127.0.0.1:8443" in command, command
+    async with trio.open_nursery() as nursery:
+        server, port, _ = await start_server(nursery, pki)
+        argv = command.replace("127.0.0.1:8443", f"127.0.0.1:{port}").split()
+        assert argv[:2] == ["openssl", "s_client"], argv
+        with trio.fail_after(20):
+            done = await trio.run_process(
+                [openssl, "s_client", "-trace", *argv[2:]],
+                cwd=tmp_path,
+                stdin=b"QUIT\n",
+                capture_stdout=True,
+                capture_stderr=True,
+                check=False,
+            )
+        server.shutdown()
+    out = done.stdout.decode() + done.stderr.decode()
+    assert "OK hello" in out, out[-3000:]
+    assert certificates_sent(out) == subjects_in(pki.client.chain)  # leaf, intermediate: once each

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import shlex
 import ssl
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -13,6 +14,7 @@ import trio
 from mtls_ref.shared.core.config import PKIConfig
 from mtls_ref.shared.pki.revocation import write_crl
 
+from .support.openssl_trace import certificates_sent, subjects_in
 from .support.pki import Pki
 from .support.tls import start_server
 from .test_page_render import SVG, parse
@@ -110,18 +112,24 @@ async def test_forbidden_browser_gets_an_html_403(pki: Pki) -> None:
     assert parse(page).ids["label"] == "spiffe://mtls-ref.test/alice"
 
 
-@pytest.mark.usefixtures("tls_engine", "curl", "openssl")  # both must be installed: they run the commands
-async def test_the_pages_commands_reproduce_the_request(pki: Pki, tmp_path: Path) -> None:
-    """The curl and openssl s_client commands on the page, run verbatim from a folder holding certs/."""
-    certs = tmp_path / "certs"
+def demo_certs_folder(pki: Pki, folder: Path) -> None:
+    """``folder/certs`` holding the files `make certs` writes that the page's commands name."""
+    certs = folder / "certs"
     certs.mkdir()
     for name, source in {
         "ca.pem": pki.ca_cert,
         "client.pem": pki.client.cert,
         "client-chain.pem": pki.client.chain,
         "client.key": pki.client.key,
+        "intermediate.pem": pki.dir / "intermediate.pem",
     }.items():
         (certs / name).symlink_to(source)
+
+
+@pytest.mark.usefixtures("tls_engine", "curl", "openssl")  # both must be installed: they run the commands
+async def test_the_pages_commands_reproduce_the_request(pki: Pki, tmp_path: Path) -> None:
+    """The curl and openssl s_client commands on the page, run verbatim from a folder holding certs/."""
+    demo_certs_folder(pki, tmp_path)
     async with trio.open_nursery() as nursery:
         server, port, _ = await start_server(nursery, pki, record_handshakes=True)
         _, _, page = await trio.to_thread.run_sync(get_page, client_context(pki, "1.3"), port)
@@ -143,3 +151,23 @@ async def test_the_pages_commands_reproduce_the_request(pki: Pki, tmp_path: Path
     for output in outputs:
         assert '<code id="subject">CN=alice</code>' in output
         assert 'data-name="CertificateVerify" data-sender="client"' in output
+
+
+async def test_the_pages_s_client_command_sends_the_leaf_once(pki: Pki, openssl: str, tmp_path: Path) -> None:
+    """The page's openssl s_client command with -trace added: the client's Certificate message holds
+    the leaf once, then the intermediate (a chain file as -cert_chain would send the leaf twice)."""
+    demo_certs_folder(pki, tmp_path)
+    async with trio.open_nursery() as nursery:
+        server, port, _ = await start_server(nursery, pki)
+        _, _, page = await trio.to_thread.run_sync(get_page, client_context(pki, "1.3"), port)
+        command = parse(page).ids["s-client-command"]
+        assert command.count("openssl s_client ") == 1, command
+        traced = command.replace("openssl s_client ", f"{shlex.quote(openssl)} s_client -trace ")
+        with trio.fail_after(20):
+            done = await trio.run_process(
+                ["bash", "-c", traced], cwd=tmp_path, capture_stdout=True, capture_stderr=True, check=False
+            )
+        server.shutdown()
+    out = done.stdout.decode() + done.stderr.decode()
+    assert done.returncode == 0, out[-3000:]
+    assert certificates_sent(out) == subjects_in(pki.client.chain)  # leaf, intermediate: once each

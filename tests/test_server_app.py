@@ -52,9 +52,10 @@ def test_refuses_to_start_without_client_ca(pki: Pki) -> None:
 
 @pytest.mark.usefixtures("tls_engine")
 def test_missing_and_mismatched_files_are_clear(pki: Pki, tmp_path: Path) -> None:
-    """Missing cert files point at 'make certs'; a key from another cert is named as such."""
+    """A missing cert file given by path is told to check that path; a key from another cert is named
+    as such (the default paths' 'make certs' hint: tests/test_missing_files.py)."""
     with pytest.raises(
-        ConfigError, match=r"server certificate .* not found; create the demo PKI with 'make certs'"
+        ConfigError, match=r"server certificate '.*nope\.pem': no such file: check the path \(--cert or"
     ):
         Server(server_config(pki, cert=tmp_path / "nope.pem"))
     with pytest.raises(CertificateError, match="does not belong to certificate"):

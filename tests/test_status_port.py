@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import socket
+from pathlib import Path
 
 import pytest
 import trio
@@ -19,6 +20,8 @@ from mtls_ref.shared.tls.context import ALPN_LINE, client_context
 
 from .support.pki import Pki
 from .support.tls import client_config, log_events, no_cert, start_server
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 async def http_get(port: int, path: str) -> tuple[int, str]:
@@ -78,9 +81,36 @@ async def test_metrics_move_as_connections_are_accepted_and_refused(pki: Pki) ->
     assert found[("mtls_handshake_seconds_count", ())] == 3
     assert ("mtls_active_connections", ()) in found
     ca = load_certificates(pki.ca_cert)[0]
-    days = found[("mtls_expiry_days", (("subject", ca.subject.rfc4514_string()), ("what", "ca")))]
-    assert 3640 < days < 3651
-    assert found[("mtls_expiry_days", (("subject", "CN=server"), ("what", "server_certificate")))] > 360
+    seconds = found[("mtls_expiry_seconds", (("subject", ca.subject.rfc4514_string()), ("what", "ca")))]
+    assert 3640 * 86400 < seconds < 3651 * 86400
+    server_left = found[("mtls_expiry_seconds", (("subject", "CN=server"), ("what", "server_certificate")))]
+    assert server_left > 360 * 86400
+
+
+async def test_promtool_accepts_the_exposition(pki: Pki, promtool: str) -> None:
+    """`promtool check metrics`, Prometheus' own linter, finds nothing to say about /metrics once every
+    family has samples (an accepted and a refused connection, a CRL loaded): it exits 0, silent."""
+    ca = CertificateAuthority.load(PKIConfig(dir=pki.dir))
+    crl = build_crl(ca.signer_cert, ca.signer_key, [], now=utcnow(), days=7)
+    async with trio.open_nursery() as nursery:
+        server, port, _ = await start_server(nursery, pki, status="127.0.0.1:0")
+        server.credentials = dataclasses.replace(server.credentials, crls=(crl,))
+        for config in (client_config(pki, port=port), no_cert(client_config(pki, port=port))):
+            with trio.fail_after(15):
+                await run_client(config, client_context(config, alpn=[ALPN_LINE]), messages=["QUIT"])
+        _, text = await http_get(server.status_addresses[0][1], "/metrics")
+        server.shutdown()
+    assert "crl_next_update" in text and "mtls_handshake_seconds_bucket" in text
+    with trio.fail_after(30):
+        checked = await trio.run_process(
+            [promtool, "check", "metrics"],
+            stdin=text.encode(),
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+    said = (checked.stdout + checked.stderr).decode(errors="replace")
+    assert checked.returncode == 0, f"promtool check metrics exited {checked.returncode}: {said}"
 
 
 @pytest.mark.usefixtures("tls_engine")
@@ -177,3 +207,31 @@ async def test_status_on_loopback_needs_no_opt_in(pki: Pki, address: str) -> Non
         server.shutdown()
     (listening,) = log_events(log, "listening")
     assert listening["status"] and "status_warning" not in listening
+
+
+async def test_readme_status_example_prints_what_the_readme_shows(pki: Pki, curl: str) -> None:
+    """The README's `curl -s http://127.0.0.1:9100/metrics | grep mtls_connections_total`, run by
+    bash with the test's status port in place of 9100, after the README's story (two clients
+    accepted, one without a certificate refused on TLS 1.3): the lines it prints are the README's,
+    # HELP and # TYPE included."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    start = readme.index("$ curl -s http://127.0.0.1:9100/metrics")
+    command, *shown = readme[start : readme.index("```", start)].strip().splitlines()
+    async with trio.open_nursery() as nursery:
+        server, port, _ = await start_server(nursery, pki, status="127.0.0.1:0")
+        for config in (
+            client_config(pki, port=port),
+            client_config(pki, port=port),
+            no_cert(client_config(pki, port=port)),
+        ):
+            with trio.fail_after(15):
+                await run_client(config, client_context(config, alpn=[ALPN_LINE]), messages=["QUIT"])
+        status_port = server.status_addresses[0][1]
+        script = (
+            command.removeprefix("$ ").replace(":9100/", f":{status_port}/").replace("curl ", f"{curl} ", 1)
+        )
+        with trio.fail_after(20):
+            done = await trio.run_process(["bash", "-c", script], capture_stdout=True, check=False)
+        server.shutdown()
+    assert done.returncode == 0
+    assert done.stdout.decode().splitlines() == shown

@@ -152,6 +152,8 @@ class ClientConfig:
     cert: Path | None = Path("certs/client-chain.pem")
     key: Path | None = Path("certs/client.key")
     ca: Path = Path("certs/ca.pem")
+    # Optional CRL (PEM): when set, the server's leaf is checked against it (revoked -> refused).
+    crl: Path | None = None
     key_passphrase_file: Path | None = None
     tls_min: str = field(default="1.2", metadata=_choice(*TLS_VERSIONS))
     tls_max: str = field(default="1.3", metadata=_choice(*TLS_VERSIONS))

@@ -1,10 +1,12 @@
 """Certificate tooling, the ``openssl genrsa / req / x509`` flow done with ``cryptography``.
 
 ``keys`` (keys and PEM files, atomic 0600 writes), ``authority`` (the CA and its
-role profiles), ``revocation`` (CRLs), ``facts`` (what is true of a certificate,
-for both ``checks`` and the runtime diagnosis), ``inspect`` and ``checks``
-(``mtls-certs show`` and ``verify``), ``badset`` (the deliberately broken
-credentials) and ``cli`` (``mtls-certs``).
+role profiles), ``revocation`` (CRLs), ``expiry`` (how near their end credentials
+are, in words), ``facts`` (what is true of a certificate, for both ``checks``
+and the runtime diagnosis), ``inspect`` and ``checks`` (``mtls-certs show`` and
+``verify``), ``badset`` and ``badset_servers`` (the deliberately broken
+credentials, client and server; ``legacy`` signs the SHA-1 one) and ``cli``
+(``mtls-certs``).
 """
 
 from mtls_ref.shared.pki.authority import CertificateAuthority, IssuedFiles, LeafOptions, Profile, parse_san

@@ -1,9 +1,12 @@
 """Every way a client credential can be wrong, made on purpose: ``mtls-certs badset DIR``.
 
 The set comes from a throwaway CA written under ``DIR/ca`` (root, intermediate,
-CRL), with a server credential for ``localhost`` under ``DIR/server`` so any
+CRL), with a server credential for ``localhost`` under ``DIR/servers`` so any
 server can be pointed at it, and a ``manifest.json`` the conformance runner
-reads. Each client case is a chain file and a key under ``DIR/clients``.
+reads. Each client case is a chain file and a key under ``DIR/clients``; each
+bad *server* credential (``server_cases``, :mod:`.badset_servers`) a chain and
+a key under ``DIR/servers``, which ``mtls-server badservers`` serves to test
+clients.
 
 A server under test must trust ``ca/ca.pem``, check ``ca/crl.pem``, and (for
 the authorization row) admit only the manifest's ``allow`` rule.
@@ -29,6 +32,7 @@ from mtls_ref.shared.pki.authority import (
     issue_self_signed,
     parse_san,
 )
+from mtls_ref.shared.pki.badset_servers import CONTROLS, write_server_credentials
 from mtls_ref.shared.pki.keys import atomic_write, load_certificates, pem, utcnow
 from mtls_ref.shared.pki.revocation import revoke
 
@@ -37,7 +41,6 @@ __all__ = ["BadCase", "Manifest", "load_manifest", "write_badset"]
 MANIFEST: Final = "manifest.json"
 TRUST_DOMAIN: Final = "spiffe://badset.test"
 ALLOW_RULE: Final = f"URI:{TRUST_DOMAIN}/allowed/*"
-SERVER_SANS: Final = ("DNS:localhost", "IP:127.0.0.1", "IP:::1")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -67,6 +70,7 @@ class Manifest:
     allow: str
     cases: tuple[BadCase, ...]
     server_cases: tuple[BadCase, ...]
+    other_ca: str = "other-ca/ca.pem"  # the CA nobody trusts (issuer of the untrusted cases)
 
     def path(self, relative: str) -> Path:
         return self.root / relative
@@ -102,6 +106,7 @@ def load_manifest(root: Path) -> Manifest:
         allow=data["allow"],
         cases=tuple(BadCase(**c) for c in data["cases"]),
         server_cases=tuple(BadCase(**c) for c in data["server_cases"]),
+        other_ca=data.get("other_ca", "other-ca/ca.pem"),
     )
 
 
@@ -114,11 +119,12 @@ def write_badset(root: Path, *, now: dt.datetime | None = None, key_type: str = 
     now = now or utcnow()
     pki = PKIConfig(dir=root / "ca", ca_common_name="mtls-ref Badset Root CA", key_type=key_type)
     ca = CertificateAuthority.create(pki, intermediate=True, now=now - dt.timedelta(days=30))
+    other_pki = dataclasses.replace(pki, dir=root / "other-ca", ca_common_name="Untrusted Other Root CA")
     other = CertificateAuthority.create(
-        dataclasses.replace(pki, dir=root / "other-ca", ca_common_name="Untrusted Other Root CA"),
+        other_pki,
         now=now - dt.timedelta(days=30),
     )
-    clients, servers = root / "clients", root / "servers"
+    clients = root / "clients"
 
     def leaf(
         name: str,
@@ -128,13 +134,11 @@ def write_badset(root: Path, *, now: dt.datetime | None = None, key_type: str = 
         sans: tuple[str, ...] | None = None,
         options: LeafOptions | None = None,
     ) -> IssuedFiles:
-        out = clients if profile is Profile.CLIENT else servers
-        default = (f"URI:{TRUST_DOMAIN}/allowed/{name}",) if profile is Profile.CLIENT else SERVER_SANS
         return who.issue(
             profile,
             name,
-            out_dir=out,
-            sans=[parse_san(s) for s in (sans or default)],
+            out_dir=clients,
+            sans=[parse_san(s) for s in (sans or (f"URI:{TRUST_DOMAIN}/allowed/{name}",))],
             key_type=key_type,
             now=now,
             options=options,
@@ -161,7 +165,6 @@ def write_badset(root: Path, *, now: dt.datetime | None = None, key_type: str = 
             key=_rel(root, key_path) if key_path else None,
         )
 
-    server = leaf("server", profile=Profile.SERVER)
     good = leaf("good")
     revoked = leaf("revoked")
     revoke(pki, ca, load_certificates(revoked.cert)[0], now=now)
@@ -245,29 +248,17 @@ def write_badset(root: Path, *, now: dt.datetime | None = None, key_type: str = 
             authz=True,
         ),
     )
-    server_cases = (
-        case(
-            "server-wrong-name",
-            "server certificate for another hostname",
-            "refused",
-            leaf("server-wrong-name", profile=Profile.SERVER, sans=("DNS:elsewhere.test",)),
-        ),
-        case(
-            "server-untrusted",
-            "server certificate from an unknown CA",
-            "refused",
-            leaf("server-untrusted", who=other, profile=Profile.SERVER),
-        ),
-        case(
-            "server-expired",
-            "expired server certificate",
-            "refused",
-            leaf(
-                "server-expired",
-                profile=Profile.SERVER,
-                options=LeafOptions(not_before=now - 30 * day, not_after=now - day),
-            ),
-        ),
+    servers = write_server_credentials(root, pki=pki, ca=ca, other=other, now=now, key_type=key_type)
+    server = servers[0]  # the good one
+    server_cases = tuple(
+        BadCase(
+            name=s.name,
+            description=s.description,
+            expect="accepted" if s.name in CONTROLS else "refused",
+            cert=_rel(root, s.chain),
+            key=_rel(root, s.key),
+        )
+        for s in servers[1:]
     )
     manifest = Manifest(
         root=root,
@@ -275,6 +266,7 @@ def write_badset(root: Path, *, now: dt.datetime | None = None, key_type: str = 
         crl=_rel(root, pki.path(pki.crl)),
         server_cert=_rel(root, server.chain),
         server_key=_rel(root, server.key),
+        other_ca=_rel(root, other_pki.path(other_pki.ca_cert)),
         allow=ALLOW_RULE,
         cases=cases,
         server_cases=server_cases,

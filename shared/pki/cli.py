@@ -29,6 +29,7 @@ from mtls_ref.shared.pki.authority import (
 from mtls_ref.shared.pki.badset import write_badset
 from mtls_ref.shared.pki.bundle import generate_passphrase, write_bundle
 from mtls_ref.shared.pki.checks import check_certificate
+from mtls_ref.shared.pki.expiry import expiry_warning, outlives_issuer
 from mtls_ref.shared.pki.inspect import (
     describe_certificate,
     describe_file,
@@ -42,6 +43,7 @@ from mtls_ref.shared.pki.keys import (
     load_private_key,
     pem,
     read_passphrase,
+    utcnow,
 )
 from mtls_ref.shared.pki.revocation import load_crls, revoke, write_crl
 from mtls_ref.shared.pki.san_rules import general_name_problem
@@ -246,6 +248,34 @@ def _load_ca(config: Config, args: argparse.Namespace) -> CertificateAuthority:
     return CertificateAuthority.load(config.pki, passphrase=passphrase)
 
 
+def _warn_about_ca(ca: CertificateAuthority, now: dt.datetime) -> bool:
+    """Warn on stderr for each CA certificate of ``ca`` that has expired or expires soon; True when
+    one has already expired (then every leaf under it is refused, so nothing more needs saying)."""
+    expired = False
+    for what, cert in (("the root CA", ca.root), *(("the intermediate CA", c) for c in ca.chain)):
+        warning = expiry_warning(what, cert, now)
+        if warning is None:
+            continue
+        ended = cert.not_valid_after_utc <= now
+        expired = expired or ended
+        consequence = "no peer verifies what it signs" if ended else "what it signs stops verifying then"
+        print(
+            f"warning: {warning}: {consequence}; make a new CA ('mtls-certs init --force --days N') "
+            "and reissue its leaves",
+            file=sys.stderr,
+        )
+    return expired
+
+
+def _warn_about_leaf(cert: x509.Certificate, ca: CertificateAuthority, now: dt.datetime) -> None:
+    """The CA's warnings, and whether ``cert`` outlives it (said only while the CA is still valid)."""
+    if _warn_about_ca(ca, now):
+        return
+    outlives = outlives_issuer(cert, [ca.root, *ca.chain])
+    if outlives is not None:
+        print(f"warning: {outlives}; pass a shorter --days, or renew the CA first", file=sys.stderr)
+
+
 def _new_key_passphrase(args: argparse.Namespace) -> bytes | None:
     file = args.passphrase_file
     return read_passphrase(file, env_var=None) if file is not None else None
@@ -274,6 +304,7 @@ def _cmd_init(args: argparse.Namespace) -> int:
         f"next: mtls-certs issue server server --san DNS:localhost --san IP:127.0.0.1\n"
         f"      openssl x509 -in {_shown(pki.path(pki.ca_cert))} -text -noout"
     )
+    _warn_about_ca(ca, utcnow())
     return 0
 
 
@@ -345,22 +376,27 @@ def _cmd_issue(args: argparse.Namespace) -> int:
     files = ca.issue(Profile(args.role), args.name, passphrase=_new_key_passphrase(args), **common)
     cert = load_certificates(files.cert)[0]
     _print_issued(files, cert, ca)
+    _warn_about_leaf(cert, ca, utcnow())
     return 0
 
 
 def _cmd_revoke(args: argparse.Namespace) -> int:
     config = _config(args)
     cert = load_certificates(args.cert)[0]
-    crl = revoke(config.pki, _load_ca(config, args), cert)
+    ca = _load_ca(config, args)
+    crl = revoke(config.pki, ca, cert)
     print(f"revoked {cert.subject.rfc4514_string()} (serial {cert.serial_number:X}); wrote CRL {_shown(crl)}")
     print(f"next: point [server] crl at {_shown(crl)} and reload the server (SIGHUP)")
+    _warn_about_ca(ca, utcnow())
     return 0
 
 
 def _cmd_crl(args: argparse.Namespace) -> int:
     config = _config(args)
-    crl = write_crl(config.pki, _load_ca(config, args))
+    ca = _load_ca(config, args)
+    crl = write_crl(config.pki, ca)
     print(f"wrote CRL {_shown(crl)} (valid {config.pki.crl_days} days; rewrite it before then)")
+    _warn_about_ca(ca, utcnow())
     return 0
 
 
@@ -370,7 +406,7 @@ def _cmd_badset(args: argparse.Namespace) -> int:
     manifest = write_badset(args.dir)
     print(f"wrote the bad-credential set under {_shown(args.dir)} (manifest.json):")
     for case in (*manifest.cases, *manifest.server_cases):
-        print(f"  {case.name:<22} {case.expect:<10} {case.description}")
+        print(f"  {case.name:<29} {case.expect:<10} {case.description}")
     print(
         f"point a server at it: ca={manifest.ca} crl={manifest.crl} cert={manifest.server_cert} "
         f"key={manifest.server_key} allow=[{manifest.allow!r}]"
@@ -406,6 +442,9 @@ def _cmd_sign(args: argparse.Namespace) -> int:
         days=args.days or config.pki.leaf_days,
     )
     info = describe_certificate(cert)
+    # What was done goes where issue and revoke put theirs, stdout, unless stdout carries the PEM
+    # (no --out) and must stay a clean certificate for a pipe. Cautions and warnings: stderr.
+    report = sys.stdout if args.out is not None else sys.stderr
     if args.out is None:
         sys.stdout.buffer.write(pem(cert, *ca.chain))
     else:
@@ -413,16 +452,17 @@ def _cmd_sign(args: argparse.Namespace) -> int:
         if ca.chain:
             chain_path = args.out.with_name(f"{args.out.stem}-chain{args.out.suffix}")
             atomic_write(chain_path, pem(cert, *ca.chain), force=args.force)
-            print(f"wrote {args.out} and chain {_shown(chain_path)}", file=sys.stderr)
+            print(f"wrote {_shown(args.out)} and chain {_shown(chain_path)}", file=report)
         else:
-            print(f"wrote {args.out}", file=sys.stderr)
+            print(f"wrote {_shown(args.out)}", file=report)
     print(
         f"signed {cert.subject.rfc4514_string()} as {args.profile} (serial {info['serial']}, "
         f"EKU {', '.join(info['extended_key_usage'] or [])}, SANs {', '.join(info['sans']) or 'none'})",
-        file=sys.stderr,
+        file=report,
     )
     if not info["sans"]:
         print("warning: no SAN: pass --san so clients can check the name", file=sys.stderr)
+    _warn_about_leaf(cert, ca, utcnow())
     return 0
 
 
@@ -478,6 +518,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         )
         names = ", ".join(format_san(parse_san(s)) for s in sans)
         print(f"issued {role} certificate {_shown(files.chain)} ({names})")
+        _warn_about_leaf(load_certificates(files.cert)[0], ca, utcnow())
     bundle, secret = pki.dir / "client.p12", pki.dir / "client.p12.passphrase"
     if bundle.exists():
         print(f"kept existing browser bundle {_shown(bundle)}")

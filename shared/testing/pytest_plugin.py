@@ -8,15 +8,27 @@ Fixtures:
     ``mtls_ca.issue_server()``; each leaf has ``cert_path``, ``chain_path``,
     ``key_path``; ready contexts from ``mtls_ca.client_context(leaf)`` and
     ``mtls_ca.server_context(leaf)``; ``configure_trust(ctx)`` /
-    ``leaf.configure_cert(ctx)`` in trustme's style.
+    ``leaf.configure_cert(ctx)`` in trustme's style; ``mtls_ca.ca_cert_path``,
+    the root's PEM file, for tools that take a CA file (requests' ``verify=``,
+    curl's ``--cacert``).
 
 ``mtls_server``
     Our server, started as a separate process on a free loopback port with the
     CA's server certificate, requiring client certificates from ``mtls_ca``.
     ``mtls_server.assert_accepted(ctx)`` / ``assert_refused(ctx, reason=...)``
     check what the server does with a client ``ssl.SSLContext``;
-    ``mtls_server.url`` for HTTP clients. ``mtls_server_factory(allow=[...])``
-    starts one with other ``[server]`` settings.
+    ``mtls_server.url`` for HTTP clients; ``mtls_server.connections()`` the
+    server's per-connection log entries, ``connections(wait_for=n)`` once there
+    are n of them. ``mtls_server_factory(allow=[...])`` starts one with other
+    ``[server]`` settings.
+
+``mtls_bad_servers``
+    Every bad *server* (``mtls-server badservers``) in one process, for testing
+    your client: ``mtls_bad_servers.rows`` (each with ``url``, ``must``,
+    ``expect``), ``ca`` / ``crl`` / ``cert`` / ``key`` to configure the client
+    with; after your client ran against ``row.url``, ``row.observed()`` says what
+    it did and ``row.judge(client_ok=...)`` gives the verdict (``pass``,
+    ``FAIL``, ``informational``, ``skip``). One per test session.
 
 The helpers are synchronous (stdlib ``ssl`` and ``socket``), so they work in
 any test suite, trio or not.
@@ -45,12 +57,21 @@ from mtls_ref.shared.core.config import PKIConfig
 from mtls_ref.shared.core.events import listening_port, parse_event
 from mtls_ref.shared.pki.authority import CertificateAuthority, IssuedFiles, Profile, parse_san
 from mtls_ref.shared.pki.badset import Manifest, write_badset
+from mtls_ref.shared.testing.bad_servers import (
+    BadServerRow,
+    MtlsBadServers,
+    start_bad_servers,
+    stop_bad_servers,
+)
 from mtls_ref.shared.tls.diagnose import diagnose_eof, diagnose_ssl_error
 from mtls_ref.shared.tls.trace import Role
 
-__all__ = ["MtlsBadSet", "MtlsCA", "MtlsLeaf", "MtlsServer", "Verdict"]
+__all__ = ["BadServerRow", "MtlsBadServers", "MtlsBadSet", "MtlsCA", "MtlsLeaf", "MtlsServer", "Verdict"]
 
 STARTUP_TIMEOUT: Final = 30.0
+# How long connections(wait_for=n) waits by default: the server logs a connection the moment it
+# ends, milliseconds after the client's side returns; seconds leave room for a loaded CI machine.
+CONNECTIONS_TIMEOUT: Final = 10.0
 DEFAULT_SERVER_SANS: Final = ("DNS:localhost", "IP:127.0.0.1", "IP:::1")
 
 
@@ -93,6 +114,8 @@ class MtlsCA:
 
     @property
     def ca_cert_path(self) -> Path:
+        """The root CA's PEM file: what requests' ``verify=``, curl's ``--cacert`` and
+        ``ssl.create_default_context(cafile=...)`` take."""
         return self._pki.path(self._pki.ca_cert)
 
     def configure_trust(self, ctx: ssl.SSLContext) -> None:
@@ -149,22 +172,63 @@ class Verdict:
 
 @dataclass(slots=True, kw_only=True)
 class MtlsServer:
-    """A running mtls-server process on loopback."""
+    """A running mtls-server process on loopback.
+
+    A thread reads the process's log (its stderr) line by line; each line wakes whoever waits in
+    ``connections(wait_for=n)``, so a wait ends the moment the entry is written, never on a poll.
+    """
 
     host: str
     port: int
     ca: MtlsCA
     process: subprocess.Popen[bytes]
     log_lines: list[str] = field(default_factory=list)
+    _connections: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    _log_changed: threading.Condition = field(default_factory=threading.Condition, repr=False)
+    _log_ended: bool = field(default=False, repr=False)
+    _reader: threading.Thread | None = field(default=None, repr=False)
 
     @property
     def url(self) -> str:
         return f"https://localhost:{self.port}"
 
-    def connections(self) -> list[dict[str, Any]]:
-        """The server's per-connection log entries so far."""
-        entries = (parse_event(line) for line in list(self.log_lines))
-        return [e for e in entries if e is not None and e["event"] == "connection"]
+    def connections(self, *, wait_for: int = 0, timeout: float = CONNECTIONS_TIMEOUT) -> list[dict[str, Any]]:
+        """The server's per-connection log entries (one per connection, written as it ends).
+
+        The server writes a connection's entry when that connection ends, a moment after the
+        client's side has returned (``check`` included), so right after a check it may not be
+        there yet. ``wait_for=n`` blocks until at least ``n`` entries exist since the server
+        started, and raises AssertionError if they do not within ``timeout`` seconds or the server
+        exits first.
+        """
+        with self._log_changed:
+            self._log_changed.wait_for(
+                lambda: len(self._connections) >= wait_for or self._log_ended, timeout=timeout
+            )
+            found = list(self._connections)
+            ended = self._log_ended
+        if len(found) < wait_for:
+            why = "the server exited first" if ended else f"after {timeout:g}s"
+            tail = "\n".join(self.log_lines[-5:])
+            raise AssertionError(
+                f"mtls-ref server logged {len(found)} connection(s), not the {wait_for} waited for: "
+                f"{why}; its last log lines:\n{tail}"
+            )
+        return found
+
+    def _record(self, line: str) -> None:
+        """Keep one log line (from the reading thread) and wake the waiters."""
+        event = parse_event(line)
+        with self._log_changed:
+            self.log_lines.append(line)
+            if event is not None and event["event"] == "connection":
+                self._connections.append(event)
+            self._log_changed.notify_all()
+
+    def _end_of_log(self) -> None:
+        with self._log_changed:
+            self._log_ended = True
+            self._log_changed.notify_all()
 
     def check(
         self, ctx: ssl.SSLContext, *, server_hostname: str = "localhost", timeout: float = 5.0
@@ -235,13 +299,22 @@ def _start_server(ca: MtlsCA, directory: Path, options: dict[str, Any]) -> MtlsS
         module_command(SERVER_MODULE, "--config", str(config)), stderr=subprocess.PIPE, env=env, cwd=directory
     )
     server = MtlsServer(host="127.0.0.1", port=0, ca=ca, process=process)
-    server.port = _wait_listening(process, server.log_lines)
-    threading.Thread(target=_drain, args=(process, server.log_lines), daemon=True).start()
+    server.port, rest = _wait_listening(process, server)
+    server._reader = threading.Thread(target=_drain, args=(process, server, rest), daemon=True)
+    server._reader.start()
     return server
 
 
-def _wait_listening(process: subprocess.Popen[bytes], log: list[str]) -> int:
-    """Read the server's log until its 'listening' line (bounded), and return the port."""
+def _record_lines(buffer: bytes, server: MtlsServer) -> bytes:
+    """Record the complete lines of ``buffer``; return the unfinished rest."""
+    *complete, rest = buffer.split(b"\n")
+    for raw in complete:
+        server._record(raw.decode("utf-8", "replace"))
+    return rest
+
+
+def _wait_listening(process: subprocess.Popen[bytes], server: MtlsServer) -> tuple[int, bytes]:
+    """Read the server's log until its 'listening' line (bounded); the port, and what followed it."""
     assert process.stderr is not None  # noqa: S101 - Popen was given stderr=PIPE
     deadline = time.monotonic() + STARTUP_TIMEOUT
     buffer = b""
@@ -253,22 +326,30 @@ def _wait_listening(process: subprocess.Popen[bytes], log: list[str]) -> int:
             chunk = os.read(process.stderr.fileno(), 65536)
             if not chunk:
                 break
+            # One line at a time: whatever follows 'listening' in this chunk goes to _drain.
             buffer += chunk
-            *complete, buffer = buffer.split(b"\n")
-            for raw in complete:
+            while b"\n" in buffer:
+                raw, buffer = buffer.split(b"\n", 1)
                 line = raw.decode("utf-8", "replace")
-                log.append(line)
+                server._record(line)
                 if (port := listening_port(line)) is not None:
-                    return port
+                    return port, buffer
     process.kill()
-    raise RuntimeError("mtls-server did not start:\n" + "\n".join(log) + buffer.decode("utf-8", "replace"))
+    said = "\n".join(server.log_lines) + buffer.decode("utf-8", "replace")
+    raise RuntimeError("mtls-server did not start:\n" + said)
 
 
-def _drain(process: subprocess.Popen[bytes], log: list[str]) -> None:
-    """Keep reading the server's log so its pipe never fills."""
+def _drain(process: subprocess.Popen[bytes], server: MtlsServer, buffer: bytes) -> None:
+    """Keep reading the server's log until it ends, so its pipe never fills; each line wakes
+    connections(wait_for=...). os.read, as _wait_listening: the pipe's file object never buffers."""
     assert process.stderr is not None  # noqa: S101 - Popen was given stderr=PIPE
-    for raw in process.stderr:
-        log.append(raw.decode("utf-8", "replace").rstrip("\n"))
+    try:
+        while chunk := os.read(process.stderr.fileno(), 65536):
+            buffer = _record_lines(buffer + chunk, server)
+        if buffer:
+            server._record(buffer.decode("utf-8", "replace"))
+    finally:
+        server._end_of_log()
 
 
 def _stop(server: MtlsServer) -> None:
@@ -278,7 +359,11 @@ def _stop(server: MtlsServer) -> None:
     except subprocess.TimeoutExpired:
         server.process.kill()
         server.process.wait(timeout=10)
-    if server.process.stderr is not None:
+    # The reader sees the end of the log once the process (and any worker it started) is gone;
+    # close the pipe only after, so it never reads a closed descriptor.
+    if server._reader is not None:
+        server._reader.join(timeout=10)
+    if server.process.stderr is not None and (server._reader is None or not server._reader.is_alive()):
         server.process.stderr.close()
 
 
@@ -348,3 +433,11 @@ def mtls_server_factory(
 def mtls_server(mtls_server_factory: Callable[..., MtlsServer]) -> MtlsServer:
     """Our mTLS server on a free loopback port, trusting ``mtls_ca``."""
     return mtls_server_factory()
+
+
+@pytest.fixture(scope="session")
+def mtls_bad_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MtlsBadServers]:
+    """Every bad server on its own loopback port, to test your mTLS client against; see the module doc."""
+    servers = start_bad_servers(tmp_path_factory.mktemp("mtls-bad-servers"))
+    yield servers
+    stop_bad_servers(servers)

@@ -26,6 +26,7 @@ Connections over these contexts are :class:`~mtls_ref.shared.tls.connection.TLSC
 
 from __future__ import annotations
 
+import dataclasses
 import ssl
 import tempfile
 from pathlib import Path
@@ -79,14 +80,37 @@ def _common(ctx: ssl.SSLContext, tls_min: str, tls_max: str, keylog: Path | None
     trace.install(ctx)
 
 
+def _demo_files() -> frozenset[tuple[str, ...]]:
+    """The default cert, key and CA paths (certs/server-chain.pem, ...): the files `make certs` writes."""
+    fields = (*dataclasses.fields(ServerConfig), *dataclasses.fields(ClientConfig))
+    return frozenset(
+        f.default.parts for f in fields if f.name in ("cert", "key", "ca") and isinstance(f.default, Path)
+    )
+
+
+_DEMO_FILES: Final = _demo_files()
+
+
+def _missing(path: Path, description: str, role: str, setting: str) -> ConfigError:
+    """A missing file, with the fix that fits: one of the demo PKI's default paths (anchored at the
+    config file's folder or the working directory) is made by 'make certs'; any other path was
+    given on purpose, so the likely mistake is in the path itself."""
+    if any(path.parts[-len(parts) :] == parts for parts in _DEMO_FILES):
+        return ConfigError(
+            f"{role} {description} {str(path)!r} not found; create the demo PKI with 'make certs' "
+            f"(or 'mtls-certs demo'), or set [{role}] {setting}"
+        )
+    problem = "is not a file" if path.exists() else "no such file"
+    return ConfigError(
+        f"{role} {description} {str(path)!r}: {problem}: check the path (--{setting} or [{role}] {setting})"
+    )
+
+
 def require_credential_files(cert: Path, key: Path, role: str) -> None:
-    """A missing certificate or key file is named with the way to create it."""
-    for path, what in ((cert, "certificate"), (key, "private key")):
+    """A missing certificate or key file is named, with the way to create it or to fix its path."""
+    for path, what, setting in ((cert, "certificate", "cert"), (key, "private key", "key")):
         if not path.is_file():
-            raise ConfigError(
-                f"{role} {what} {str(path)!r} not found; create the demo PKI with 'make certs' "
-                f"(or 'mtls-certs demo'), or set [{role}] {'cert' if what == 'certificate' else 'key'}"
-            )
+            raise _missing(path, what, role, setting)
 
 
 def _load_chain(ctx: ssl.SSLContext, cert: Path, key: Path, passphrase_file: Path | None, role: str) -> None:
@@ -120,9 +144,7 @@ def _no_prompt() -> bytes:
 
 def require_ca_file(ca: Path, role: str) -> None:
     if not ca.is_file():
-        raise ConfigError(
-            f"{role} CA file {str(ca)!r} not found; create the demo PKI with 'make certs', or set [{role}] ca"
-        )
+        raise _missing(ca, "CA file", role, "ca")
 
 
 def _load_ca(ctx: ssl.SSLContext, ca: Path, role: str) -> None:
@@ -161,7 +183,7 @@ def server_context(config: ServerConfig) -> ssl.SSLContext:
 
 
 def _load_crl(ctx: ssl.SSLContext, crl: Path) -> None:
-    """Check client leaves against the CRLs (the leaf issuer's; OpenSSL picks it by issuer name).
+    """Check the peer's leaf against the CRLs (the leaf issuer's; OpenSSL picks it by issuer name).
 
     OpenSSL reads the checked copy of the file (see ``read_crl_file``: a
     certificate in a CRL file would become a trust anchor), never the path again.
@@ -193,6 +215,8 @@ def client_context(config: ClientConfig, *, alpn: list[str] | None = None) -> ss
     if alpn:
         ctx.set_alpn_protocols(alpn)
     _load_ca(ctx, config.ca, "client")
+    if config.crl is not None:
+        _load_crl(ctx, config.crl)  # the server's leaf, checked against its issuer's CRL
     if config.cert is not None:
         if config.key is None:
             raise ConfigError("client cert is set but key is not; set both [client] cert and key")
