@@ -73,3 +73,18 @@ def build_pki(base: Path, *, key_type: str = "p256") -> Pki:
         foreign_ca_cert=foreign_pki.path(foreign_pki.ca_cert),
         foreign_client=mallory,
     )
+
+
+def demo_certs_folder(pki: Pki, folder: Path) -> None:
+    """``folder/certs`` holding the session PKI under the names `make certs` writes (the page and the
+    README name them in their commands)."""
+    certs = folder / "certs"
+    certs.mkdir()
+    for name, source in {
+        "ca.pem": pki.ca_cert,
+        "client.pem": pki.client.cert,
+        "client-chain.pem": pki.client.chain,
+        "client.key": pki.client.key,
+        "intermediate.pem": pki.dir / "intermediate.pem",
+    }.items():
+        (certs / name).symlink_to(source)
