@@ -46,7 +46,7 @@ lint: $(STAMP)
 certs: $(STAMP)
 	$(BIN)/mtls-certs demo
 
-# ARGS: extra flags, e.g. `make run-server ARGS=--record-handshakes` (see README "Try it in your browser").
+# ARGS: extra flags, e.g. `make run-server ARGS=--record-handshakes` (see docs/browser.md).
 run-server: certs
 	$(BIN)/mtls-server $(ARGS)
 
@@ -60,7 +60,7 @@ demo: certs
 	$(BIN)/python -P -m mtls_ref.client.demo
 
 # The benchmark is not part of `make test` (it takes minutes); it runs nginx and HAProxy, which
-# test-deps installs. See README "Performance".
+# test-deps installs. See docs/performance.md.
 bench: test-deps
 	$(BIN)/python -m tests.bench
 

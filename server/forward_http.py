@@ -62,6 +62,9 @@ MAX_INTERIM: Final = 16  # 1xx responses a backend may send before its final one
 MIN_BODY_RATE: Final = 500  # bytes/s a request body must average (mod_reqtimeout's MinRate default)
 MAX_DROPPED_NAMES: Final = 32  # distinct dropped header names kept for the log line; then "(more)"
 ERROR_WITHIN: Final = 2.0  # seconds to deliver an error response to a client that may not read
+# Lingering close, as nginx's lingering_timeout / lingering_time: after an error answer to a client
+# still sending, read on while it keeps sending (each read within ERROR_WITHIN), LINGER_TOTAL at most.
+LINGER_TOTAL: Final = 10.0
 _VERSIONS: Final = (b"1.0", b"1.1")
 
 
@@ -318,20 +321,29 @@ class _HttpForwarder(Ends):
             (b"content-length", str(len(body)).encode()),
             (b"connection", b"close"),
         ]
-        with trio.move_on_after(ERROR_WITHIN):
+        with trio.move_on_after(LINGER_TOTAL):
             try:
                 data = self.front.send(h11.Response(status_code=refusal.status, headers=headers)) or b""
                 data += (self.front.send(h11.Data(data=body)) or b"") + (
                     self.front.send(h11.EndOfMessage()) or b""
                 )
-                await self.tls.send_all(data)
+                with trio.fail_after(ERROR_WITHIN):
+                    await self.tls.send_all(data)
                 # Lingering close (nginx's lingering_close): a client cut off in the middle of its
-                # request is still sending; read it, so that closing with unread input (a TCP reset)
-                # does not destroy the answer before the client reads it.
-                while mid_request and await self.tls.receive_some(CHUNK):
-                    pass
-            except (h11.LocalProtocolError, trio.BrokenResourceError, trio.ClosedResourceError):
-                pass  # a client that is gone or cannot be answered any more
+                # request is still sending; read on while it does, so that closing with unread input
+                # (a TCP reset) does not destroy the answer before the client reads it.
+                while mid_request:
+                    with trio.move_on_after(ERROR_WITHIN) as pause:
+                        mid_request = bool(await self.tls.receive_some(CHUNK))
+                    if pause.cancelled_caught:
+                        break
+            except (
+                h11.LocalProtocolError,
+                trio.BrokenResourceError,
+                trio.ClosedResourceError,
+                trio.TooSlowError,
+            ):
+                pass  # a client that is gone, does not read, or cannot be answered any more
 
 
 def _refusal_for(request: h11.Request) -> Refusal | None:

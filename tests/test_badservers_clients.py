@@ -2,8 +2,8 @@
 
 Each configuration's verdicts are pinned row by row: correct options pass
 every row a client can be judged on; switching verification off fails exactly
-the rows verification exists for, and nothing else. The README's table is
-this file's expectations.
+the rows verification exists for, and nothing else. The table in docs/troubleshooting.md
+("Bad servers") is this file's expectations.
 """
 
 from __future__ import annotations

@@ -272,21 +272,21 @@ def test_chromedriver_matches_chromium(browser_tools: Browser) -> None:
 REPO = Path(__file__).resolve().parent.parent
 
 
-def readme_nss_commands() -> str:
-    """The README's Chromium-on-Linux import commands, as written there."""
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    blocks = [block.split("```", 1)[0] for block in readme.split("```sh\n")[1:]]
+def documented_nss_commands() -> str:
+    """docs/browser.md's Chromium-on-Linux import commands, as written there."""
+    doc = (REPO / "docs" / "browser.md").read_text(encoding="utf-8")
+    blocks = [block.split("```", 1)[0] for block in doc.split("```sh\n")[1:]]
     found = [block for block in blocks if "pk12util" in block and "certutil" in block]
-    assert len(found) == 1, "README: expected one sh block with the certutil/pk12util imports"
+    assert len(found) == 1, "docs/browser.md: expected one sh block with the certutil/pk12util imports"
     return "\n".join(line.strip() for line in found[0].splitlines())
 
 
-def readme_imports(home: Path) -> None:
-    """`make certs`, then the README's import commands verbatim, into a throwaway ``home``."""
+def documented_imports(home: Path) -> None:
+    """`make certs`, then docs/browser.md's import commands verbatim, into a throwaway ``home``."""
     subprocess.run(["make", "--no-print-directory", "-C", str(REPO), "certs"], check=True, timeout=240)
     home.mkdir(parents=True)
     subprocess.run(
-        ["bash", "-euc", readme_nss_commands()],
+        ["bash", "-euc", documented_nss_commands()],
         cwd=REPO,
         env={**os.environ, "HOME": str(home)},
         stdin=subprocess.DEVNULL,  # certutil prompts for a password if a command is wrong: fail instead
@@ -296,13 +296,13 @@ def readme_imports(home: Path) -> None:
     )
 
 
-async def test_the_readme_steps_in_chromium(browser_tools: Browser, tmp_path: Path) -> None:
-    """README "Try it in your browser" for Chromium on Linux, command for command: `make certs`, the
-    certutil/pk12util imports of certs/ca.pem and certs/client.p12 (read from the README itself),
+async def test_the_documented_steps_in_chromium(browser_tools: Browser, tmp_path: Path) -> None:
+    """docs/browser.md for Chromium on Linux, command for command: `make certs`, the certutil/pk12util
+    imports of certs/ca.pem and certs/client.p12 (read from that page itself),
     `make run-server ARGS=--record-handshakes`, open the page."""
-    await trio.to_thread.run_sync(readme_imports, tmp_path / "home")
+    await trio.to_thread.run_sync(documented_imports, tmp_path / "home")
     argv = ["make", "--no-print-directory", "-C", str(REPO), "run-server"]
-    # --port 0 and JSON lines only so the test finds the port; the README's server uses 8443.
+    # --port 0 and JSON lines only so the test finds the port; the page's server uses 8443.
     argv.append("ARGS=--record-handshakes --port 0 --log-format json")
     server = await trio.lowlevel.open_process(argv, stderr=subprocess.PIPE, start_new_session=True)
     try:

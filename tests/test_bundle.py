@@ -101,23 +101,23 @@ def test_export_generates_and_prints_a_passphrase(tmp_path: Path) -> None:
     assert certs(tmp_path, "show", str(tmp_path / "bob.p12"), "--passphrase-file", str(secret)) == 0
 
 
-def readme_console_block(after: str) -> tuple[str, list[str]]:
-    """The README console block whose first line is ``$ {after}...``: that command, and the lines it
-    shows as output up to a "..." line (the rest elided)."""
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    start = readme.index(f"$ {after}")
-    block = readme[start : readme.index("```", start)].splitlines()
+def docs_console_block(page: str, after: str) -> tuple[str, list[str]]:
+    """The console block of docs/{page} whose first line is ``$ {after}...``: that command, and the
+    lines it shows as output up to a "..." line (the rest elided)."""
+    doc = (REPO / "docs" / page).read_text(encoding="utf-8")
+    start = doc.index(f"$ {after}")
+    block = doc[start : doc.index("```", start)].splitlines()
     shown = block[1:]
     return block[0].removeprefix("$ "), shown[: shown.index("...")] if "..." in shown else shown
 
 
-def test_readme_show_of_the_demo_bundle_runs_verbatim(
+def test_documented_show_of_the_demo_bundle_runs_verbatim(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The README's `mtls-certs show certs/client.p12 --passphrase-file ...` after `mtls-certs demo`,
-    run as written from that folder: it opens with the file demo wrote and prints what the README
-    shows, three certificates (leaf, intermediate, root) as the README says the bundle holds."""
-    command, shown = readme_console_block("mtls-certs show certs/client.p12")
+    """docs/certificates.md's `mtls-certs show certs/client.p12 --passphrase-file ...` after `mtls-certs
+    demo`, run as written from that folder: it opens with the file demo wrote and prints what the page
+    shows, three certificates (leaf, intermediate, root) as the page says the bundle holds."""
+    command, shown = docs_console_block("certificates.md", "mtls-certs show certs/client.p12")
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MTLS_CONFIG", raising=False)
     assert main(["demo"]) == 0

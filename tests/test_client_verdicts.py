@@ -175,10 +175,10 @@ async def test_forward_control_an_untrusted_certificate_is_still_rejected(pki: P
 
 
 def test_every_exit_code_is_documented_once(capsys: pytest.CaptureFixture[str]) -> None:
-    """The README's exit-code table and `mtls-client --help` list exactly the codes the client returns
+    """docs/client.md's exit-code table and `mtls-client --help` list exactly the codes the client returns
     (1, "unexpected", is in neither), each once."""
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    table = readme.split("| exit | meaning |", 1)[1].split("\n\n", 1)[0]
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "client.md").read_text(encoding="utf-8")
+    table = doc.split("| exit | meaning |", 1)[1].split("\n\n", 1)[0]
     documented = [
         int(row.split("|")[1]) for row in table.splitlines() if row.startswith("| ") and "---" not in row
     ]

@@ -220,19 +220,22 @@ async def test_a_backend_that_never_reads_gets_the_client_a_504(pki: Pki) -> Non
                 "127.0.0.1", port, ssl_context=client_context(config), https_compatible=True
             )
             raw = b""
+            answered = trio.Event()
             async with stream, trio.open_nursery() as sending:
 
                 async def send() -> None:
-                    # The server answers and closes while we are still sending.
-                    with contextlib.suppress(trio.BrokenResourceError):
-                        await stream.send_all(head + body)
+                    # A megabyte at a time until the answer comes: a client that sent all of it
+                    # while the server closed would find its TLS stream broken before reading.
+                    await stream.send_all(head)
+                    for start in range(0, len(body), 1 << 20):
+                        if answered.is_set():
+                            return
+                        await stream.send_all(body[start : start + (1 << 20)])
 
                 sending.start_soon(send)
-                try:
-                    while chunk := await stream.receive_some(65536):
-                        raw += chunk
-                except trio.BrokenResourceError:
-                    pass
+                while chunk := await stream.receive_some(65536):
+                    raw += chunk
+                    answered.set()
                 sending.cancel_scope.cancel()
         entry = await log.connection()
         server.shutdown()

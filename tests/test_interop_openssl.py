@@ -184,20 +184,20 @@ async def test_the_logged_alert_is_the_one_on_the_wire(
     assert entry["alert"] == alert_received(out), (entry, out)
 
 
-def readme_line_protocol_command() -> str:
-    """The `openssl s_client` command of the README's line protocol example, continuation joined."""
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    section = readme.split("### The line protocol", 1)[1]
+def documented_line_protocol_command() -> str:
+    """The `openssl s_client` command of docs/server.md's line protocol example, continuation joined."""
+    doc = (REPO / "docs" / "server.md").read_text(encoding="utf-8")
+    section = doc.split("## The line protocol", 1)[1]
     found = re.search(r"^\$ (openssl s_client .*?(?:\\\n.*?)*)$", section, re.MULTILINE)
-    assert found is not None, "README: no '$ openssl s_client' command under 'The line protocol'"
+    assert found is not None, "docs/server.md: no '$ openssl s_client' command under 'The line protocol'"
     return found.group(1).replace("\\\n", " ")
 
 
-async def test_readme_s_client_sends_the_leaf_once(pki: Pki, openssl: str, tmp_path: Path) -> None:
-    """The README's line protocol command, run from a folder holding certs/ with -trace added: the
+async def test_documented_s_client_sends_the_leaf_once(pki: Pki, openssl: str, tmp_path: Path) -> None:
+    """docs/server.md's line protocol command, run from a folder holding certs/ with -trace added: the
     client's Certificate message holds the leaf once, then the intermediate, and the server greets it."""
     demo_certs_folder(pki, tmp_path)
-    command = readme_line_protocol_command()
+    command = documented_line_protocol_command()
     assert "-connect 127.0.0.1:8443" in command, command
     async with trio.open_nursery() as nursery:
         server, port, _ = await start_server(nursery, pki)

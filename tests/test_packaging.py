@@ -28,7 +28,7 @@ FOREIGN_PACKAGES = {
     "shared/util.py": "def shout(text: str) -> str:\n    return text.upper()\n",
 }
 
-# Copied into the README ("Use it in your own test suite"): keep the two the same.
+# Copied into docs/pytest-plugin.md: keep the two the same (tests/test_docs.py checks it).
 FOREIGN_TESTS = '''
 from client import GREETING
 from server import name

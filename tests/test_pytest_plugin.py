@@ -84,11 +84,10 @@ def test_plugin_example_suite(pytester: pytest.Pytester) -> None:
     )
 
 
-def test_readme_names_real_fixture_attributes_and_the_ca_file() -> None:
-    """Every `mtls_ca.X` and `mtls_server.X` the README's plugin section names exists, and among them
+def test_docs_name_real_fixture_attributes_and_the_ca_file() -> None:
+    """Every `mtls_ca.X` and `mtls_server.X` docs/pytest-plugin.md names exists, and among them
     is the CA file path that requests (verify=) and curl (--cacert) users need."""
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    section = readme.split("## Use it in your own test suite", 1)[1].split("\n## ", 1)[0]
+    section = (REPO / "docs" / "pytest-plugin.md").read_text(encoding="utf-8")
     named = {
         (owner, attribute) for owner, attribute in re.findall(r"\b(mtls_ca|mtls_server)\.(\w+)", section)
     }

@@ -209,14 +209,14 @@ async def test_status_on_loopback_needs_no_opt_in(pki: Pki, address: str) -> Non
     assert listening["status"] and "status_warning" not in listening
 
 
-async def test_readme_status_example_prints_what_the_readme_shows(pki: Pki, curl: str) -> None:
-    """The README's `curl -s http://127.0.0.1:9100/metrics | grep mtls_connections_total`, run by
-    bash with the test's status port in place of 9100, after the README's story (two clients
-    accepted, one without a certificate refused on TLS 1.3): the lines it prints are the README's,
+async def test_documented_status_example_prints_what_the_page_shows(pki: Pki, curl: str) -> None:
+    """docs/server.md's `curl -s http://127.0.0.1:9100/metrics | grep mtls_connections_total`, run by
+    bash with the test's status port in place of 9100, after the page's story (two clients
+    accepted, one without a certificate refused on TLS 1.3): the lines it prints are the page's,
     # HELP and # TYPE included."""
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    start = readme.index("$ curl -s http://127.0.0.1:9100/metrics")
-    command, *shown = readme[start : readme.index("```", start)].strip().splitlines()
+    doc = (REPO / "docs" / "server.md").read_text(encoding="utf-8")
+    start = doc.index("$ curl -s http://127.0.0.1:9100/metrics")
+    command, *shown = doc[start : doc.index("```", start)].strip().splitlines()
     async with trio.open_nursery() as nursery:
         server, port, _ = await start_server(nursery, pki, status="127.0.0.1:0")
         for config in (
