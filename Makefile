@@ -12,7 +12,7 @@ help:
 	@echo "make demo        start a server, run the client against it, show the handshake"
 	@echo "make test-deps   .venv, and the Debian packages the tests drive (root or sudo; .ci/test-peers.txt)"
 	@echo "make test        run the test suite (bootstraps .venv)"
-	@echo "make lint        ruff + mypy --strict"
+	@echo "make lint        ruff + mypy --strict (the package and tests/)"
 	@echo "make certs       create the demo PKI under $(CERTS)/ (keeps what exists)"
 	@echo "make run-server  serve on the address in mtls.toml (Ctrl-C to stop)"
 	@echo "make run-client  connect to it and exchange a few lines"
@@ -33,8 +33,8 @@ test: $(STAMP)
 test-deps: $(STAMP)
 	bash .ci/test-deps
 
-# mypy checks the package as it installs (mtls_ref.server, ...): a link tree under
-# build/ maps the top-level folders to that name, as pyproject's package-dir does.
+# mypy --strict checks the package as it installs (mtls_ref.server, ...), and tests/: a link tree
+# under build/ maps the top-level folders to that name, as pyproject's package-dir does.
 TYPECHECK := build/typecheck/mtls_ref
 
 lint: $(STAMP)

@@ -7,9 +7,9 @@ import pytest
 from mtls_ref.shared.core.config import TLS_ENGINES
 from mtls_ref.shared.pki.badset import Manifest, write_badset
 
-from . import tlstools
-from .peers import peer_or_skip, peers_or_skip
-from .pkitools import Pki, build_pki
+from .support import tls
+from .support.peers import peer_or_skip, peers_or_skip
+from .support.pki import Pki, build_pki
 
 # pytester runs the example suites that exercise our pytest plugin.
 pytest_plugins = ["pytester"]
@@ -35,13 +35,13 @@ def tls_version(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture(params=TLS_ENGINES)
 def tls_engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Run a test once per server TLS engine: the server helpers of tlstools build that engine."""
-    monkeypatch.setattr(tlstools, "SERVER_ENGINE", request.param)
+    """Run a test once per server TLS engine: the server helpers of support/tls.py build that engine."""
+    monkeypatch.setattr(tls, "SERVER_ENGINE", request.param)
     return str(request.param)
 
 
 # The peers nobody here wrote, found by sync fixtures: a skip raised inside an async test loses its
-# reason under pytest-trio, and `make test-deps` installs them all (tests/peers.py).
+# reason under pytest-trio, and `make test-deps` installs them all (tests/support/peers.py).
 
 
 @pytest.fixture(scope="session")

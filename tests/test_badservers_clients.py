@@ -36,7 +36,7 @@ UNVERIFIED = (
 FAIL, INFO = Status.FAIL, Status.INFORMATIONAL
 # Without verification nothing checks names or revocation either: informational, not failed.
 INSECURE = {**dict.fromkeys(UNVERIFIED, FAIL), "cn-only": INFO, "revoked": INFO}
-CLIENTS = Path(__file__).with_name("python_clients.py")
+CLIENTS = Path(__file__).parent / "support" / "python_clients.py"
 
 
 async def verdicts_for(badset: Manifest, command: str) -> dict[str, Status]:

@@ -11,7 +11,7 @@ from mtls_ref.shared.core.config import ClientConfig
 from mtls_ref.shared.pki.badset import Manifest
 from mtls_ref.shared.tls.context import ALPN_LINE, client_context
 
-from .tlstools import log_events, start_server_with
+from .support.tls import log_events, start_server_with
 
 # case -> (exit, alert, what the client says about its certificate, what the server log says)
 EXPECTED: dict[str, tuple[Exit, str | None, str, str]] = {

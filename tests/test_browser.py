@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import trio
@@ -32,9 +32,13 @@ from mtls_ref.shared.core.events import listening_port
 from mtls_ref.shared.pki.bundle import write_bundle
 from mtls_ref.shared.pki.keys import load_certificates, load_private_key
 
-from .peers import peers_or_skip
-from .pkitools import Pki
-from .tlstools import log_events, read_until, start_server
+from .support.peers import peers_or_skip
+from .support.pki import Pki
+from .support.processes import read_until
+from .support.tls import log_events, start_server
+
+if TYPE_CHECKING:  # selenium is imported where a browser test runs, not when the module is collected
+    from selenium.webdriver.chrome.webdriver import WebDriver
 
 pytestmark = pytest.mark.interop
 
@@ -94,7 +98,7 @@ def nss_home(tools: Browser, pki: Pki, home: Path, *, with_client: bool) -> Path
 
 
 @contextmanager
-def chromium(tools: Browser, home: Path, origin: str) -> Iterator[object]:
+def chromium(tools: Browser, home: Path, origin: str) -> Iterator[WebDriver]:
     """A headless Chromium using ``home``'s NSS database, picking a client certificate for ``origin``
     on its own (as the AutoSelectCertificateForUrls policy would) instead of asking."""
     from selenium import webdriver
@@ -102,7 +106,7 @@ def chromium(tools: Browser, home: Path, origin: str) -> Iterator[object]:
 
     profile = home / "profile"
     (profile / "Default").mkdir(parents=True)
-    auto_select = {f"{origin},*": {"setting": {"filters": [{}]}}}
+    auto_select: dict[str, Any] = {f"{origin},*": {"setting": {"filters": [{}]}}}
     preferences = {"profile": {"content_settings": {"exceptions": {"auto_select_certificate": auto_select}}}}
     (profile / "Default" / "Preferences").write_text(json.dumps(preferences), encoding="utf-8")
     options = webdriver.ChromeOptions()

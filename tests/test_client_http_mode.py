@@ -18,8 +18,8 @@ import trio
 from mtls_ref.client.session import ClientReport, Exit, run_client
 from mtls_ref.shared.tls.context import ALPN_HTTP, client_context
 
-from .pkitools import Pki
-from .tlstools import client_config
+from .support.pki import Pki
+from .support.tls import client_config
 
 
 @asynccontextmanager
@@ -38,7 +38,7 @@ async def scripted_https(
         http = h11.Connection(h11.SERVER)
         with trio.move_on_after(10):
             while (event := http.next_event()) is h11.NEED_DATA:
-                http.receive_data(await tls.receive_some(65536))
+                http.receive_data(bytes(await tls.receive_some(65536)))
             assert isinstance(event, h11.Request), event
             requests.append(event)
             for piece in pieces:

@@ -20,8 +20,9 @@ from mtls_ref.client.session import ClientReport, Exit, run_client
 from mtls_ref.shared.core.config import ClientConfig
 from mtls_ref.shared.tls.context import ALPN_LINE, client_context
 
-from .pkitools import Pki
-from .tlstools import client_config, log_events, s_server, start_server, with_version
+from .support.pki import Pki
+from .support.s_server import s_server
+from .support.tls import client_config, log_events, start_server, with_version
 
 NOT_A_REJECTION = (
     "the server closed the connection without an alert after the handshake: not a certificate rejection; "

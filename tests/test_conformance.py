@@ -15,7 +15,9 @@ from mtls_ref.client.conformance import main as conformance_main
 from mtls_ref.client.conformance import openssl_command, render_table, run_conformance
 from mtls_ref.shared.pki.badset import Manifest
 
-from .tlstools import certificates_sent, openssl_s_server, start_server_with, subjects_in
+from .support.openssl_trace import certificates_sent, subjects_in
+from .support.s_server import credential_flags, openssl_s_server
+from .support.tls import start_server_with
 
 pytestmark = pytest.mark.interop
 
@@ -70,18 +72,11 @@ async def test_show_openssl_commands_send_each_certificate_once(badset: Manifest
 
 def s_server(openssl: str, badset: Manifest, *verify: str) -> AbstractAsyncContextManager[int]:
     """`openssl s_server -rev` on the bad set's server credential, checking its CRL."""
-    server_cert, key = str(badset.path(badset.server_cert)), str(badset.path(badset.server_key))
+    server_cert, key = badset.path(badset.server_cert), badset.path(badset.server_key)
     return openssl_s_server(
         openssl,
         "-rev",
-        "-cert",
-        server_cert,
-        "-cert_chain",
-        server_cert,
-        "-key",
-        key,
-        "-CAfile",
-        str(badset.path(badset.ca)),
+        *credential_flags(cert=server_cert, chain=server_cert, key=key, ca=badset.path(badset.ca)),
         "-CRL",
         str(badset.path(badset.crl)),
         "-crl_check",

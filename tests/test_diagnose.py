@@ -11,7 +11,7 @@ import pytest
 from mtls_ref.shared.core.config import PKIConfig
 from mtls_ref.shared.pki.authority import CertificateAuthority, Profile, parse_san
 from mtls_ref.shared.pki.keys import load_certificates
-from mtls_ref.shared.tls.codes import UNKNOWN_ALERT, VERIFY_CODES, Topic
+from mtls_ref.shared.tls.codes import UNKNOWN_ALERT, VERIFY_CODES, Reason, Topic, VerifyCode
 from mtls_ref.shared.tls.diagnose import (
     SENT_ALERTS,
     Category,
@@ -22,7 +22,7 @@ from mtls_ref.shared.tls.diagnose import (
 from mtls_ref.shared.tls.reasons import LOCAL_REASONS, REASONS
 from mtls_ref.shared.tls.trace import Role
 
-from .pkitools import NOW, Pki
+from .support.pki import NOW, Pki
 
 
 def verify_error(code: int, message: str) -> ssl.SSLCertVerificationError:
@@ -40,7 +40,8 @@ def reason_error(reason: str) -> ssl.SSLError:
 def test_every_record_has_words_that_format() -> None:
     """Each record's words fill in with the fields diagnose gives them: no stray placeholder."""
     fields = {"peer": "client", "eku": "clientAuth", "role": "client"}
-    for record in [*VERIFY_CODES.values(), *REASONS.values()]:
+    records: list[VerifyCode | Reason] = [*VERIFY_CODES.values(), *REASONS.values()]
+    for record in records:
         for words in (record.what, record.fix):
             assert "{" not in words.format(**fields), record
 

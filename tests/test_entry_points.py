@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 import subprocess
 from pathlib import Path
 
@@ -10,36 +9,12 @@ import trio
 
 from mtls_ref.shared.core.cli_support import SERVER_MODULE, module_command
 
-from .pkitools import Pki
-from .planted import MARKER, PLANTED, write_tree
-from .tlstools import read_until
+from .support.pki import Pki
+from .support.planted import MARKER, PLANTED, write_tree
+from .support.processes import read_until
+from .support.server_process import stop_server_process, write_config
 
 CLIENT_MODULE = "mtls_ref.client"
-
-
-def write_config(pki: Pki, tmp_path: Path) -> Path:
-    path = tmp_path / "mtls.toml"
-    path.write_text(
-        f"""
-[server]
-host = "127.0.0.1"
-port = 0
-cert = "{pki.server.chain}"
-key = "{pki.server.key}"
-ca = "{pki.ca_cert}"
-log_format = "text"
-
-[client]
-host = "127.0.0.1"
-server_name = "localhost"
-cert = "{pki.client.chain}"
-key = "{pki.client.key}"
-ca = "{pki.ca_cert}"
-timeout = 5.0
-""",
-        encoding="utf-8",
-    )
-    return path
 
 
 async def run_client_process(config: Path, port: str, *flags: str) -> subprocess.CompletedProcess[bytes]:
@@ -53,17 +28,6 @@ async def run_client_process(config: Path, port: str, *flags: str) -> subprocess
         )
     assert client.returncode == 0, client.stdout.decode() + client.stderr.decode()
     return client
-
-
-async def stop_server_process(server: trio.Process, stderr: trio.abc.ReceiveStream) -> bytes:
-    """SIGTERM, then the rest of its log; asserts a clean exit."""
-    server.send_signal(signal.SIGTERM)
-    rest = b""
-    with trio.fail_after(20):
-        while chunk := await stderr.receive_some(4096):
-            rest += chunk
-        assert await server.wait() == 0
-    return rest
 
 
 async def test_server_and_client_processes(pki: Pki, tmp_path: Path) -> None:

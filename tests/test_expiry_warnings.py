@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -19,8 +20,8 @@ from mtls_ref.shared.pki.expiry import EXPIRY_WARNING, expiry_warning, outlives_
 from mtls_ref.shared.pki.keys import load_certificates, utcnow
 from mtls_ref.shared.pki.revocation import build_crl
 
-from .pkitools import Pki
-from .tlstools import server_config
+from .support.pki import Pki
+from .support.tls import server_config
 
 SECOND = dt.timedelta(seconds=1)
 
@@ -122,7 +123,7 @@ def test_a_healthy_ca_is_not_warned_about(tmp_path: Path, capsys: pytest.Capture
 
 
 def banner(
-    config_changes: dict[str, object], pki: Pki, crls: tuple[x509.CertificateRevocationList, ...] = ()
+    config_changes: dict[str, Any], pki: Pki, crls: tuple[x509.CertificateRevocationList, ...] = ()
 ) -> list[str]:
     """The text banner the server prints at start, with ``crls`` as the loaded CRLs."""
     lines: list[str] = []

@@ -25,7 +25,7 @@ from mtls_ref.shared.pki.facts import (
 from mtls_ref.shared.pki.keys import load_certificates, load_private_key
 from mtls_ref.shared.pki.revocation import RevokedEntry, build_crl
 
-from .pkitools import NOW, Pki
+from .support.pki import NOW, Pki
 
 SECOND = dt.timedelta(seconds=1)
 

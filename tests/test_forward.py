@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 import struct
 import subprocess
 import sys
 import tempfile
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import pytest
 import trio
@@ -21,29 +18,12 @@ from mtls_ref.shared.pki.keys import load_certificates
 from mtls_ref.shared.tls.context import client_context
 from mtls_ref.shared.tls.identity import identity_from_der
 
-from .peers import free_port, stop_process, wait_for_port
-from .pkitools import Pki
-from .test_http_interop import curl_with
-from .tlstools import client_config, log_events, start_server
-
-
-@asynccontextmanager
-async def echo_backend(received: list[bytes]) -> AsyncIterator[int]:
-    """A plain TCP service that records what it gets and echoes it back, line by line."""
-
-    async def handle(stream: trio.SocketStream) -> None:
-        async with stream:
-            try:
-                while data := await stream.receive_some(65536):
-                    received.append(data)
-                    await stream.send_all(data.split(SIGNATURE, 1)[0] if data.startswith(SIGNATURE) else data)
-            except trio.BrokenResourceError:
-                pass
-
-    async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(functools.partial(trio.serve_tcp, handle, 0, host="127.0.0.1"))
-        yield int(listeners[0].socket.getsockname()[1])
-        nursery.cancel_scope.cancel()
+from .support.backends import echo_backend
+from .support.peer_flags import curl_with
+from .support.pki import Pki
+from .support.ports import free_port, wait_for_port
+from .support.processes import stop_process
+from .support.tls import client_config, log_events, start_server
 
 
 async def raw_client(pki: Pki, port: int, *, alice: bool = True) -> ClientReport:

@@ -18,18 +18,10 @@ import trio
 from mtls_ref.shared.core.proxy_protocol import ProxyHeader
 from mtls_ref.shared.tls.context import client_context
 
-from .forward_peers import (
-    WAIT,
-    Seen,
-    h11_backend,
-    http_server_backend,
-    responses,
-    start_forwarding,
-    tls_exchange,
-)
-from .pkitools import Pki
-from .test_forward import echo_backend
-from .tlstools import client_config
+from .support.backends import Seen, echo_backend, h11_backend, http_server_backend
+from .support.forward import WAIT, responses, start_forwarding, tls_exchange
+from .support.pki import Pki
+from .support.tls import client_config
 
 Script = Callable[[trio.SocketStream], Awaitable[None]]
 

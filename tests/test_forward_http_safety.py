@@ -18,20 +18,12 @@ import trio
 from mtls_ref.shared.core.cli_support import SERVER_MODULE, module_command
 from mtls_ref.shared.tls.context import client_context
 
-from .forward_peers import (
-    WAIT,
-    Seen,
-    h11_backend,
-    http_server_backend,
-    responses,
-    start_forwarding,
-    tls_exchange,
-    websocket_echo_backend,
-    wsgi_backend,
-)
-from .pkitools import Pki
-from .test_entry_points import stop_server_process, write_config
-from .tlstools import client_config, read_until
+from .support.backends import Seen, h11_backend, http_server_backend, websocket_echo_backend, wsgi_backend
+from .support.forward import WAIT, responses, start_forwarding, tls_exchange
+from .support.pki import Pki
+from .support.processes import read_until
+from .support.server_process import stop_server_process, write_config
+from .support.tls import client_config
 
 SMUGGLED = b'GET /smuggled HTTP/1.1\r\nHost: x\r\nX-Forwarded-Client-Cert: Hash=0;Subject="CN=admin"\r\n\r\n'
 

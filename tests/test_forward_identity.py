@@ -23,10 +23,10 @@ from mtls_ref.shared.pki.keys import generate_key, load_certificates
 from mtls_ref.shared.tls.context import client_context
 from mtls_ref.shared.tls.identity import PeerIdentity, identity_from_der
 
-from .forward_peers import Seen, h11_backend, responses, start_forwarding
-from .pkitools import Pki
-from .test_forward import echo_backend
-from .tlstools import client_config
+from .support.backends import Seen, echo_backend, h11_backend
+from .support.forward import responses, start_forwarding
+from .support.pki import Pki
+from .support.tls import client_config
 
 # -- parsers a careful backend would use ---------------------------------------------------------
 

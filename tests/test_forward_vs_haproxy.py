@@ -13,8 +13,10 @@ from dataclasses import dataclass
 import pytest
 import trio
 
-from .forward_peers import Seen, h11_backend, haproxy_http_front, responses, start_forwarding, tls_exchange
-from .pkitools import Pki
+from .support.backends import Seen, h11_backend
+from .support.forward import responses, start_forwarding, tls_exchange
+from .support.haproxy import haproxy_http_front
+from .support.pki import Pki
 
 CLOSE = b"Connection: close\r\n"
 PROBES: dict[str, bytes] = {

@@ -21,8 +21,8 @@ from mtls_ref.shared.tls.connection import TLSConnection
 from mtls_ref.shared.tls.context import ALPN_HTTP, ALPN_LINE, client_context, server_context
 from mtls_ref.shared.tls.identity import AllowList
 
-from .pkitools import Pki
-from .tlstools import client_config, no_cert, server_config, socket_stream_pair, with_version
+from .support.pki import Pki
+from .support.tls import client_config, no_cert, server_config, socket_stream_pair, with_version
 
 
 @dataclass

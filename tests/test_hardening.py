@@ -38,8 +38,8 @@ from mtls_ref.shared.tls.context import ALPN_LINE, client_context
 from mtls_ref.shared.tls.identity import AllowList, AllowRule, PeerIdentity
 from mtls_ref.shared.tls.keylog import set_stdlib_keylog
 
-from .pkitools import Pki
-from .tlstools import client_config, log_events, start_server, start_server_with
+from .support.pki import Pki
+from .support.tls import client_config, log_events, start_server, start_server_with
 
 # -- 1. the CRL file can add no trust anchor ----------------------------------------
 
@@ -54,12 +54,12 @@ def crl_with_foreign_root(badset: Manifest, pki: Pki, folder: Path) -> Path:
 @pytest.mark.usefixtures("tls_engine")
 def test_certificate_in_crl_file_refuses_start(badset: Manifest, pki: Pki, tmp_path: Path) -> None:
     """A certificate in the CRL file stops the server at start, naming the file and the fix."""
-    from . import tlstools
+    from .support import tls
 
     settings = {**badset.server_settings(), "crl": crl_with_foreign_root(badset, pki, tmp_path)}
-    config = ServerConfig(tls_engine=tlstools.SERVER_ENGINE, host="127.0.0.1", port=0, **settings)
+    config = ServerConfig(tls_engine=tls.SERVER_ENGINE, host="127.0.0.1", port=0, **settings)
     with pytest.raises(CertificateError, match=r"holds CERTIFICATE besides CRLs.*put CA certificates in"):
-        Server(config, log=EventLog("json", [].append))
+        Server(config, log=EventLog("json", list[str]().append))
 
 
 @pytest.mark.usefixtures("tls_engine")
@@ -275,9 +275,9 @@ async def test_keylog_is_0600_and_announced(pki: Pki, tmp_path: Path) -> None:
     """The key log is created 0600 and the banner and listening event warn that it is on."""
     keys = tmp_path / "server.keylog"
     lines: list[str] = []
-    from . import tlstools
+    from .support import tls
 
-    config = tlstools.server_config(pki, keylog=keys)
+    config = tls.server_config(pki, keylog=keys)
     server = Server(config, log=EventLog("text", lines.append))
     async with trio.open_nursery() as nursery:
         await nursery.start(server.serve)
@@ -290,21 +290,21 @@ async def test_keylog_is_0600_and_announced(pki: Pki, tmp_path: Path) -> None:
 @pytest.mark.usefixtures("tls_engine")
 def test_keylog_readable_by_others_is_refused(pki: Pki, tmp_path: Path) -> None:
     """An existing key log that others can read is not appended to: the error says how to fix it."""
-    from . import tlstools
+    from .support import tls
 
     keys = tmp_path / "open.keylog"
     keys.write_text("")
     keys.chmod(0o644)
     with pytest.raises(ConfigError, match=r"readable by others \(mode 644\).*chmod 600"):
-        Server(tlstools.server_config(pki, keylog=keys), log=EventLog("json", [].append))
+        Server(tls.server_config(pki, keylog=keys), log=EventLog("json", list[str]().append))
 
 
 def keylog_refusal(pki: Pki, keys: Path) -> str:
     """The ConfigError a server with key log ``keys`` stops with (the engine the fixture chose)."""
-    from . import tlstools
+    from .support import tls
 
     with pytest.raises(ConfigError) as refused:
-        Server(tlstools.server_config(pki, keylog=keys), log=EventLog("json", [].append))
+        Server(tls.server_config(pki, keylog=keys), log=EventLog("json", list[str]().append))
     return str(refused.value)
 
 
@@ -441,9 +441,9 @@ async def test_control_characters_in_sans_cannot_forge_log_lines(pki: Pki, tmp_p
         [x509.UniformResourceIdentifier(forged)],
     )
     lines: list[str] = []
-    from . import tlstools
+    from .support import tls
 
-    server = Server(tlstools.server_config(pki), log=EventLog("text", lines.append))
+    server = Server(tls.server_config(pki), log=EventLog("text", lines.append))
     async with trio.open_nursery() as nursery:
         addresses = await nursery.start(server.serve)
         config = client_config(pki, odd, port=int(addresses[0][1]))
@@ -552,7 +552,7 @@ async def test_dribbled_request_line_is_cut_off(pki: Pki) -> None:
 @pytest.mark.usefixtures("tls_engine")
 async def test_peer_that_does_not_read_is_dropped(pki: Pki) -> None:
     """An allowed client that asks for a gigabyte and never reads is dropped after idle_timeout."""
-    from . import tlstools
+    from .support import tls
 
     log: list[str] = []
     logged = trio.Event()
@@ -562,7 +562,7 @@ async def test_peer_that_does_not_read_is_dropped(pki: Pki) -> None:
         if '"event": "connection"' in line:
             logged.set()
 
-    server = Server(tlstools.server_config(pki, idle_timeout=0.5), log=EventLog("json", sink))
+    server = Server(tls.server_config(pki, idle_timeout=0.5), log=EventLog("json", sink))
     async with trio.open_nursery() as nursery:
         port = int((await nursery.start(server.serve))[0][1])
         ctx = client_context(client_config(pki, port=port), alpn=["http/1.1"])

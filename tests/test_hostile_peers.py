@@ -17,8 +17,8 @@ import trio.testing
 from mtls_ref.client.session import ClientReport, Exit, run_client
 from mtls_ref.shared.tls.context import ALPN_LINE, client_context
 
-from .pkitools import Pki
-from .tlstools import client_config, log_events, start_server
+from .support.pki import Pki
+from .support.tls import client_config, log_events, start_server
 
 
 def client_hello(pki: Pki) -> bytes:

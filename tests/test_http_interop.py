@@ -10,25 +10,11 @@ from pathlib import Path
 import pytest
 import trio
 
-from .pkitools import Pki
-from .tlstools import log_events, s_client_credentials, start_server
+from .support.peer_flags import curl_with, s_client_credentials
+from .support.pki import Pki
+from .support.tls import log_events, start_server
 
 pytestmark = pytest.mark.interop
-
-
-def curl_with(curl: str, pki: Pki) -> list[str]:
-    """curl trusting the test CA and presenting alice's chain and key."""
-    return [
-        curl,
-        "--silent",
-        "--show-error",
-        "--cacert",
-        str(pki.ca_cert),
-        "--cert",
-        str(pki.client.chain),
-        "--key",
-        str(pki.client.key),
-    ]
 
 
 async def run(*argv: str, stdin: bytes = b"") -> tuple[int, str, str]:

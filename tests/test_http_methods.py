@@ -9,8 +9,8 @@ import ssl
 import pytest
 import trio
 
-from .pkitools import Pki
-from .tlstools import start_server
+from .support.pki import Pki
+from .support.tls import start_server
 
 
 def client_context(pki: Pki) -> ssl.SSLContext:
@@ -42,7 +42,7 @@ def ask(
 async def test_405_allow_names_the_resources_own_methods(pki: Pki) -> None:
     """DELETE or GET /sink: 405 with Allow: POST; PUT /whoami: Allow: GET, HEAD; HEAD /bytes/N:
     Allow: GET; a path that does not exist is 404 whatever the method (no Allow to name)."""
-    asked = [
+    asked: list[tuple[str, str, dict[str, str]]] = [
         ("DELETE", "/sink", {}),
         ("GET", "/sink", {}),
         ("PUT", "/whoami", {}),

@@ -9,7 +9,7 @@ from mtls_ref.shared.core.errors import ConfigError
 from mtls_ref.shared.pki.keys import load_certificates
 from mtls_ref.shared.tls.identity import AllowList, AllowRule, identity_from_der
 
-from .pkitools import Pki
+from .support.pki import Pki
 
 
 def identity(pki: Pki):  # type: ignore[no-untyped-def]

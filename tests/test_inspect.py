@@ -14,7 +14,7 @@ from mtls_ref.shared.pki.checks import check_certificate
 from mtls_ref.shared.pki.inspect import describe_file, render_report
 from mtls_ref.shared.pki.keys import load_certificates, load_private_key
 
-from .pkitools import NOW, Pki
+from .support.pki import NOW, Pki
 
 
 def test_show_certificate_fields(pki: Pki) -> None:

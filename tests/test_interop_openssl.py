@@ -15,17 +15,11 @@ from mtls_ref.shared.core.config import ClientConfig
 from mtls_ref.shared.pki.keys import load_certificates
 from mtls_ref.shared.tls.context import client_context
 
-from .pkitools import Pki
-from .tlstools import (
-    certificates_sent,
-    client_config,
-    log_events,
-    s_client_credentials,
-    s_server,
-    start_server,
-    subjects_in,
-    with_version,
-)
+from .support.openssl_trace import certificates_sent, subjects_in
+from .support.peer_flags import s_client_credentials
+from .support.pki import Pki, demo_certs_folder
+from .support.s_server import s_server
+from .support.tls import client_config, log_events, start_server, with_version
 
 pytestmark = pytest.mark.interop
 
@@ -202,16 +196,7 @@ def documented_line_protocol_command() -> str:
 async def test_documented_s_client_sends_the_leaf_once(pki: Pki, openssl: str, tmp_path: Path) -> None:
     """docs/server.md's line protocol command, run from a folder holding certs/ with -trace added: the
     client's Certificate message holds the leaf once, then the intermediate, and the server greets it."""
-    certs = tmp_path / "certs"
-    certs.mkdir()
-    for name, source in {
-        "ca.pem": pki.ca_cert,
-        "client.pem": pki.client.cert,
-        "client-chain.pem": pki.client.chain,
-        "client.key": pki.client.key,
-        "intermediate.pem": pki.dir / "intermediate.pem",
-    }.items():
-        (certs / name).symlink_to(source)
+    demo_certs_folder(pki, tmp_path)
     command = documented_line_protocol_command()
     assert "-connect 127.0.0.1:8443" in command, command
     async with trio.open_nursery() as nursery:

@@ -10,7 +10,7 @@ import pytest
 from mtls_ref.client.cli import main as client_main
 from mtls_ref.server.cli import main as server_main
 
-from .pkitools import Pki
+from .support.pki import Pki
 
 MAKE_CERTS = "create the demo PKI with 'make certs' (or 'mtls-certs demo')"
 

@@ -19,16 +19,10 @@ from mtls_ref.shared.pki.badset import Manifest
 from mtls_ref.shared.tls.context import ALPN_LINE, client_context
 from mtls_ref.shared.tls.render import TLS13_PENDING_NOTE
 
-from .peers import mtls_nginx
-from .pkitools import Pki
-from .tlstools import (
-    client_config,
-    log_events,
-    s_server,
-    start_server,
-    start_server_with,
-    with_version,
-)
+from .support.nginx import mtls_nginx
+from .support.pki import Pki
+from .support.s_server import s_server
+from .support.tls import client_config, log_events, start_server, start_server_with, with_version
 
 REPO = Path(__file__).resolve().parent.parent
 

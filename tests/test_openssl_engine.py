@@ -13,8 +13,10 @@ from cryptography.x509.oid import NameOID
 from mtls_ref.shared.pki.keys import load_certificates
 from mtls_ref.shared.tls import openssl_lowlevel
 
-from .pkitools import Pki
-from .tlstools import log_events, read_until, s_client_credentials, start_server
+from .support.peer_flags import s_client_credentials
+from .support.pki import Pki
+from .support.processes import read_until
+from .support.tls import log_events, start_server
 
 pytestmark = pytest.mark.interop
 
@@ -62,6 +64,7 @@ async def test_certificate_request_names_the_ca(pki: Pki, openssl: str, engine: 
     """The openssl engine lists the trusted CA in CertificateRequest; Python's ssl cannot."""
     ca_name = load_certificates(pki.ca_cert)[0].subject
     common_name = ca_name.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+    assert isinstance(common_name, str)  # typed str | bytes: only a few OIDs hold bytes
     async with trio.open_nursery() as nursery:
         server, port, _ = await start_server(nursery, pki, tls_engine=engine)
         out = await s_client(openssl, port, *s_client_credentials(pki))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from .planted import MARKER, leaves_marker, write_tree
+from .support.planted import MARKER, leaves_marker, write_tree
 
 REPO = Path(__file__).resolve().parent.parent
 # What a wheel is built from: the packaging metadata and the three folders it maps to mtls_ref.

@@ -14,9 +14,10 @@ import trio
 from mtls_ref.shared.core.config import PKIConfig
 from mtls_ref.shared.pki.revocation import write_crl
 
-from .pkitools import Pki
+from .support.openssl_trace import certificates_sent, subjects_in
+from .support.pki import Pki, demo_certs_folder
+from .support.tls import start_server
 from .test_page_render import SVG, parse
-from .tlstools import certificates_sent, start_server, subjects_in
 
 pytestmark = pytest.mark.interop
 
@@ -109,20 +110,6 @@ async def test_forbidden_browser_gets_an_html_403(pki: Pki) -> None:
         server.shutdown()
     assert status == 403 and headers["content-type"].startswith("text/html")
     assert parse(page).ids["label"] == "spiffe://mtls-ref.test/alice"
-
-
-def demo_certs_folder(pki: Pki, folder: Path) -> None:
-    """``folder/certs`` holding the files `make certs` writes that the page's commands name."""
-    certs = folder / "certs"
-    certs.mkdir()
-    for name, source in {
-        "ca.pem": pki.ca_cert,
-        "client.pem": pki.client.cert,
-        "client-chain.pem": pki.client.chain,
-        "client.key": pki.client.key,
-        "intermediate.pem": pki.dir / "intermediate.pem",
-    }.items():
-        (certs / name).symlink_to(source)
 
 
 @pytest.mark.usefixtures("tls_engine", "curl", "openssl")  # both must be installed: they run the commands

@@ -96,6 +96,13 @@ def parse(page: str) -> _Collect:
     return collected
 
 
+def arrow(message: ET.Element) -> ET.Element:
+    """The <line> of one message's group in the SVG (every message is drawn as one)."""
+    line = message.find(f"{SVG}line")
+    assert line is not None, ET.tostring(message)
+    return line
+
+
 def test_svg_is_well_formed_and_marks_the_client_authentication() -> None:
     """One arrow per event, client Certificate and CertificateVerify singled out, the pending page last."""
     svg = render_svg(RECORDED_13, version_label="TLS 1.3", tls13=True, pending="ApplicationData: this page")
@@ -108,14 +115,14 @@ def test_svg_is_well_formed_and_marks_the_client_authentication() -> None:
     assert client_auth == ["Certificate", "CertificateVerify"]
     assert all(g.get("data-sender") == "client" for g in groups if "client-auth" in g.get("class", ""))
     alert = next(g for g in groups if g.get("data-name") == "Alert")
-    assert "alert" in alert.get("class", "") and alert.find(f"{SVG}line").get("marker-end") == "url(#x)"
+    assert "alert" in alert.get("class", "") and arrow(alert).get("marker-end") == "url(#x)"
     text = "".join(root.itertext())
     assert "encrypted from here on (TLS 1.3)" in text
     assert "the client's handshake is complete here" in text  # the TLS 1.3 note, wrapped but whole
     assert "sent after this diagram was drawn" in text
-    ys = [float(g.find(f"{SVG}line").get("y1")) for g in groups]
+    ys = [float(arrow(g).attrib["y1"]) for g in groups]
     assert ys == sorted(ys) and len(set(ys)) == len(ys)  # top to bottom, no two on one row
-    assert float(root.get("height")) > ys[-1]
+    assert float(root.attrib["height"]) > ys[-1]
 
 
 def test_svg_escapes_what_the_peer_chose() -> None:

@@ -15,8 +15,8 @@ from mtls_ref.shared.core.config import ClientConfig
 from mtls_ref.shared.pki.authority import Profile, parse_san
 from mtls_ref.shared.tls.context import ALPN_LINE, client_context
 
-from .pkitools import Pki
-from .tlstools import client_config, log_events, no_cert, start_server, with_version
+from .support.pki import Pki
+from .support.tls import client_config, log_events, no_cert, start_server, with_version
 
 
 async def run(config: ClientConfig, **kwargs: object) -> ClientReport:

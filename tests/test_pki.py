@@ -26,7 +26,7 @@ from mtls_ref.shared.pki.keys import (
     write_private_key,
 )
 
-from .pkitools import NOW, Pki
+from .support.pki import NOW, Pki
 
 
 def ext(cert: x509.Certificate, cls: type[x509.ExtensionType]) -> x509.Extension[x509.ExtensionType]:

@@ -14,14 +14,15 @@ from mtls_ref.server.log import EventLog
 from mtls_ref.server.reload import FileWatch
 from mtls_ref.shared.core.config import ClientConfig, PKIConfig, ServerConfig
 from mtls_ref.shared.core.errors import CertificateError, ConfigError
-from mtls_ref.shared.pki.authority import CertificateAuthority, IssuedFiles, Profile, parse_san
+from mtls_ref.shared.pki.authority import CertificateAuthority, IssuedFiles
 from mtls_ref.shared.pki.cli import main as certs_main
 from mtls_ref.shared.pki.keys import atomic_write, load_certificates
 from mtls_ref.shared.pki.revocation import load_crls, revoke, write_crl
 from mtls_ref.shared.tls.connection import TLSConnection
 from mtls_ref.shared.tls.context import ALPN_LINE, client_context, read_crls
 
-from .tlstools import log_events
+from .support.pki import LOOPBACK_SANS, issue_client, issue_server
+from .support.tls import log_events
 
 
 @dataclasses.dataclass
@@ -43,16 +44,8 @@ class Authority:
 def authority(base: Path, name: str, clients: tuple[str, ...]) -> Authority:
     pki = PKIConfig(dir=base / name, ca_common_name=f"{name} Root CA")
     ca = CertificateAuthority.create(pki, intermediate=True)
-    server = ca.issue(
-        Profile.SERVER,
-        "server",
-        out_dir=pki.dir,
-        sans=[parse_san("DNS:localhost"), parse_san("IP:127.0.0.1")],
-    )
-    issued = {
-        c: ca.issue(Profile.CLIENT, c, out_dir=pki.dir, sans=[parse_san(f"URI:spiffe://{name}/{c}")])
-        for c in clients
-    }
+    server = issue_server(ca, pki, sans=LOOPBACK_SANS)
+    issued = {c: issue_client(ca, pki, c, f"URI:spiffe://{name}/{c}") for c in clients}
     write_crl(pki, ca)
     return Authority(pki=pki, ca=ca, server=server, clients=issued)
 

@@ -17,8 +17,8 @@ from mtls_ref.shared.core.protocol import LineBuffer
 from mtls_ref.shared.tls.connection import TLSConnection
 from mtls_ref.shared.tls.context import ALPN_LINE, client_context
 
-from .pkitools import Pki
-from .tlstools import client_config, log_events, server_config, start_server
+from .support.pki import Pki
+from .support.tls import client_config, log_events, server_config, start_server
 
 
 async def open_session(pki: Pki, port: int) -> tuple[TLSConnection, LineBuffer]:

@@ -18,8 +18,8 @@ from mtls_ref.shared.pki.keys import load_certificates, utcnow
 from mtls_ref.shared.pki.revocation import build_crl
 from mtls_ref.shared.tls.context import ALPN_LINE, client_context
 
-from .pkitools import Pki
-from .tlstools import client_config, log_events, no_cert, start_server
+from .support.pki import Pki
+from .support.tls import client_config, log_events, no_cert, start_server
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -141,10 +141,10 @@ def test_status_address_must_be_host_port(pki: Pki) -> None:
     from mtls_ref.server.log import EventLog
     from mtls_ref.shared.core.errors import ConfigError
 
-    from .tlstools import server_config
+    from .support.tls import server_config
 
     async def start() -> None:
-        server = Server(server_config(pki, status="localhost"), log=EventLog("json", [].append))
+        server = Server(server_config(pki, status="localhost"), log=EventLog("json", list[str]().append))
         await server.serve()
 
     with pytest.raises(ConfigError, match="is not HOST:PORT"):
@@ -157,10 +157,10 @@ def test_status_off_loopback_needs_allow_remote(pki: Pki) -> None:
     from mtls_ref.server.log import EventLog
     from mtls_ref.shared.core.errors import ConfigError
 
-    from .tlstools import server_config
+    from .support.tls import server_config
 
     with pytest.raises(ConfigError, match=r"status '0\.0\.0\.0:9100' is not a loopback address"):
-        Server(server_config(pki, status="0.0.0.0:9100"), log=EventLog("json", [].append))
+        Server(server_config(pki, status="0.0.0.0:9100"), log=EventLog("json", list[str]().append))
 
 
 def test_status_flag_off_loopback_is_refused_before_binding(
@@ -183,7 +183,7 @@ def test_status_open_to_the_network_is_announced(pki: Pki) -> None:
     from mtls_ref.server.app import Server
     from mtls_ref.server.log import EventLog
 
-    from .tlstools import server_config
+    from .support.tls import server_config
 
     lines: list[str] = []
     config = server_config(pki, status="0.0.0.0:9100", status_allow_remote=True)

@@ -13,8 +13,8 @@ from mtls_ref.shared.tls.connection import TLSConnection
 from mtls_ref.shared.tls.context import client_context, server_context
 from mtls_ref.shared.tls.trace import HandshakeRecorder, Role, parse_certificate_message, recording
 
-from .pkitools import Pki
-from .tlstools import client_config, no_cert, server_config, socket_stream_pair, with_version
+from .support.pki import Pki
+from .support.tls import client_config, no_cert, server_config, socket_stream_pair, with_version
 
 C, S = Role.CLIENT, Role.SERVER
 EXPECTED = {

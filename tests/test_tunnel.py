@@ -13,10 +13,11 @@ import trio
 from mtls_ref.client.tunnel import TunnelSettings, main, run_tunnel
 from mtls_ref.shared.tls.context import client_context
 
-from .peers import free_port, stop_process, wait_for_port
-from .pkitools import Pki
-from .test_forward import echo_backend
-from .tlstools import client_config, log_events, start_server
+from .support.backends import echo_backend
+from .support.pki import Pki
+from .support.ports import free_port, wait_for_port
+from .support.processes import stop_process
+from .support.tls import client_config, log_events, start_server
 
 
 async def through(port: int, data: bytes, expect: int) -> bytes:
@@ -104,12 +105,12 @@ async def test_redis_cli_through_the_whole_chain(pki: Pki, redis: tuple[str, str
     redis_server, redis_cli = redis
     redis_port = free_port()
     with tempfile.TemporaryDirectory() as folder:
-        redis = await trio.lowlevel.open_process(
+        redis_process = await trio.lowlevel.open_process(
             [redis_server, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--dir", folder],
             stdout=subprocess.DEVNULL,
         )
         try:
-            await wait_for_port(redis_port, redis, "redis-server")
+            await wait_for_port(redis_port, redis_process, "redis-server")
             async with trio.open_nursery() as nursery:
                 server, port, _ = await start_server(nursery, pki, forward=f"127.0.0.1:{redis_port}")
                 config = client_config(pki, port=port)
@@ -130,6 +131,6 @@ async def test_redis_cli_through_the_whole_chain(pki: Pki, redis: tuple[str, str
                 server.shutdown()
                 nursery.cancel_scope.cancel()
         finally:
-            await stop_process(redis)
+            await stop_process(redis_process)
     assert results == ["PONG", "OK", "hello over mTLS"]
     assert Path(folder).name  # the data folder was a throwaway one

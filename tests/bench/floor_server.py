@@ -62,9 +62,12 @@ async def main(cert: str, key: str, ca: str) -> None:
     ctx.load_cert_chain(cert, key)
     ctx.load_verify_locations(ca)
     listeners = await trio.open_ssl_over_tcp_listeners(0, ctx, host="127.0.0.1")
-    print(f"PORT {listeners[0].transport_listener.socket.getsockname()[1]}", flush=True)
+    tcp = listeners[0].transport_listener
+    assert isinstance(tcp, trio.SocketListener)  # what open_ssl_over_tcp_listeners wraps (typed Listener)
+    print(f"PORT {tcp.socket.getsockname()[1]}", flush=True)
     await trio.serve_listeners(handle, listeners)
 
 
 if __name__ == "__main__":
-    trio.run(main, *sys.argv[1:4])
+    cert, key, ca = sys.argv[1:4]
+    trio.run(main, cert, key, ca)

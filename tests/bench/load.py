@@ -83,7 +83,7 @@ def resumed_worker(target: Target, seconds: float, max_count: int) -> tuple[int,
     deadline = time.perf_counter() + seconds
     while time.perf_counter() < deadline and done < max_count:
         _, sock = one_exchange(target, ctx, session)
-        reused += sock.session_reused
+        reused += bool(sock.session_reused)  # typed bool | None: None only before a handshake
         session = sock.session or session
         sock.close()
         done += 1

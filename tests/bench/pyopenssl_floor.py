@@ -87,4 +87,5 @@ async def main(cert: str, key: str, ca: str) -> None:
 
 
 if __name__ == "__main__":
-    trio.run(main, *sys.argv[1:4])
+    cert, key, ca = sys.argv[1:4]
+    trio.run(main, cert, key, ca)

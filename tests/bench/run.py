@@ -19,6 +19,7 @@ import json
 import multiprocessing
 import re
 import resource
+import socket
 import statistics
 import subprocess
 import sys
@@ -31,9 +32,10 @@ from pathlib import Path
 from typing import Any
 
 from mtls_ref.shared.core.config import PKIConfig
-from mtls_ref.shared.pki.authority import CertificateAuthority, Profile, parse_san
+from mtls_ref.shared.pki.authority import CertificateAuthority
 
-from ..peers import require_peer
+from ..support.peers import require_peer
+from ..support.pki import LOOPBACK_SANS, issue_client, issue_server
 from . import load, servers
 from .proc import cpu_seconds, rss_bytes
 
@@ -91,20 +93,8 @@ PLANS = {
 def credentials(work: Path, key_type: str) -> servers.Credentials:
     pki = PKIConfig(dir=work / key_type, key_type=key_type, ca_common_name=f"bench {key_type} CA")
     ca = CertificateAuthority.create(pki)
-    server = ca.issue(
-        Profile.SERVER,
-        "server",
-        out_dir=pki.dir,
-        key_type=key_type,
-        sans=[parse_san("DNS:localhost"), parse_san("IP:127.0.0.1")],
-    )
-    client = ca.issue(
-        Profile.CLIENT,
-        "client",
-        out_dir=pki.dir,
-        key_type=key_type,
-        sans=[parse_san("URI:spiffe://bench.test/client")],
-    )
+    server = issue_server(ca, pki, sans=LOOPBACK_SANS, key_type=key_type)
+    client = issue_client(ca, pki, "client", "URI:spiffe://bench.test/client", key_type=key_type)
     return servers.Credentials(
         key_type=key_type,
         ca=pki.path(pki.ca_cert),
@@ -208,7 +198,7 @@ def idle(running: servers.Running, tgt: load.Target, count: int) -> dict[str, An
         for _ in range(count):
             if time.monotonic() > deadline:
                 break
-            raw = load.socket.create_connection(("127.0.0.1", running.port), timeout=30)
+            raw = socket.create_connection(("127.0.0.1", running.port), timeout=30)
             sock = ctx.wrap_socket(raw, server_hostname="localhost")
             if running.name in OURS:
                 load._read_lines(sock, 1, [])  # the greeting: the server has finished its side

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import ssl
 import subprocess
 import sys
@@ -17,7 +16,10 @@ from OpenSSL import SSL
 from mtls_ref.shared.core.cli_support import SERVER_MODULE, module_command
 from mtls_ref.shared.core.events import listening_port
 
-from ..peers import free_port, require_peer
+from ..support.nginx import mtls_nginx_conf
+from ..support.peers import require_peer
+from ..support.ports import free_port, wait_for_port_blocking
+from ..support.s_server import REQUIRE_CLIENT_CERT, accept_port, credential_flags
 from .proc import children
 
 REPO = Path(__file__).resolve().parents[2]
@@ -153,7 +155,7 @@ def start_haproxy(creds: Credentials, work: Path, backend: int) -> Running:
         [haproxy, "-db", "-f", str(conf)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
     running = Running(name="haproxy", port=port, process=process)
-    _wait_port(port, process)
+    wait_for_port_blocking(port, process, "haproxy", timeout=STARTUP_TIMEOUT)
     return running
 
 
@@ -186,10 +188,6 @@ def start_tunnel(creds: Credentials, work: Path, target: int) -> Running:
     return running
 
 
-def _accept_port(line: str) -> int | None:
-    return int(line.rsplit(":", 1)[1]) if line.startswith("ACCEPT ") else None
-
-
 def start_s_server(creds: Credentials, work: Path, *, www: bool = False) -> Running:
     """`openssl s_server -Verify 1 -verify_return_error`: -rev echoes lines; -WWW serves files."""
     mode = ["-WWW"] if www else ["-rev"]
@@ -199,15 +197,8 @@ def start_s_server(creds: Credentials, work: Path, *, www: bool = False) -> Runn
             "s_server",
             "-accept",
             "127.0.0.1:0",
-            "-cert",
-            str(creds.server_cert),
-            "-key",
-            str(creds.server_key),
-            "-CAfile",
-            str(creds.ca),
-            "-Verify",
-            "1",
-            "-verify_return_error",
+            *credential_flags(cert=creds.server_cert, key=creds.server_key, ca=creds.ca),
+            *REQUIRE_CLIENT_CERT,
             *mode,
         ],
         cwd=work,
@@ -216,7 +207,7 @@ def start_s_server(creds: Credentials, work: Path, *, www: bool = False) -> Runn
         stderr=subprocess.STDOUT,
     )
     running = Running(name="s_server", port=0, process=process)
-    running.port = _watch(process, running.log, _accept_port)
+    running.port = _watch(process, running.log, accept_port)
     return running
 
 
@@ -263,33 +254,21 @@ def start_nginx(nginx: str, creds: Credentials, work: Path, www: Path) -> Runnin
     root.mkdir(exist_ok=True)
     conf = root / "nginx.conf"
     conf.write_text(
-        f"""
-worker_processes 1;
-daemon off;
-master_process on;
-pid {root}/nginx.pid;
-error_log {root}/error.log warn;
-events {{ worker_connections 20000; }}
-http {{
-    access_log {root}/access.log;
-    client_body_temp_path {root}/body;
-    proxy_temp_path {root}/proxy;
-    fastcgi_temp_path {root}/fastcgi;
-    uwsgi_temp_path {root}/uwsgi;
-    scgi_temp_path {root}/scgi;
-    server {{
-        listen 127.0.0.1:{port} ssl;
-        ssl_certificate {creds.server_cert};
-        ssl_certificate_key {creds.server_key};
-        ssl_client_certificate {creds.ca};
-        ssl_verify_client on;
-        ssl_protocols TLSv1.2 TLSv1.3;
-        location / {{ return 200 "ok\\n"; }}
-        location /sink {{ client_max_body_size 0; return 200 "ok\\n"; }}
-        location /bytes/ {{ alias {www}/; }}
-    }}
-}}
-""",
+        mtls_nginx_conf(
+            root,
+            port,
+            cert=creds.server_cert,
+            key=creds.server_key,
+            ca=creds.ca,
+            worker_connections=20000,
+            error_level="warn",
+            access_log=True,
+            locations=[
+                'location / { return 200 "ok\\n"; }',
+                'location /sink { client_max_body_size 0; return 200 "ok\\n"; }',
+                f"location /bytes/ {{ alias {www}/; }}",
+            ],
+        ),
         encoding="utf-8",
     )
     process = subprocess.Popen(
@@ -298,22 +277,5 @@ http {{
         stderr=subprocess.STDOUT,
     )
     running = Running(name="nginx", port=port, process=process)
-    _wait_port(port, process)
+    wait_for_port_blocking(port, process, "nginx", timeout=STARTUP_TIMEOUT)
     return running
-
-
-def _wait_port(port: int, process: subprocess.Popen[bytes]) -> None:
-    """nginx prints nothing when ready: wait until its port accepts (bounded)."""
-    import time
-
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"nginx exited with {process.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        except OSError:
-            time.sleep(0.05)  # nginx is starting; poll again (bounded by the deadline)
-        else:
-            return
-    raise RuntimeError("nginx did not start listening")

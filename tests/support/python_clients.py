@@ -39,7 +39,7 @@ def main(argv: list[str]) -> int:
     import httpx
 
     if mode == "insecure":
-        verify: ssl.SSLContext | bool = ssl.create_default_context()
+        verify = ssl.create_default_context()
         verify.check_hostname = False
         verify.verify_mode = ssl.CERT_NONE
         verify.load_cert_chain(cert, key)

@@ -1,4 +1,5 @@
-"""Backends and clients for the forward-mode tests: real HTTP servers, websockets, and raw TLS requests."""
+"""Plain services behind our server in forward mode: a TCP echo, HTTP servers that record what they
+read (http.server, wsgiref, trio + h11) and a websocket echo, each on a loopback port it reports."""
 
 from __future__ import annotations
 
@@ -6,111 +7,38 @@ import contextlib
 import functools
 import http.server
 import json
-import subprocess
-import tempfile
 import threading
 import wsgiref.simple_server
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import h11
 import trio
 
-from mtls_ref.server.app import Server
-from mtls_ref.server.log import EventLog
-from mtls_ref.shared.tls.context import client_context
+from mtls_ref.shared.core.proxy_protocol import SIGNATURE
 
-from .peers import free_port, stop_process, wait_for_port
-from .pkitools import Pki
-from .tlstools import client_config, log_events, server_config
-
-WAIT = 15.0  # seconds any single step of these tests may take before it fails
+from .forward import WAIT
 
 
-class WatchedLog:
-    """The server's JSON log lines, with a way to wait for the n-th connection event (no polling)."""
+@asynccontextmanager
+async def echo_backend(received: list[bytes]) -> AsyncIterator[int]:
+    """A plain TCP service that records what it gets and echoes it back, line by line."""
 
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-        self._changed = trio.Event()
-
-    def append(self, line: str) -> None:
-        self.lines.append(line)
-        self._changed.set()
-        self._changed = trio.Event()
-
-    def connections(self) -> list[dict[str, Any]]:
-        return log_events(self.lines, "connection")
-
-    async def connection(self, count: int = 1) -> dict[str, Any]:
-        """The ``count``-th connection event, once it is logged."""
-        with trio.fail_after(WAIT):
-            while len(self.connections()) < count:
-                await self._changed.wait()
-        return self.connections()[count - 1]
-
-
-async def start_forwarding(
-    nursery: trio.Nursery, pki: Pki, backend: int, identity: str = "http-header", **changes: object
-) -> tuple[Server, int, WatchedLog]:
-    """Our server in forward mode in front of ``127.0.0.1:backend``."""
-    log = WatchedLog()
-    config = server_config(pki, forward=f"127.0.0.1:{backend}", forward_identity=identity, **changes)
-    server = Server(config, log=EventLog("json", log.append))
-    addresses = await nursery.start(server.serve)
-    return server, int(addresses[0][1]), log
-
-
-async def tls_exchange(pki: Pki, port: int, request: bytes) -> bytes:
-    """Send raw bytes over mutual TLS as alice and read until the server closes."""
-    config = client_config(pki, port=port)
-    with trio.fail_after(WAIT):
-        stream = await trio.open_ssl_over_tcp_stream(
-            "127.0.0.1", port, ssl_context=client_context(config), https_compatible=True
-        )
+    async def handle(stream: trio.SocketStream) -> None:
         async with stream:
-            await stream.send_all(request)
-            data = b""
-            while chunk := await stream.receive_some(65536):
-                data += chunk
-    return data
+            try:
+                while data := await stream.receive_some(65536):
+                    received.append(data)
+                    await stream.send_all(data.split(SIGNATURE, 1)[0] if data.startswith(SIGNATURE) else data)
+            except trio.BrokenResourceError:
+                pass
 
-
-def responses(data: bytes) -> list[tuple[int, dict[str, str], bytes]]:
-    """The HTTP responses in ``data``: (status, headers, body) each, parsed by h11."""
-    conn = h11.Connection(h11.CLIENT)
-    conn.send(h11.Request(method="GET", target="/", headers=[("host", "x")]))
-    conn.send(h11.EndOfMessage())
-    conn.receive_data(data)
-    conn.receive_data(b"")
-    found: list[tuple[int, dict[str, str], bytes]] = []
-    body = b""
-    head: h11.Response | None = None
-    for _ in range(10_000):
-        try:
-            event = conn.next_event()
-        except h11.RemoteProtocolError:
-            break  # closed without (or in the middle of) a response: what came before is the answer
-        if isinstance(event, h11.Response):
-            head, body = event, b""
-        elif isinstance(event, h11.Data):
-            body += event.data
-        elif isinstance(event, h11.EndOfMessage) and head is not None:
-            found.append((head.status_code, {k.decode(): v.decode() for k, v in head.headers}, body))
-            if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
-                break
-            conn.start_next_cycle()
-            conn.send(h11.Request(method="GET", target="/", headers=[("host", "x")]))
-            conn.send(h11.EndOfMessage())
-        else:
-            break  # NEED_DATA after the end, ConnectionClosed, or a response we never asked for
-    return found
-
-
-# -- backends -----------------------------------------------------------------------------------
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(functools.partial(trio.serve_tcp, handle, 0, host="127.0.0.1"))
+        yield int(listeners[0].socket.getsockname()[1])
+        nursery.cancel_scope.cancel()
 
 
 @dataclass(slots=True)
@@ -275,41 +203,3 @@ def websocket_echo_backend() -> Iterator[int]:
     finally:
         server.shutdown()
         thread.join(WAIT)
-
-
-@asynccontextmanager
-async def haproxy_http_front(haproxy: str, pki: Pki, backend: int) -> AsyncIterator[int]:
-    """HAProxy in our place: ``mode http``, client certificates required and verified against the test
-    CA, any X-Forwarded-Client-Cert removed and its own set (as a careful operator configures it)."""
-    with tempfile.TemporaryDirectory(prefix="mtls-haproxy-") as folder:
-        root = Path(folder)
-        bundle = root / "server.pem"
-        bundle.write_bytes(pki.server.chain.read_bytes() + pki.server.key.read_bytes())
-        port = free_port()
-        (root / "haproxy.cfg").write_text(
-            f"""
-defaults
-  mode http
-  timeout connect 5s
-  timeout client 10s
-  timeout server 10s
-frontend mtls
-  bind 127.0.0.1:{port} ssl crt {bundle} ca-file {pki.ca_cert} verify required
-  http-request del-header X-Forwarded-Client-Cert
-  http-request set-header X-Forwarded-Client-Cert "Hash=%[ssl_c_der,sha2(256),hex]"
-  default_backend app
-backend app
-  server app 127.0.0.1:{backend}
-""",
-            encoding="utf-8",
-        )
-        process = await trio.lowlevel.open_process(
-            [haproxy, "-db", "-f", str(root / "haproxy.cfg")],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            await wait_for_port(port, process, "haproxy")
-            yield port
-        finally:
-            await stop_process(process)
