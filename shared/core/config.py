@@ -12,6 +12,12 @@ user expects.
 
 Every problem is one :class:`ConfigError` line naming the source, the key and
 what is allowed.
+
+The fields' metadata is the schema the tools read too: ``choices`` and
+``range`` are checked here for every source; a field with ``help`` is a
+command-line flag of its tool, generated with that help text by
+:class:`mtls_ref.shared.core.cli_support.ConfigFlags` (``metavar`` and
+``negatable`` refine it).
 """
 
 from __future__ import annotations
@@ -60,6 +66,18 @@ def _range(low: float, high: float | None = None) -> dict[str, Any]:
     return {"range": (low, high)}
 
 
+def _flag(help_text: str, *, metavar: str | None = None, negatable: bool = True) -> dict[str, Any]:
+    """The field is a command-line flag: its help, and (when argparse's default will not do)
+    its metavar; a boolean flag has a ``--no-`` form unless ``negatable`` is false."""
+    return {"help": help_text, "metavar": metavar, "negatable": negatable}
+
+
+_KEYLOG_HELP: Final = (
+    "append NSS key-log lines (for Wireshark) to FILE: created 0600; a link, another user's "
+    "file or one others can read is refused"
+)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PKIConfig:
     """Where the certificate authority lives and how new certificates are made."""
@@ -88,30 +106,65 @@ class PKIConfig:
 class ServerConfig:
     """The mTLS server: address, credentials, limits."""
 
-    host: str = "127.0.0.1"
-    port: int = field(default=8443, metadata=_range(0, 65535))
-    cert: Path = Path("certs/server-chain.pem")
-    key: Path = Path("certs/server.key")
-    ca: Path | None = Path("certs/ca.pem")
+    host: str = field(default="127.0.0.1", metadata=_flag("address to bind (default 127.0.0.1)"))
+    port: int = field(
+        default=8443,
+        metadata=_range(0, 65535) | _flag("port (default 8443; 0 picks a free one)", metavar="PORT"),
+    )
+    cert: Path = field(
+        default=Path("certs/server-chain.pem"), metadata=_flag("server certificate chain (PEM, leaf first)")
+    )
+    key: Path = field(default=Path("certs/server.key"), metadata=_flag("server private key (PEM)"))
+    ca: Path | None = field(
+        default=Path("certs/ca.pem"), metadata=_flag("CA that client certificates must chain to")
+    )
     # Optional CRL (PEM): when set, client leaves are checked against it (revoked -> refused).
-    crl: Path | None = None
+    crl: Path | None = field(default=None, metadata=_flag("CRL (PEM) to check client certificates against"))
     key_passphrase_file: Path | None = None
-    tls_min: str = field(default="1.2", metadata=_choice(*TLS_VERSIONS))
-    tls_max: str = field(default="1.3", metadata=_choice(*TLS_VERSIONS))
-    tls_engine: str = field(default="openssl", metadata=_choice(*TLS_ENGINES))
+    tls_min: str = field(
+        default="1.2", metadata=_choice(*TLS_VERSIONS) | _flag("lowest TLS version accepted")
+    )
+    tls_max: str = field(
+        default="1.3", metadata=_choice(*TLS_VERSIONS) | _flag("highest TLS version accepted")
+    )
+    tls_engine: str = field(
+        default="openssl",
+        metadata=_choice(*TLS_ENGINES)
+        | _flag(
+            "openssl: pyOpenSSL on the OpenSSL in the cryptography wheel (default, faster, sends the "
+            "acceptable CA names); stdlib: Python's ssl module on the system OpenSSL"
+        ),
+    )
     # Seconds between checks of cert/key/ca/crl for changes (0: only on SIGHUP).
     reload_interval: float = field(default=5.0, metadata=_range(0))
     # Authorization after authentication: empty means every verified client.
-    allow: tuple[str, ...] = ()
-    handshake_timeout: float = field(default=10.0, metadata=_range(0.001))
-    idle_timeout: float = field(default=60.0, metadata=_range(0.001))
+    allow: tuple[str, ...] = field(
+        default=(),
+        metadata=_flag(
+            "admit only clients matching a rule such as CN:alice or "
+            "URI:spiffe://example.org/* (repeatable; replaces the config's list)",
+            metavar="RULE",
+        ),
+    )
+    handshake_timeout: float = field(
+        default=10.0, metadata=_range(0.001) | _flag("seconds a peer has to finish the TLS handshake")
+    )
+    idle_timeout: float = field(
+        default=60.0,
+        metadata=_range(0.001)
+        | _flag("seconds without a request, or with a peer not reading our reply, before hanging up"),
+    )
     shutdown_grace: float = field(default=5.0, metadata=_range(0))
     # Seconds a client without ALPN gets to speak first (an HTTP request line
     # switches to HTTP/1.1); after that the line protocol greets.
     protocol_sniff: float = field(default=0.3, metadata=_range(0, 10))
     max_line: int = field(default=4096, metadata=_range(64, 1 << 20))
     # Authenticated connections at once (per worker); a client past it is told the server is busy.
-    max_connections: int = field(default=1000, metadata=_range(1, 1_000_000))
+    max_connections: int = field(
+        default=1000,
+        metadata=_range(1, 1_000_000)
+        | _flag("authenticated connections per worker; more are told the server is busy"),
+    )
     # Connections still in their handshake (not yet anybody): a budget of their own, so idle or
     # dribbling sockets never lock authenticated clients out. Full: the longest-waiting is dropped.
     max_handshakes: int = field(default=128, metadata=_range(1, 1_000_000))
@@ -120,45 +173,105 @@ class ServerConfig:
     # Seconds a client has to send a whole request line or HTTP request head once it started.
     request_timeout: float = field(default=10.0, metadata=_range(0.001))
     # Processes sharing the port (SO_REUSEPORT): one per core to use them all.
-    workers: int = field(default=1, metadata=_range(1, 256))
-    log_format: str = field(default="text", metadata=_choice(*LOG_FORMATS))
-    trace: bool = False
+    workers: int = field(
+        default=1,
+        metadata=_range(1, 256)
+        | _flag("processes sharing the port with SO_REUSEPORT (one per core uses them all)"),
+    )
+    log_format: str = field(
+        default="text", metadata=_choice(*LOG_FORMATS) | _flag("text (key=value) or json lines")
+    )
+    trace: bool = field(
+        default=False, metadata=_flag("log each connection's TLS messages as a sequence diagram")
+    )
     # Keep each connection's handshake messages (without logging them) so the browser page,
     # GET / with Accept: text/html, can draw them. Off by default: on the openssl engine it
     # costs a callback per TLS message (see README "Performance"). trace = true records too.
-    record_handshakes: bool = False
-    keylog: Path | None = None
+    record_handshakes: bool = field(
+        default=False,
+        metadata=_flag(
+            "keep each connection's TLS messages for the browser page (GET / as HTML) "
+            "without logging them; costs CPU per handshake on the openssl engine"
+        ),
+    )
+    keylog: Path | None = field(default=None, metadata=_flag(_KEYLOG_HELP, metavar="FILE"))
     # HOST:PORT of the plain-HTTP status port (/healthz, /metrics); empty: off.
-    status: str = ""
+    status: str = field(
+        default="",
+        metadata=_flag(
+            "serve plain-HTTP /healthz and /metrics (Prometheus) there, e.g. 127.0.0.1:9100 "
+            "(with --workers, the first process's figures only)",
+            metavar="HOST:PORT",
+        ),
+    )
     # The status port has no authentication: an address off loopback is refused without this.
-    status_allow_remote: bool = False
+    # Its flag is a plain switch (no --no- form), as it always was.
+    status_allow_remote: bool = field(
+        default=False,
+        metadata=_flag(
+            "let --status listen off loopback (anyone reaching it reads /metrics: no authentication)",
+            negatable=False,
+        ),
+    )
     # HOST:PORT of a plain TCP backend: after the handshake and the allow-list, bytes are
     # copied both ways (mTLS in front of any service); empty: the server answers itself.
-    forward: str = ""
-    forward_identity: str = field(default="none", metadata=_choice(*FORWARD_IDENTITIES))
+    forward: str = field(
+        default="",
+        metadata=_flag(
+            "forward mode: after the handshake and the allow-list, relay bytes to this plain TCP backend",
+            metavar="HOST:PORT",
+        ),
+    )
+    forward_identity: str = field(
+        default="none",
+        metadata=_choice(*FORWARD_IDENTITIES)
+        | _flag(
+            "how the backend learns the client: none; proxy-v2 (a PROXY protocol v2 header with the "
+            "TLS facts); http-header (HTTP backends: X-Forwarded-Client-Cert on every request); "
+            "client-cert (HTTP backends: RFC 9440 Client-Cert and Client-Cert-Chain). In the HTTP modes "
+            "any identity header the client sent is removed"
+        ),
+    )
     # HTTP forward modes: pass on request headers whose names hold '_'. Off (the default), they
     # are dropped, as nginx does: WSGI and CGI read X_Forwarded_Client_Cert as X-Forwarded-Client-Cert.
-    forward_underscore_headers: bool = False
+    forward_underscore_headers: bool = field(
+        default=False,
+        metadata=_flag(
+            "HTTP forward modes: pass on request headers whose names hold '_' (default: dropped, "
+            "as nginx does, since WSGI/CGI backends read '_' as '-')"
+        ),
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ClientConfig:
     """The mTLS client: where to connect and with which credentials."""
 
-    host: str = "localhost"
-    port: int = field(default=8443, metadata=_range(1, 65535))
+    host: str = field(default="localhost", metadata=_flag("server host (default localhost)"))
+    port: int = field(
+        default=8443, metadata=_range(1, 65535) | _flag("server port (default 8443)", metavar="PORT")
+    )
     # Name checked against the server certificate; empty means "same as host".
-    server_name: str = ""
-    cert: Path | None = Path("certs/client-chain.pem")
-    key: Path | None = Path("certs/client.key")
-    ca: Path = Path("certs/ca.pem")
+    server_name: str = field(
+        default="", metadata=_flag("name the server certificate must carry (default: --host)")
+    )
+    cert: Path | None = field(
+        default=Path("certs/client-chain.pem"), metadata=_flag("our certificate chain (PEM, leaf first)")
+    )
+    key: Path | None = field(default=Path("certs/client.key"), metadata=_flag("our private key (PEM)"))
+    ca: Path = field(default=Path("certs/ca.pem"), metadata=_flag("CA the server certificate must chain to"))
     # Optional CRL (PEM): when set, the server's leaf is checked against it (revoked -> refused).
-    crl: Path | None = None
+    crl: Path | None = field(
+        default=None, metadata=_flag("CRL (PEM) to check the server certificate against")
+    )
     key_passphrase_file: Path | None = None
+    # No flags of their own: mtls-client's --tls sets both (cli_support.add_exact_tls_flag).
     tls_min: str = field(default="1.2", metadata=_choice(*TLS_VERSIONS))
     tls_max: str = field(default="1.3", metadata=_choice(*TLS_VERSIONS))
-    timeout: float = field(default=10.0, metadata=_range(0.001))
-    keylog: Path | None = None
+    timeout: float = field(
+        default=10.0, metadata=_range(0.001) | _flag("deadline for connect, handshake and each read")
+    )
+    keylog: Path | None = field(default=None, metadata=_flag(_KEYLOG_HELP, metavar="FILE"))
 
     @property
     def expected_name(self) -> str:
