@@ -24,15 +24,15 @@ import dataclasses
 import os
 import signal
 import sys
-import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, Union
+from typing import Any, Final
 
 from mtls_ref.shared.core.config import TLS_VERSIONS, Config
 from mtls_ref.shared.core.errors import MTLSError
+from mtls_ref.shared.core.fields import without_none
 
 __all__ = [
     "SERVER_MODULE",
@@ -115,7 +115,7 @@ def _add_flag(
     parser: argparse.ArgumentParser, spec: dataclasses.Field[Any], hint: Any, help_text: str | None
 ) -> None:
     meta = spec.metadata
-    kind = _without_none(hint)
+    kind = without_none(hint)
     options: dict[str, Any] = {"help": help_text or meta["help"], "default": None}
     if kind is bool:
         options["action"] = argparse.BooleanOptionalAction if meta["negatable"] else "store_true"
@@ -130,14 +130,6 @@ def _add_flag(
         elif kind in (int, float, Path):
             options["type"] = kind
     parser.add_argument(f"--{spec.name.replace('_', '-')}", **options)
-
-
-def _without_none(hint: Any) -> Any:
-    """``Path | None`` -> ``Path``; other types as they are."""
-    if typing.get_origin(hint) in (Union, types.UnionType):
-        (kind,) = [arg for arg in typing.get_args(hint) if arg is not type(None)]
-        return kind
-    return hint
 
 
 def _section_name(section: type[Any]) -> str:
