@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from pathlib import Path
+from typing import Final
 
 import trio
 
-from mtls_ref.shared.core.cli_support import add_config_argument, quiet_broken_pipe, run_cli
-from mtls_ref.shared.core.config import TLS_VERSIONS, load_config
+from mtls_ref.shared.core.cli_support import ConfigFlags, add_exact_tls_flag, quiet_broken_pipe, run_cli
+from mtls_ref.shared.core.config import ClientConfig, load_config
 from mtls_ref.shared.core.errors import MTLSError
 from mtls_ref.shared.tls.context import ALPN_HTTP, ALPN_LINE, client_context
 
@@ -19,6 +19,8 @@ from .report import MACHINE_TRACES, TRACE_MODES, render_report, render_trace
 from .session import DEFAULT_MESSAGES, Exit, run_client
 
 __all__ = ["main"]
+
+FLAGS: Final = ConfigFlags(section=ClientConfig)  # every [client] key with a help text
 
 EXIT_CODES_HELP = "\n".join(
     f"  {code.value}  {text}"
@@ -50,16 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
         "mtls-client tunnel --listen 127.0.0.1:PORT HOST:PORT carries plain local TCP over mutual "
         "TLS to HOST:PORT (see 'mtls-client tunnel --help').",
     )
-    add_config_argument(parser)
-    parser.add_argument("--host", help="server host (default localhost)")
-    parser.add_argument("--port", type=int, help="server port (default 8443)")
-    parser.add_argument("--server-name", help="name the server certificate must carry (default: --host)")
-    parser.add_argument("--cert", type=Path, help="our certificate chain (PEM, leaf first)")
-    parser.add_argument("--key", type=Path, help="our private key (PEM)")
+    FLAGS.add_to(parser)
     parser.add_argument("--no-cert", action="store_true", help="present no client certificate")
-    parser.add_argument("--ca", type=Path, help="CA the server certificate must chain to")
-    parser.add_argument("--crl", type=Path, help="CRL (PEM) to check the server certificate against")
-    parser.add_argument("--tls", choices=TLS_VERSIONS, help="use exactly this TLS version")
+    add_exact_tls_flag(parser)
     parser.add_argument(
         "--send",
         action="append",
@@ -84,35 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
         "carries the diagram alone (redirect it to a file) and the summary goes to stderr",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON report (includes the trace)")
-    parser.add_argument(
-        "--keylog",
-        type=Path,
-        metavar="FILE",
-        help="append NSS key-log lines (for Wireshark) to FILE: created 0600; a link, another user's "
-        "file or one others can read is refused",
-    )
-    parser.add_argument(
-        "--timeout", type=float, metavar="SECONDS", help="deadline for connect, handshake and each read"
-    )
     return parser
 
 
 def _body(args: argparse.Namespace) -> int:
-    overrides = {
-        "client": {
-            "host": args.host,
-            "port": args.port,
-            "server_name": args.server_name,
-            "cert": "" if args.no_cert else args.cert,
-            "key": "" if args.no_cert else args.key,
-            "ca": args.ca,
-            "crl": args.crl,
-            "tls_min": args.tls,
-            "tls_max": args.tls,
-            "keylog": args.keylog,
-            "timeout": args.timeout,
-        }
-    }
+    no_cert = {"cert": "", "key": ""} if args.no_cert else {}
+    overrides = FLAGS.overrides(args, tls_min=args.tls, tls_max=args.tls, **no_cert)
     try:
         config = load_config(args.config, overrides=overrides).client
         # Our server speaks the line protocol under ALPN mtls-ref/1; other servers get no ALPN offer.

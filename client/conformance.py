@@ -16,6 +16,7 @@ reproduces it by hand.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shlex
 import sys
@@ -129,28 +130,18 @@ def openssl_command(
 
 
 async def _run_row(
-    manifest: Manifest,
-    case: BadCase,
-    *,
-    host: str,
-    port: int,
-    tls: str,
-    server_name: str,
-    mode: str,
-    authz: bool,
-    read_timeout: float,
+    manifest: Manifest, case: BadCase, run: ClientConfig, *, tls: str, mode: str, authz: bool
 ) -> Row:
-    reproduce = openssl_command(manifest, case, host=host, port=port, tls=tls, server_name=server_name)
-    config = ClientConfig(
-        host=host,
-        port=port,
-        server_name=server_name,
-        ca=manifest.path(manifest.ca),
+    """One case on one TLS version; ``run`` is the run's client config (server, CA, deadline)."""
+    reproduce = openssl_command(
+        manifest, case, host=run.host, port=run.port, tls=tls, server_name=run.server_name
+    )
+    config = dataclasses.replace(
+        run,
         cert=manifest.path(case.cert) if case.cert else None,
         key=manifest.path(case.key) if case.key else None,
         tls_min=tls,
         tls_max=tls,
-        timeout=read_timeout,
     )
     alpn = {"mtls-ref": [ALPN_LINE], "http": [ALPN_HTTP], "raw": None}[mode]
     try:
@@ -206,23 +197,14 @@ async def run_conformance(
     read_timeout: float = 5.0,
 ) -> list[Row]:
     """Every client case on every TLS version, one connection each, in order."""
-    rows = []
-    for tls in versions:
-        for case in manifest.cases:
-            rows.append(
-                await _run_row(
-                    manifest,
-                    case,
-                    host=host,
-                    port=port,
-                    tls=tls,
-                    server_name=server_name,
-                    mode=mode,
-                    authz=authz,
-                    read_timeout=read_timeout,
-                )
-            )
-    return rows
+    run = ClientConfig(
+        host=host, port=port, server_name=server_name, ca=manifest.path(manifest.ca), timeout=read_timeout
+    )
+    return [
+        await _run_row(manifest, case, run, tls=tls, mode=mode, authz=authz)
+        for tls in versions
+        for case in manifest.cases
+    ]
 
 
 def render_table(rows: Sequence[Row], *, show_openssl: bool = False) -> str:

@@ -29,14 +29,13 @@ import dataclasses
 import ssl
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any, Final
 
 import trio
 
 from mtls_ref.shared.core.addresses import HostPort, is_loopback
-from mtls_ref.shared.core.cli_support import add_config_argument, run_cli
-from mtls_ref.shared.core.config import TLS_VERSIONS, ClientConfig, load_config
+from mtls_ref.shared.core.cli_support import ConfigFlags, add_exact_tls_flag, run_cli
+from mtls_ref.shared.core.config import ClientConfig, load_config
 from mtls_ref.shared.core.errors import ConfigError
 from mtls_ref.shared.core.relay import relay
 from mtls_ref.shared.tls.connection import TLSConnection
@@ -48,6 +47,15 @@ __all__ = ["TunnelSettings", "main", "run_tunnel"]
 
 DEFAULT_IDLE: Final = 300.0
 HALF_CLOSE_GRACE: Final = 0.5  # seconds the service may go on answering a client that ended its stream
+# The [client] keys the tunnel takes as flags (the target gives host and port), worded for the tunnel.
+FLAGS: Final = ConfigFlags(
+    section=ClientConfig,
+    only=frozenset({"server_name", "cert", "key", "ca", "timeout"}),
+    help_for={
+        "server_name": "name the server certificate must carry (default: the host)",
+        "timeout": "deadline for connect and handshake",
+    },
+)
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -151,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
         "HOST:PORT with our certificate (verifying the server), so tools without a client "
         "certificate (curl, redis-cli, a browser) reach an mTLS service. Flags override [client].",
     )
-    add_config_argument(parser)
+    FLAGS.add_to(parser)
     parser.add_argument("target", help="the mTLS service, HOST:PORT")
     parser.add_argument(
         "--listen", required=True, metavar="HOST:PORT", help="local address, e.g. 127.0.0.1:15000"
@@ -161,12 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="listen on a non-loopback address (anyone reaching it acts with our certificate)",
     )
-    parser.add_argument("--server-name", help="name the server certificate must carry (default: the host)")
-    parser.add_argument("--cert", type=Path, help="our certificate chain (PEM, leaf first)")
-    parser.add_argument("--key", type=Path, help="our private key (PEM)")
-    parser.add_argument("--ca", type=Path, help="CA the server certificate must chain to")
-    parser.add_argument("--tls", choices=TLS_VERSIONS, help="use exactly this TLS version")
-    parser.add_argument("--timeout", type=float, metavar="SECONDS", help="deadline for connect and handshake")
+    add_exact_tls_flag(parser)
     parser.add_argument(
         "--idle-timeout", type=float, default=DEFAULT_IDLE, metavar="SECONDS", help="end a silent session"
     )
@@ -181,19 +184,7 @@ def _body(args: argparse.Namespace) -> int:
             "certificate; listen on 127.0.0.1, or pass --allow-remote if that is what you mean"
         )
     host, port = _host_port(args.target, "target")
-    overrides = {
-        "client": {
-            "host": host,
-            "port": port,
-            "server_name": args.server_name,
-            "cert": args.cert,
-            "key": args.key,
-            "ca": args.ca,
-            "tls_min": args.tls,
-            "tls_max": args.tls,
-            "timeout": args.timeout,
-        }
-    }
+    overrides = FLAGS.overrides(args, host=host, port=port, tls_min=args.tls, tls_max=args.tls)
     config = load_config(args.config, overrides=overrides).client
     context = client_context(config)
     settings = TunnelSettings(

@@ -1,39 +1,32 @@
-"""CSRs and a small certificate authority, the way the OpenSSL docs teach it.
+"""A small certificate authority, the way the OpenSSL docs teach it.
 
 The flow is the docs' one, step by step, each step a standard PEM file:
 ``openssl genrsa`` (:func:`mtls_ref.shared.pki.keys.generate_key`) -> ``openssl req -new``
-(:func:`make_csr`) -> the CA signs (:meth:`CertificateAuthority.sign`) ->
-``openssl x509 -text`` (see :mod:`mtls_ref.shared.pki.inspect`).
+(:func:`~mtls_ref.shared.pki.names.make_csr`) -> the CA signs
+(:meth:`CertificateAuthority.sign`) -> ``openssl x509 -text`` (see
+:mod:`mtls_ref.shared.pki.inspect`).
 
-Profiles, not requests, decide extensions: a CSR only contributes its subject,
-its public key and (unless overridden) its requested SANs. Server leaves carry
-EKU serverAuth only and client leaves clientAuth only, because strict verifiers
-reject leaves that claim every purpose.
+Profiles (:mod:`~mtls_ref.shared.pki.profiles`), not requests, decide
+extensions: a CSR only contributes its subject, its public key and (when asked)
+its requested SANs. A leaf's files are written all or none
+(:mod:`~mtls_ref.shared.pki.leaf_files`). Time (``now``) and serial numbers are
+injectable so tests pin boundaries.
 
-Files are written with :func:`mtls_ref.shared.pki.keys.atomic_write` (keys 0600), and a
-whole set is checked before any is written: nothing existing is replaced
-unless ``force`` is set.
-Time (``now``) and serial numbers are injectable so tests pin boundaries.
+This module also re-exports the names that used to live here, so
+``from mtls_ref.shared.pki.authority import Profile, parse_san, ...`` keeps working.
 """
 
 from __future__ import annotations
 
+import abc
 import datetime as dt
-import enum
-import ipaddress
-import re
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.types import (
-    CertificatePublicKeyTypes,
-)
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import NameOID
 
 from mtls_ref.shared.core.config import PKIConfig
 from mtls_ref.shared.core.errors import CertificateError
@@ -44,271 +37,82 @@ from mtls_ref.shared.pki.keys import (
     load_certificates,
     load_private_key,
     pem,
-    signature_hash,
     utcnow,
     write_private_key,
 )
-from mtls_ref.shared.pki.san_rules import general_name_problem, text_problem, value_problem
+from mtls_ref.shared.pki.leaf_files import IssuedFiles, check_file_name, refuse_existing, write_leaf_files
+from mtls_ref.shared.pki.names import ca_common_name, make_csr, name_for, parse_san, requested_sans
+from mtls_ref.shared.pki.profiles import LeafOptions, Profile, build_certificate
+from mtls_ref.shared.pki.san_rules import general_name_problem
 
 __all__ = [
     "CertificateAuthority",
     "IssuedFiles",
     "LeafOptions",
     "Profile",
+    "SelfSigned",
     "build_certificate",
     "check_file_name",
     "issue_self_signed",
     "make_csr",
     "parse_san",
+    "requested_sans",
     "verify_signed_by",
+    "write_leaf_files",
 ]
 
 
-class Profile(enum.Enum):
-    """What a certificate is for; decides its extensions."""
+class LeafIssuer(abc.ABC):
+    """The docs' flow for one leaf (key, CSR, signature, files); a subclass says who signs."""
 
-    ROOT = "root"
-    INTERMEDIATE = "intermediate"
-    SERVER = "server"
-    CLIENT = "client"
+    chain: tuple[x509.Certificate, ...] = ()  # sent after the leaf: the intermediate, if any
 
-    @property
-    def is_ca(self) -> bool:
-        return self in (Profile.ROOT, Profile.INTERMEDIATE)
+    @abc.abstractmethod
+    def _issuer(self, own_name: x509.Name, own_key: PrivateKey) -> tuple[x509.Name, PrivateKey]:
+        """Who signs a new leaf (given the leaf's own name and key): the issuer's name and key."""
 
-
-# --- names ------------------------------------------------------------------
-
-
-_SAN_KINDS: Final = {"dns": "DNS", "ip": "IP", "uri": "URI", "email": "email"}
-
-
-def parse_san(text: str) -> x509.GeneralName:
-    """``DNS:localhost``, ``IP:127.0.0.1``, ``URI:spiffe://td/wl``, ``email:a@b`` -> GeneralName.
-
-    The value must follow :mod:`~mtls_ref.shared.pki.san_rules`; the error names the rule it breaks.
-    """
-    kind, sep, value = text.partition(":")
-    kind = kind.strip().lower()
-    if not sep or not value:
-        raise CertificateError(f"SAN {text!r} needs a type prefix: DNS:, IP:, URI: or email:")
-    if kind not in _SAN_KINDS:
-        raise CertificateError(f"SAN {text!r}: unknown type {kind!r}; use DNS:, IP:, URI: or email:")
-    problem = text_problem(text) or value_problem(_SAN_KINDS[kind], value)
-    if problem is not None:
-        raise CertificateError(f"SAN {text!r} {problem}")
-    if kind == "ip":
-        try:
-            return x509.IPAddress(ipaddress.ip_address(value))
-        except ValueError:
-            raise CertificateError(f"SAN {text!r}: {value!r} is not an IP address") from None
-    try:
-        if kind == "dns":
-            return x509.DNSName(value)
-        if kind == "uri":
-            return x509.UniformResourceIdentifier(value)
-        return x509.RFC822Name(value)
-    except ValueError as exc:  # cryptography's own checks (an email it cannot parse)
-        raise CertificateError(f"SAN {text!r} is refused by the X.509 library: {exc}") from exc
+    def issue(
+        self,
+        profile: Profile,
+        name: str,
+        *,
+        out_dir: Path,
+        sans: Sequence[x509.GeneralName] = (),
+        key_type: str = "p256",
+        days: int = 365,
+        now: dt.datetime | None = None,
+        passphrase: bytes | None = None,
+        force: bool = False,
+        options: LeafOptions | None = None,
+    ) -> IssuedFiles:
+        """The whole docs flow for one leaf: key, CSR, signature, certificate, chain file."""
+        _leaf_only(profile)
+        files = IssuedFiles.named(name, out_dir)
+        refuse_existing(files.all(), force)
+        key = generate_key(key_type)
+        csr = make_csr(key, name, sans)
+        issuer, issuer_key = self._issuer(csr.subject, key)
+        cert = build_certificate(
+            subject=csr.subject,
+            public_key=key.public_key(),
+            issuer=issuer,
+            issuer_key=issuer_key,
+            profile=profile,
+            sans=sans,
+            now=now or utcnow(),
+            days=days,
+            options=options,
+        )
+        write_leaf_files(files, key, csr, cert, self.chain, passphrase=passphrase, force=force)
+        return files
 
 
-def key_identifier(public_key: CertificatePublicKeyTypes) -> str:
-    """The first 4 bytes of the subject key identifier (RFC 5280 §4.2.1.2 method 1), as 8 hex digits."""
-    return x509.SubjectKeyIdentifier.from_public_key(public_key).digest[:4].hex().upper()
-
-
-def ca_common_name(template: str, public_key: CertificatePublicKeyTypes) -> str:
-    """A CA's common name; ``{key_id}`` in the template becomes :func:`key_identifier`.
-
-    The default name carries it, so two CAs made with the defaults never share a
-    name: a peer that trusts one and is shown the other says "different key", not
-    "same CA".
-    """
-    return template.replace("{key_id}", key_identifier(public_key))
-
-
-def name_for(common_name: str, organization: str | None = None) -> x509.Name:
-    attrs = [x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
-    if organization:
-        attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization))
-    return x509.Name(attrs)
-
-
-def make_csr(
-    key: PrivateKey, common_name: str, sans: Sequence[x509.GeneralName] = ()
-) -> x509.CertificateSigningRequest:
-    """The ``openssl req -new`` step: a request signed by the key it names."""
-    builder = x509.CertificateSigningRequestBuilder().subject_name(name_for(common_name))
-    if sans:
-        builder = builder.add_extension(x509.SubjectAlternativeName(list(sans)), critical=False)
-    return builder.sign(key, signature_hash(key))
-
-
-def requested_sans(csr: x509.CertificateSigningRequest) -> list[x509.GeneralName]:
-    try:
-        ext = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName)
-    except x509.ExtensionNotFound:
-        return []
-    return list(ext.value)
-
-
-# --- signing ----------------------------------------------------------------
-
-
-def _extensions(
-    *,
-    profile: Profile,
-    public_key: CertificatePublicKeyTypes,
-    issuer_key: PrivateKey,
-    sans: Sequence[x509.GeneralName],
-    path_length: int | None,
-    ekus: Sequence[x509.ObjectIdentifier] | None,
-) -> list[tuple[x509.ExtensionType, bool]]:
-    """The profile's extensions as (value, critical), per RFC 5280 §4.2."""
-    exts: list[tuple[x509.ExtensionType, bool]] = []
+def _leaf_only(profile: Profile) -> None:
     if profile.is_ca:
-        exts.append((x509.BasicConstraints(ca=True, path_length=path_length), True))
-        exts.append((_key_usage(cert_sign=True), True))
-    else:
-        exts.append((x509.BasicConstraints(ca=False, path_length=None), True))
-        exts.append((_key_usage(digital_signature=True), True))
-        if ekus is None:
-            role_eku = (
-                ExtendedKeyUsageOID.SERVER_AUTH
-                if profile is Profile.SERVER
-                else ExtendedKeyUsageOID.CLIENT_AUTH
-            )
-            ekus = [role_eku]
-        if ekus:
-            exts.append((x509.ExtendedKeyUsage(list(ekus)), False))
-        if sans:
-            # Non-critical: the subject is not empty, so RFC 5280 §4.2.1.6 does not ask for critical.
-            exts.append((x509.SubjectAlternativeName(list(sans)), False))
-    exts.append((x509.SubjectKeyIdentifier.from_public_key(public_key), False))
-    exts.append((x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), False))
-    return exts
+        raise CertificateError("this CA signs leaves only: use --profile server or client")
 
 
-def _key_usage(*, cert_sign: bool = False, digital_signature: bool = False) -> x509.KeyUsage:
-    return x509.KeyUsage(
-        digital_signature=digital_signature,
-        content_commitment=False,
-        key_encipherment=False,
-        data_encipherment=False,
-        key_agreement=False,
-        key_cert_sign=cert_sign,
-        crl_sign=cert_sign,
-        encipher_only=False,
-        decipher_only=False,
-    )
-
-
-def build_certificate(
-    *,
-    subject: x509.Name,
-    public_key: CertificatePublicKeyTypes,
-    issuer: x509.Name,
-    issuer_key: PrivateKey,
-    profile: Profile,
-    sans: Sequence[x509.GeneralName] = (),
-    now: dt.datetime,
-    days: int,
-    path_length: int | None = None,
-    serial: int | None = None,
-    options: LeafOptions | None = None,
-) -> x509.Certificate:
-    """Sign one certificate; validity runs from ``now`` for ``days`` days unless ``options`` say otherwise."""
-    options = options or LeafOptions()
-    not_before, not_after = options.validity(now, days)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer)
-        .public_key(public_key)
-        .serial_number(serial if serial is not None else x509.random_serial_number())
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-    )
-    for ext, critical in _extensions(
-        profile=profile,
-        public_key=public_key,
-        issuer_key=issuer_key,
-        sans=sans,
-        path_length=path_length,
-        ekus=options.ekus,
-    ):
-        builder = builder.add_extension(ext, critical=critical)
-    return builder.sign(issuer_key, signature_hash(issuer_key))
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LeafOptions:
-    """Deliberate departures from a profile, to reproduce bad credentials on purpose.
-
-    ``ekus``: None keeps the role's EKU, an empty tuple omits the extension.
-    A negative ``days`` (see :meth:`validity`) makes a certificate that has
-    already expired.
-    """
-
-    not_before: dt.datetime | None = None
-    not_after: dt.datetime | None = None
-    ekus: tuple[x509.ObjectIdentifier, ...] | None = None
-
-    def validity(self, now: dt.datetime, days: int) -> tuple[dt.datetime, dt.datetime]:
-        not_after = self.not_after or now + dt.timedelta(days=days)
-        not_before = self.not_before or min(now, not_after - dt.timedelta(days=1))
-        if not_before >= not_after:
-            raise CertificateError(
-                f"validity would be empty: not before {not_before:%Y-%m-%d %H:%M} is not earlier than "
-                f"not after {not_after:%Y-%m-%d %H:%M}; fix --not-before/--not-after/--days"
-            )
-        return not_before, not_after
-
-
-# A leaf's name becomes its file names (NAME.key, NAME.pem, NAME.p12...) in the PKI folder, so
-# it must be one plain, portable file name: no folder, no markup, not hidden. 64 is also X.520's
-# upper bound for the CN (RFC 5280 ub-common-name) that ``issue`` makes of the same name.
-_FILE_NAME: Final = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}")
-
-
-def check_file_name(name: str) -> str:
-    """``name``, if it is safe as the stem of a leaf's files; else an error saying how to name it."""
-    if not _FILE_NAME.fullmatch(name):
-        raise CertificateError(
-            f"certificate name {name!r} cannot be used as a file name: it becomes NAME.key, NAME.pem... "
-            "in the PKI folder, so use letters, digits, '.', '_' and '-' only, not starting with '.', "
-            "at most 64 characters (e.g. alice, web-01). 'issue' also makes NAME the certificate's CN; "
-            "for another CN, make a CSR with it (openssl req -new -subj '/CN=...') and sign that with "
-            "'mtls-certs sign CSR --profile ... --out FILE'"
-        )
-    return name
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class IssuedFiles:
-    """The files one ``issue`` wrote, in the order the docs make them."""
-
-    key: Path
-    csr: Path
-    cert: Path
-    chain: Path
-
-    @classmethod
-    def named(cls, name: str, out_dir: Path) -> IssuedFiles:
-        """The files of leaf ``name`` in ``out_dir``; ``name`` must pass :func:`check_file_name`."""
-        check_file_name(name)
-        return cls(
-            key=out_dir / f"{name}.key",
-            csr=out_dir / f"{name}.csr",
-            cert=out_dir / f"{name}.pem",
-            chain=out_dir / f"{name}-chain.pem",
-        )
-
-    def all(self) -> list[Path]:
-        return [self.key, self.csr, self.cert, self.chain]
-
-
-class CertificateAuthority:
+class CertificateAuthority(LeafIssuer):
     """A root CA, optionally with an intermediate that signs the leaves.
 
     ``root`` is the trust anchor everyone configures as ``ca``; ``chain`` holds
@@ -346,40 +150,38 @@ class CertificateAuthority:
     ) -> CertificateAuthority:
         """``mtls-certs init``: write a self-signed root (and an intermediate) under ``pki.dir``."""
         now = now or utcnow()
-        targets = [pki.path(pki.ca_key), pki.path(pki.ca_cert)]
-        if intermediate:
-            targets += [pki.path(pki.intermediate_key), pki.path(pki.intermediate_cert)]
-        _refuse_existing(targets, force)
+        root_files = (pki.path(pki.ca_key), pki.path(pki.ca_cert))
+        inter_files = (pki.path(pki.intermediate_key), pki.path(pki.intermediate_cert))
+        refuse_existing([*root_files, *(inter_files if intermediate else ())], force)
         root_key = generate_key(pki.key_type)
         common_name = ca_common_name(pki.ca_common_name, root_key.public_key())
         root_name = name_for(common_name, "mtls-ref")
-        root = build_certificate(
-            subject=root_name,
-            public_key=root_key.public_key(),
-            issuer=root_name,
-            issuer_key=root_key,
-            profile=Profile.ROOT,
-            now=now,
-            days=pki.ca_days,
-            path_length=1 if intermediate else 0,
-        )
-        write_private_key(targets[0], root_key, passphrase=passphrase, force=force)
-        atomic_write(targets[1], pem(root), force=force)
+
+        def certify(
+            profile: Profile, subject: x509.Name, key: PrivateKey, path_length: int, files: tuple[Path, Path]
+        ) -> x509.Certificate:
+            """A CA certificate signed by the root key, written with its key (0600) to ``files``."""
+            cert = build_certificate(
+                subject=subject,
+                public_key=key.public_key(),
+                issuer=root_name,
+                issuer_key=root_key,
+                profile=profile,
+                now=now,
+                days=pki.ca_days,
+                path_length=path_length,
+            )
+            write_private_key(files[0], key, passphrase=passphrase, force=force)
+            atomic_write(files[1], pem(cert), force=force)
+            return cert
+
+        # The root's path length allows the one intermediate, when there is one (RFC 5280 §4.2.1.9).
+        root = certify(Profile.ROOT, root_name, root_key, 1 if intermediate else 0, root_files)
         if not intermediate:
             return cls(root=root, signer_cert=root, signer_key=root_key)
         inter_key = generate_key(pki.key_type)
-        inter = build_certificate(
-            subject=name_for(f"{common_name} Intermediate", "mtls-ref"),
-            public_key=inter_key.public_key(),
-            issuer=root_name,
-            issuer_key=root_key,
-            profile=Profile.INTERMEDIATE,
-            now=now,
-            days=pki.ca_days,
-            path_length=0,
-        )
-        write_private_key(targets[2], inter_key, passphrase=passphrase, force=force)
-        atomic_write(targets[3], pem(inter), force=force)
+        inter_name = name_for(f"{common_name} Intermediate", "mtls-ref")
+        inter = certify(Profile.INTERMEDIATE, inter_name, inter_key, 0, inter_files)
         return cls(root=root, signer_cert=inter, signer_key=inter_key, chain=[inter], root_key=root_key)
 
     @classmethod
@@ -418,8 +220,7 @@ class CertificateAuthority:
         ``sans_from_csr`` (a CSR must not choose names such as a SPIFFE ID or a
         wildcard for itself).
         """
-        if profile.is_ca:
-            raise CertificateError("this CA signs leaves only: use --profile server or client")
+        _leaf_only(profile)
         if not csr.is_signature_valid:
             raise CertificateError(
                 "CSR signature does not verify: the request was altered or was not signed by "
@@ -456,86 +257,23 @@ class CertificateAuthority:
             options=options,
         )
 
-    def issue(
-        self,
-        profile: Profile,
-        name: str,
-        *,
-        out_dir: Path,
-        sans: Sequence[x509.GeneralName] = (),
-        key_type: str = "p256",
-        days: int = 365,
-        now: dt.datetime | None = None,
-        passphrase: bytes | None = None,
-        force: bool = False,
-        options: LeafOptions | None = None,
-    ) -> IssuedFiles:
-        """The whole docs flow for one leaf: key, CSR, CA signature, certificate, chain file."""
-        files = IssuedFiles.named(name, out_dir)
-        _refuse_existing(files.all(), force)
-        key = generate_key(key_type)
-        csr = make_csr(key, name, sans)
-        cert = self.sign(csr, profile, sans=sans, days=days, now=now, options=options)
-        write_leaf_files(files, key, csr, cert, self.chain, passphrase=passphrase, force=force)
-        return files
+    def _issuer(self, own_name: x509.Name, own_key: PrivateKey) -> tuple[x509.Name, PrivateKey]:
+        return self.signer_cert.subject, self.signer_key
 
 
-def write_leaf_files(
-    files: IssuedFiles,
-    key: PrivateKey,
-    csr: x509.CertificateSigningRequest,
-    cert: x509.Certificate,
-    chain: Sequence[x509.Certificate],
-    *,
-    passphrase: bytes | None = None,
-    force: bool = False,
-) -> None:
-    """Key (0600) first, then CSR, certificate and chain: each atomic."""
-    write_private_key(files.key, key, passphrase=passphrase, force=force)
-    atomic_write(files.csr, csr.public_bytes(serialization.Encoding.PEM), force=force)
-    atomic_write(files.cert, pem(cert), force=force)
-    atomic_write(files.chain, pem(cert, *chain), force=force)
+class SelfSigned(LeafIssuer):
+    """Leaves signed by their own key (no CA at all): a classic misconfiguration, made on purpose."""
+
+    def __repr__(self) -> str:
+        return "<SelfSigned>"
+
+    def _issuer(self, own_name: x509.Name, own_key: PrivateKey) -> tuple[x509.Name, PrivateKey]:
+        return own_name, own_key
 
 
-def issue_self_signed(
-    profile: Profile,
-    name: str,
-    *,
-    out_dir: Path,
-    sans: Sequence[x509.GeneralName] = (),
-    key_type: str = "p256",
-    days: int = 365,
-    now: dt.datetime | None = None,
-    force: bool = False,
-    options: LeafOptions | None = None,
-) -> IssuedFiles:
-    """A leaf signed by its own key (no CA at all): a classic misconfiguration, made on purpose."""
-    files = IssuedFiles.named(name, out_dir)
-    _refuse_existing(files.all(), force)
-    key = generate_key(key_type)
-    csr = make_csr(key, name, sans)
-    cert = build_certificate(
-        subject=csr.subject,
-        public_key=key.public_key(),
-        issuer=csr.subject,
-        issuer_key=key,
-        profile=profile,
-        sans=sans,
-        now=now or utcnow(),
-        days=days,
-        options=options,
-    )
-    write_leaf_files(files, key, csr, cert, (), force=force)
-    return files
-
-
-def _refuse_existing(paths: Iterable[Path], force: bool) -> None:
-    """Check every target before writing any, so a refusal leaves nothing half-made."""
-    if force:
-        return
-    existing = [str(p) for p in paths if p.exists()]
-    if existing:
-        raise CertificateError(f"refusing to overwrite {', '.join(existing)}: remove them or pass --force")
+# ``issue_self_signed(profile, name, out_dir=..., ...)``: a self-signed leaf, the same flow and
+# arguments as :meth:`CertificateAuthority.issue`.
+issue_self_signed: Final = SelfSigned().issue
 
 
 def verify_signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import selectors
-import signal
 import subprocess
 import threading
 import time
@@ -23,8 +22,8 @@ from pathlib import Path
 from typing import Any, Final
 
 from mtls_ref.shared.badservers import Activity, Observation, Verdict, judge, row_named
-from mtls_ref.shared.core.cli_support import SERVER_MODULE, module_command
 from mtls_ref.shared.pki.badset import write_badset
+from mtls_ref.shared.testing.processes import start_server_process, stop_process
 
 __all__ = ["BadServerRow", "MtlsBadServers", "start_bad_servers", "stop_bad_servers"]
 
@@ -92,12 +91,8 @@ class MtlsBadServers:
 def start_bad_servers(directory: Path) -> MtlsBadServers:
     """Write a bad set under ``directory`` and start every bad server on it."""
     write_badset(directory / "badset")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MTLS_")}
-    process = subprocess.Popen(
-        module_command(SERVER_MODULE, "badservers", "--badset", str(directory / "badset"), "--json"),
-        stdout=subprocess.PIPE,
-        env=env,
-        cwd=directory,
+    process = start_server_process(
+        "badservers", "--badset", str(directory / "badset"), "--json", cwd=directory, pipe="stdout"
     )
     try:
         first = _first_line(process)
@@ -132,12 +127,7 @@ def start_bad_servers(directory: Path) -> MtlsBadServers:
 
 
 def stop_bad_servers(servers: MtlsBadServers) -> None:
-    servers.process.send_signal(signal.SIGTERM)
-    try:
-        servers.process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        servers.process.kill()
-        servers.process.wait(timeout=10)
+    stop_process(servers.process)
     if servers.process.stdout is not None:
         servers.process.stdout.close()
 
