@@ -44,6 +44,7 @@ sees). No loop here goes round without awaiting a read or write or ending.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Final
 
 import h11
@@ -78,25 +79,26 @@ async def forward_http(
     request_timeout: float,
 ) -> ForwardResult:
     """Relay HTTP exchanges with our identity headers until either side ends; never raises for peers."""
-    forwarder = _HttpForwarder(tls, target, identity_headers, idle_timeout, connect_timeout, request_timeout)
-    return await forwarder.run()
+    limits = _Limits(idle=idle_timeout, connect=connect_timeout, request=request_timeout)
+    return await _HttpForwarder(tls, target, identity_headers, limits).run()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Limits:
+    idle: float  # idle_timeout: no byte either way
+    connect: float  # a backend connection
+    request: float  # request_timeout: a whole request head
 
 
 class _HttpForwarder(Ends):
-    def __init__(  # noqa: PLR0917 - the connection, where it goes, and its three deadlines
-        self,
-        tls: TLSConnection,
-        target: ForwardTarget,
-        identity_headers: Headers,
-        idle_timeout: float,
-        connect_timeout: float,
-        request_timeout: float,
+    def __init__(
+        self, tls: TLSConnection, target: ForwardTarget, identity_headers: Headers, limits: _Limits
     ) -> None:
-        super().__init__(tls, idle_timeout)
+        super().__init__(tls, limits.idle)
         self.target = target
         self.identity_headers = identity_headers
-        self.connect_timeout = connect_timeout
-        self.request_timeout = request_timeout
+        self.connect_timeout = limits.connect
+        self.request_timeout = limits.request
         self.back = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD_BYTES)
         self.result = ForwardResult()
 

@@ -18,7 +18,7 @@ from typing import Final
 from mtls_ref.shared.tls.identity import PeerIdentity
 from mtls_ref.shared.tls.render_svg import render_svg
 
-from .views import SessionInfo
+from .views import SessionInfo, shown_chain
 
 __all__ = ["PAGE_HEADERS", "accepts_html", "forbidden_html", "home_html"]
 
@@ -166,12 +166,14 @@ def _identity_list(ident: PeerIdentity, info: SessionInfo, now: datetime) -> str
 
 
 def _chain(info: SessionInfo) -> str:
-    if info.resumed:
-        return "verified when the resumed session was made (a resumption sends no certificates)"
-    chain = info.verified_chain()
-    if not chain:
-        return "this TLS engine does not report the verified chain (the openssl engine does)"
-    return '<ol class="chain">' + "".join(f"<li><code>{escape(s)}</code></li>" for s in chain) + "</ol>"
+    match shown_chain(info):
+        case "resumed":
+            return "verified when the resumed session was made (a resumption sends no certificates)"
+        case list(chain):
+            return (
+                '<ol class="chain">' + "".join(f"<li><code>{escape(s)}</code></li>" for s in chain) + "</ol>"
+            )
+    return "this TLS engine does not report the verified chain (the openssl engine does)"
 
 
 def _verification_list(info: SessionInfo) -> str:

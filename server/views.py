@@ -88,10 +88,17 @@ def home_page(info: SessionInfo) -> str:
     )
 
 
-def _chain_line(info: SessionInfo) -> str:
+def shown_chain(info: SessionInfo) -> list[str] | str:
+    """The verified chain to show, leaf to root, or why there is none: "resumed" or "unknown"."""
     if info.resumed:
-        return "  (this connection resumed a session: the chain was verified when it was made)\n"
-    chain = info.verified_chain()
-    if not chain:
-        return ""
-    return "  verified chain: " + " <- ".join(chain) + "\n"
+        return "resumed"
+    return info.verified_chain() or "unknown"
+
+
+def _chain_line(info: SessionInfo) -> str:
+    match shown_chain(info):
+        case "resumed":
+            return "  (this connection resumed a session: the chain was verified when it was made)\n"
+        case list(chain):
+            return "  verified chain: " + " <- ".join(chain) + "\n"
+    return ""
