@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from mtls_ref.shared.core.proxy_protocol import ProxyHeader
+from mtls_ref.server.proxy_protocol import ProxyHeader
 from mtls_ref.shared.tls.connection import TLSConnection
 from mtls_ref.shared.tls.identity import PeerIdentity
 

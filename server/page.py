@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 from html import escape
 from typing import Final
 
+from mtls_ref.server.render_svg import render_svg
 from mtls_ref.shared.tls.identity import PeerIdentity
-from mtls_ref.shared.tls.render_svg import render_svg
 
 from .views import SessionInfo, shown_chain
 

@@ -13,7 +13,7 @@ import trio
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from mtls_ref.client.session import ClientReport, Exit, run_client
-from mtls_ref.shared.core.proxy_protocol import SIGNATURE
+from mtls_ref.server.proxy_protocol import SIGNATURE
 from mtls_ref.shared.pki.keys import load_certificates
 from mtls_ref.shared.tls.context import client_context
 from mtls_ref.shared.tls.identity import identity_from_der

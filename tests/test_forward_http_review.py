@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 import pytest
 import trio
 
-from mtls_ref.shared.core.proxy_protocol import ProxyHeader
+from mtls_ref.server.proxy_protocol import ProxyHeader
 from mtls_ref.shared.tls.context import client_context
 
 from .support.backends import Seen, echo_backend, h11_backend, http_server_backend

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from mtls_ref.client.session import Exit, run_client
 from mtls_ref.server.forward_headers import clean_headers, client_cert_headers, xfcc_value
-from mtls_ref.shared.core.proxy_protocol import ProxyHeader
+from mtls_ref.server.proxy_protocol import ProxyHeader
 from mtls_ref.shared.pki.authority import IssuedFiles, Profile, make_csr, write_leaf_files
 from mtls_ref.shared.pki.keys import generate_key, load_certificates
 from mtls_ref.shared.tls.context import client_context

@@ -14,9 +14,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from mtls_ref.server.page import accepts_html, forbidden_html, home_html, request_host
+from mtls_ref.server.render_svg import render_svg
 from mtls_ref.server.views import SessionInfo, describe_crls
 from mtls_ref.shared.tls.identity import AllowList, PeerIdentity, identity_from_certificate
-from mtls_ref.shared.tls.render_svg import render_svg
 from mtls_ref.shared.tls.trace import MAX_EVENTS, HandshakeRecorder, Role, TraceEvent
 
 from .test_trace_render import RECORDED_13, ev

@@ -17,7 +17,7 @@ from typing import Any
 import h11
 import trio
 
-from mtls_ref.shared.core.proxy_protocol import SIGNATURE
+from mtls_ref.server.proxy_protocol import SIGNATURE
 
 from .forward import WAIT
 
