@@ -110,6 +110,27 @@ async def test_stalled_peers_time_out_without_blocking_others(pki: Pki) -> None:
     assert "timeout" in outcomes
 
 
+@pytest.mark.usefixtures("tls_engine")
+async def test_an_sslv2_style_hello_is_bounded_by_the_handshake_timeout(pki: Pki) -> None:
+    """tlsfuzzer's SSLv2-style hello carrying only a version: OpenSSL 4 (the openssl engine) waits for the
+    rest, as a bare pyOpenSSL server does, so the handshake deadline ends it; OpenSSL 3.0 (stdlib) refuses
+    it at once. Either way it is bounded, and others are served meanwhile."""
+    sslv2_hello = b"\x80\x03\x01\x03\x01"  # 2-byte SSLv2 length (3), CLIENT-HELLO, version 3.1, then nothing
+    async with trio.open_nursery() as nursery:
+        server, port, log = await start_server(nursery, pki, handshake_timeout=0.5)
+        probe = await trio.open_tcp_stream("127.0.0.1", port)
+        await probe.send_all(sslv2_hello)
+        assert (await good_client(pki, port)).result is Exit.OK
+        with trio.fail_after(5):
+            while await probe.receive_some(100):  # whatever it sends, the server then hangs up
+                pass
+        await probe.aclose()
+        server.shutdown()
+    probe_entry = next(e for e in log_events(log, "connection") if e["outcome"] != "accepted")
+    assert probe_entry["outcome"] in ("timeout", "rejected"), probe_entry
+    assert probe_entry["duration_ms"] < 5000
+
+
 def open_fds() -> int:
     return len(list(Path("/proc/self/fd").iterdir()))
 
