@@ -16,6 +16,7 @@ from mtls_ref.shared.tls.diagnose import (
     SENT_ALERTS,
     Category,
     certificate_fact,
+    diagnose_eof,
     diagnose_ssl_error,
     topic_for,
 )
@@ -124,3 +125,12 @@ def test_issuer_fact_tells_a_same_named_ca_from_a_missing_intermediate(tmp_path:
     leaf = load_certificates(pki.client.cert)
     bare = certificate_fact(leaf, "issuer", purpose="client", trusted=[pki.ca.root])
     assert bare is not None and bare.endswith("; no intermediate was sent with it")
+
+
+def test_a_close_without_an_alert_is_not_called_a_certificate_rejection() -> None:
+    """The pytest plugin's check() reads a close with no greeting this way: a server refusing a
+    certificate sends an alert, so a bare close after the handshake is a close, whatever the version."""
+    for tls13 in (True, False, None):
+        diagnosis = diagnose_eof(tls13=tls13, after_handshake=True)
+        assert diagnosis.category is Category.CLOSED
+        assert "not a certificate rejection" in diagnosis.summary

@@ -143,14 +143,17 @@ def _reason_from_text(message: str) -> str | None:
 
 
 def diagnose_eof(*, tls13: bool | None, after_handshake: bool) -> Diagnosis:
-    """The server closed where a reply was due."""
-    if after_handshake and tls13:
+    """The server closed where a reply was due.
+
+    A close without an alert is not a certificate rejection: a server refusing a certificate says
+    so with an alert (under TLS 1.3 on the client's first read), and ours always delivers it.
+    """
+    if after_handshake:
         return Diagnosis(
-            category=Category.REJECTED_BY_PEER,
-            summary="the server closed the connection right after the handshake: under TLS 1.3 this is "
-            "how a server rejects a client certificate when its alert is lost",
-            fix="check that --cert was issued by the CA the server trusts ('mtls-certs verify CERT "
-            "--purpose client') and see the server's log",
+            category=Category.CLOSED,
+            summary="the server closed the connection without an alert after the handshake: not a "
+            "certificate rejection; a forward-mode backend that closed, or a server shutting down",
+            fix="see the server's log; if it says it refused the certificate, its alert was lost on the way",
         )
     return Diagnosis(
         category=Category.CLOSED,
