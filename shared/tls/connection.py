@@ -93,8 +93,10 @@ class TLSConnection(trio.abc.Stream):
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         return await self._stream.receive_some(max_bytes)
 
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await self._stream.send_all(data)
+    async def send_all(self, data: bytes | bytearray | memoryview, *, yield_after: bool = True) -> None:
+        """``yield_after=False``: for a caller whose next step is itself a checkpoint (a receive):
+        a write that did not have to wait then skips its own trip through the scheduler."""
+        await self._stream.send_all(data, yield_after=yield_after)
 
     async def wait_send_all_might_not_block(self) -> None:
         await self._stream.wait_send_all_might_not_block()

@@ -172,7 +172,7 @@ class OpenSSLSocketStream(SocketOwner, trio.abc.Stream):
             raise trio.BrokenResourceError from exc
         return data
 
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+    async def send_all(self, data: bytes | bytearray | memoryview, *, yield_after: bool = True) -> None:
         # One checkpoint for the whole buffer, not one per record: with partial writes
         # (pyOpenSSL's default) OpenSSL returns after each 16 KiB record, and a yield to
         # the scheduler after each would cost bulk transfers a third of their speed.
@@ -195,7 +195,7 @@ class OpenSSLSocketStream(SocketOwner, trio.abc.Stream):
             raise trio.BrokenResourceError from _as_ssl_error(exc, self._conn)
         except OSError as exc:
             raise trio.BrokenResourceError from exc
-        if not waited:
+        if not waited and yield_after:
             await trio.lowlevel.cancel_shielded_checkpoint()
 
     async def aclose(self) -> None:

@@ -184,7 +184,7 @@ class SocketTLSStream(SocketOwner, trio.abc.Stream):
         await trio.lowlevel.cancel_shielded_checkpoint()
         return data
 
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+    async def send_all(self, data: bytes | bytearray | memoryview, *, yield_after: bool = True) -> None:
         await trio.lowlevel.checkpoint_if_cancelled()
         view = memoryview(data)
         try:
@@ -193,7 +193,8 @@ class SocketTLSStream(SocketOwner, trio.abc.Stream):
                 view = view[sent:]
         except (ssl.SSLError, OSError) as exc:
             raise trio.BrokenResourceError from exc
-        await trio.lowlevel.cancel_shielded_checkpoint()
+        if yield_after:
+            await trio.lowlevel.cancel_shielded_checkpoint()
 
     async def aclose(self) -> None:
         """Send close_notify (once, without waiting for the peer's) and close the socket."""
