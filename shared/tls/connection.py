@@ -154,14 +154,16 @@ class TLSConnection(trio.abc.Stream):
         await self._stream.do_handshake()
         self.handshake_done = True
 
-    async def aclose(self, *, goodbye_within: float = ALERT_FLUSH_TIMEOUT) -> None:
-        """close_notify after a completed handshake (bounded by ``goodbye_within`` s); otherwise just drop."""
+    async def aclose(self, *, goodbye_within: float = ALERT_FLUSH_TIMEOUT, yield_after: bool = True) -> None:
+        """close_notify after a completed handshake (bounded by ``goodbye_within`` s); otherwise just drop.
+
+        ``yield_after=False``: for a task that ends here, no scheduling point after close_notify."""
         if self.handshake_done:
             with (
                 trio.move_on_after(goodbye_within) as scope,
                 contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError),
             ):
-                await self._stream.aclose()
+                await self._stream.aclose(yield_after=yield_after)
             if not scope.cancelled_caught:
                 return
         await self.abort()

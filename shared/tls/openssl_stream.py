@@ -198,7 +198,7 @@ class OpenSSLSocketStream(SocketOwner, trio.abc.Stream):
         if not waited and yield_after:
             await trio.lowlevel.cancel_shielded_checkpoint()
 
-    async def aclose(self) -> None:
+    async def aclose(self, *, yield_after: bool = True) -> None:
         """Send close_notify (once, without waiting for the peer's) and close the socket."""
         if self._closed:
             await trio.lowlevel.checkpoint()
@@ -208,4 +208,5 @@ class OpenSSLSocketStream(SocketOwner, trio.abc.Stream):
             # (WantWrite) or a peer already gone only means it is not delivered.
             self._conn.shutdown()
         self.close_now()
-        await trio.lowlevel.checkpoint()
+        if yield_after:
+            await trio.lowlevel.checkpoint()

@@ -196,7 +196,7 @@ class SocketTLSStream(SocketOwner, trio.abc.Stream):
         if yield_after:
             await trio.lowlevel.cancel_shielded_checkpoint()
 
-    async def aclose(self) -> None:
+    async def aclose(self, *, yield_after: bool = True) -> None:
         """Send close_notify (once, without waiting for the peer's) and close the socket."""
         if self._closed:
             await trio.lowlevel.checkpoint()
@@ -206,4 +206,5 @@ class SocketTLSStream(SocketOwner, trio.abc.Stream):
             # close_notify has not arrived, which we do not wait for (as trio's SSLStream).
             self._sock.unwrap()
         self.close_now()
-        await trio.lowlevel.checkpoint()
+        if yield_after:
+            await trio.lowlevel.checkpoint()

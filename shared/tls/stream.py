@@ -28,7 +28,8 @@ class TLSStream(Protocol):
         """Send ``data``; ``yield_after=False`` skips the scheduling point after a write that did not
         have to wait (the caller's next step is one, e.g. a receive); cancellation is checked first."""
     async def wait_send_all_might_not_block(self) -> None: ...
-    async def aclose(self) -> None: ...
+    async def aclose(self, *, yield_after: bool = True) -> None:
+        """close_notify and close; ``yield_after=False`` skips the scheduling point after it."""
 
     async def linger_close(self, linger: float) -> None:
         """Close without a TLS goodbye, reading until the peer closes (bounded) so an alert survives."""
