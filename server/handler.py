@@ -125,7 +125,8 @@ async def handle_connection(
             if established:
                 slot.close_established()
         with trio.CancelScope(shield=True):
-            await tls.aclose(goodbye_within=CLOSE_TIMEOUT)
+            # The task ends here: no trip through the scheduler after close_notify.
+            await tls.aclose(goodbye_within=CLOSE_TIMEOUT, yield_after=False)
             if settings.trace and isinstance(recorder, HandshakeRecorder):
                 events = recorder.finish()
                 log.event(

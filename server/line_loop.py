@@ -15,7 +15,9 @@ and its last words get one more ``idle_timeout`` of their own.
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Awaitable, Callable
 from typing import Final
 
 import trio
@@ -63,13 +65,18 @@ async def serve_lines(
 
 
 class _Loop:
-    __slots__ = ("deadline", "protocol", "tls", "writing")
+    __slots__ = ("deadline", "protocol", "send", "tls", "writing")
 
     def __init__(self, tls: TLSConnection, protocol: LineConnection, deadline: IdleDeadline) -> None:
         self.tls = tls
         self.protocol = protocol
         self.deadline = deadline
         self.writing = False  # what the deadline interrupted: a write (the peer does not read) or a read
+        # No scheduling point after a write: what follows is a receive, or the close, and each is
+        # one (cancellation is still checked before writing). Any other stream writes as it does.
+        self.send: Callable[[bytes], Awaitable[None]] = tls.send_all
+        if isinstance(tls, TLSConnection):
+            self.send = functools.partial(tls.send_all, yield_after=False)
 
     async def run(self, step: Step, initial: bytes) -> None:
         tls, protocol, deadline = self.tls, self.protocol, self.deadline
@@ -100,7 +107,7 @@ class _Loop:
         # A peer that is gone is not an error worth raising here: the next read says how it went.
         # Not contextlib.suppress: this runs once per request, and a bare try is free.
         try:  # noqa: SIM105
-            await self.tls.send_all(data)
+            await self.send(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         self.writing = False

@@ -100,12 +100,25 @@ class ServerMetrics:
             registry=self.registry,
         )
         self._expiry = expiry
+        # The children of the labelled counters, per label tuple: ``.labels()`` validates and
+        # locks on every call, and this runs once per connection. The label sets are bounded
+        # (outcomes x codes, alert names), so these stay small.
+        self._connection_children: dict[tuple[str, str], Counter] = {}
+        self._alert_children: dict[str, Counter] = {}
 
     def record(self, record: ConnectionRecord) -> None:
         """Count one finished connection (called once per connection: keep it cheap)."""
-        self.connections.labels(record.outcome.value, record.label).inc()
-        if record.alert and record.alert != "none":
-            self.alerts.labels(record.alert).inc()
+        key = (record.outcome.value, record.label)
+        child = self._connection_children.get(key)
+        if child is None:
+            child = self._connection_children[key] = self.connections.labels(*key)
+        child.inc()
+        alert = record.alert
+        if alert and alert != "none":
+            alert_child = self._alert_children.get(alert)
+            if alert_child is None:
+                alert_child = self._alert_children[alert] = self.alerts.labels(alert)
+            alert_child.inc()
         if record.handshake_seconds is not None:
             self.handshake.observe(record.handshake_seconds)
         if record.forwarded is not None:

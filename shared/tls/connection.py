@@ -93,8 +93,10 @@ class TLSConnection(trio.abc.Stream):
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         return await self._stream.receive_some(max_bytes)
 
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await self._stream.send_all(data)
+    async def send_all(self, data: bytes | bytearray | memoryview, *, yield_after: bool = True) -> None:
+        """``yield_after=False``: for a caller whose next step is itself a checkpoint (a receive):
+        a write that did not have to wait then skips its own trip through the scheduler."""
+        await self._stream.send_all(data, yield_after=yield_after)
 
     async def wait_send_all_might_not_block(self) -> None:
         await self._stream.wait_send_all_might_not_block()
@@ -152,14 +154,16 @@ class TLSConnection(trio.abc.Stream):
         await self._stream.do_handshake()
         self.handshake_done = True
 
-    async def aclose(self, *, goodbye_within: float = ALERT_FLUSH_TIMEOUT) -> None:
-        """close_notify after a completed handshake (bounded by ``goodbye_within`` s); otherwise just drop."""
+    async def aclose(self, *, goodbye_within: float = ALERT_FLUSH_TIMEOUT, yield_after: bool = True) -> None:
+        """close_notify after a completed handshake (bounded by ``goodbye_within`` s); otherwise just drop.
+
+        ``yield_after=False``: for a task that ends here, no scheduling point after close_notify."""
         if self.handshake_done:
             with (
                 trio.move_on_after(goodbye_within) as scope,
                 contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError),
             ):
-                await self._stream.aclose()
+                await self._stream.aclose(yield_after=yield_after)
             if not scope.cancelled_caught:
                 return
         await self.abort()

@@ -172,7 +172,7 @@ class OpenSSLSocketStream(SocketOwner, trio.abc.Stream):
             raise trio.BrokenResourceError from exc
         return data
 
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+    async def send_all(self, data: bytes | bytearray | memoryview, *, yield_after: bool = True) -> None:
         # One checkpoint for the whole buffer, not one per record: with partial writes
         # (pyOpenSSL's default) OpenSSL returns after each 16 KiB record, and a yield to
         # the scheduler after each would cost bulk transfers a third of their speed.
@@ -195,10 +195,10 @@ class OpenSSLSocketStream(SocketOwner, trio.abc.Stream):
             raise trio.BrokenResourceError from _as_ssl_error(exc, self._conn)
         except OSError as exc:
             raise trio.BrokenResourceError from exc
-        if not waited:
+        if not waited and yield_after:
             await trio.lowlevel.cancel_shielded_checkpoint()
 
-    async def aclose(self) -> None:
+    async def aclose(self, *, yield_after: bool = True) -> None:
         """Send close_notify (once, without waiting for the peer's) and close the socket."""
         if self._closed:
             await trio.lowlevel.checkpoint()
@@ -208,4 +208,5 @@ class OpenSSLSocketStream(SocketOwner, trio.abc.Stream):
             # (WantWrite) or a peer already gone only means it is not delivered.
             self._conn.shutdown()
         self.close_now()
-        await trio.lowlevel.checkpoint()
+        if yield_after:
+            await trio.lowlevel.checkpoint()

@@ -184,7 +184,7 @@ class SocketTLSStream(SocketOwner, trio.abc.Stream):
         await trio.lowlevel.cancel_shielded_checkpoint()
         return data
 
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+    async def send_all(self, data: bytes | bytearray | memoryview, *, yield_after: bool = True) -> None:
         await trio.lowlevel.checkpoint_if_cancelled()
         view = memoryview(data)
         try:
@@ -193,9 +193,10 @@ class SocketTLSStream(SocketOwner, trio.abc.Stream):
                 view = view[sent:]
         except (ssl.SSLError, OSError) as exc:
             raise trio.BrokenResourceError from exc
-        await trio.lowlevel.cancel_shielded_checkpoint()
+        if yield_after:
+            await trio.lowlevel.cancel_shielded_checkpoint()
 
-    async def aclose(self) -> None:
+    async def aclose(self, *, yield_after: bool = True) -> None:
         """Send close_notify (once, without waiting for the peer's) and close the socket."""
         if self._closed:
             await trio.lowlevel.checkpoint()
@@ -205,4 +206,5 @@ class SocketTLSStream(SocketOwner, trio.abc.Stream):
             # close_notify has not arrived, which we do not wait for (as trio's SSLStream).
             self._sock.unwrap()
         self.close_now()
-        await trio.lowlevel.checkpoint()
+        if yield_after:
+            await trio.lowlevel.checkpoint()
