@@ -16,12 +16,10 @@ import pytest
 import trio
 
 from mtls_ref.server.proxy_protocol import ProxyHeader
-from mtls_ref.shared.tls.context import client_context
 
 from .support.backends import Seen, echo_backend, h11_backend, http_server_backend
-from .support.forward import WAIT, responses, start_forwarding, tls_exchange
+from .support.forward import WAIT, open_tls, responses, start_forwarding, tls_exchange
 from .support.pki import Pki
-from .support.tls import client_config
 
 Script = Callable[[trio.SocketStream], Awaitable[None]]
 
@@ -150,11 +148,8 @@ async def test_a_slow_request_is_bounded_by_request_timeout(pki: Pki, where: str
         server, port, log = await start_forwarding(
             nursery, pki, backend, idle_timeout=2.0, request_timeout=0.5
         )
-        config = client_config(pki, port=port)
         with trio.fail_after(WAIT):
-            stream = await trio.open_ssl_over_tcp_stream(
-                "127.0.0.1", port, ssl_context=client_context(config), https_compatible=True
-            )
+            stream = await open_tls(pki, port)
             async with stream:
                 head = b"POST /slow HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n"
                 if where == "body":
@@ -186,11 +181,8 @@ async def test_shutdown_writes_nothing_into_a_forwarded_stream(pki: Pki) -> None
     received: list[bytes] = []
     async with echo_backend(received) as backend, trio.open_nursery() as nursery:
         server, port, _ = await start_forwarding(nursery, pki, backend, identity="none", shutdown_grace=0.2)
-        config = client_config(pki, port=port)
         with trio.fail_after(WAIT):
-            stream = await trio.open_ssl_over_tcp_stream(
-                "127.0.0.1", port, ssl_context=client_context(config), https_compatible=True
-            )
+            stream = await open_tls(pki, port)
             async with stream:
                 await stream.send_all(b"PING\r\n")
                 seen = await stream.receive_some(65536)

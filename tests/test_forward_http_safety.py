@@ -19,7 +19,7 @@ from mtls_ref.shared.core.cli_support import SERVER_MODULE, module_command
 from mtls_ref.shared.tls.context import client_context
 
 from .support.backends import Seen, h11_backend, http_server_backend, websocket_echo_backend, wsgi_backend
-from .support.forward import WAIT, responses, start_forwarding, tls_exchange
+from .support.forward import WAIT, open_tls, responses, start_forwarding, tls_exchange
 from .support.pki import Pki
 from .support.processes import read_until
 from .support.server_process import stop_server_process, write_config
@@ -214,11 +214,8 @@ async def test_a_backend_that_never_reads_gets_the_client_a_504(pki: Pki) -> Non
         server, port, log = await start_forwarding(nursery, pki, backend, idle_timeout=0.5)
         body = b"x" * (32 * 1024 * 1024)  # more than both sockets' buffers hold
         head = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body)
-        config = client_config(pki, port=port)
         with trio.fail_after(WAIT):
-            stream = await trio.open_ssl_over_tcp_stream(
-                "127.0.0.1", port, ssl_context=client_context(config), https_compatible=True
-            )
+            stream = await open_tls(pki, port)
             raw = b""
             answered = trio.Event()
             async with stream, trio.open_nursery() as sending:
@@ -263,11 +260,8 @@ async def test_a_client_that_never_reads_is_dropped(pki: Pki) -> None:
         listeners = await nursery.start(functools.partial(trio.serve_tcp, huge, 0, host="127.0.0.1"))
         backend = int(listeners[0].socket.getsockname()[1])
         server, port, log = await start_forwarding(nursery, pki, backend, idle_timeout=0.5)
-        config = client_config(pki, port=port)
         with trio.fail_after(WAIT):
-            stream = await trio.open_ssl_over_tcp_stream(
-                "127.0.0.1", port, ssl_context=client_context(config), https_compatible=True
-            )
+            stream = await open_tls(pki, port)
             async with stream:
                 await stream.send_all(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
                 entry = await log.connection()  # without reading a byte
@@ -340,11 +334,8 @@ async def test_expect_100_continue_is_answered_by_the_server(pki: Pki) -> None:
     )
     async with h11_backend(seen) as backend, trio.open_nursery() as nursery:
         server, port, _ = await start_forwarding(nursery, pki, backend)
-        config = client_config(pki, port=port)
         with trio.fail_after(WAIT):
-            stream = await trio.open_ssl_over_tcp_stream(
-                "127.0.0.1", port, ssl_context=client_context(config), https_compatible=True
-            )
+            stream = await open_tls(pki, port)
             async with stream:
                 await stream.send_all(head)
                 interim = await read_until(stream, b"HTTP/1.1 100 ", "the server")

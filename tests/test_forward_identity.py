@@ -24,7 +24,7 @@ from mtls_ref.shared.tls.context import client_context
 from mtls_ref.shared.tls.identity import PeerIdentity, identity_from_der
 
 from .support.backends import Seen, echo_backend, h11_backend
-from .support.forward import responses, start_forwarding
+from .support.forward import open_tls, responses, start_forwarding
 from .support.pki import Pki
 from .support.tls import client_config
 
@@ -180,11 +180,8 @@ def issue_client(
 
 
 async def request_as(pki: Pki, creds: IssuedFiles, port: int) -> bytes:
-    config = client_config(pki, creds, port=port)
     with trio.fail_after(15):
-        stream = await trio.open_ssl_over_tcp_stream(
-            "127.0.0.1", port, ssl_context=client_context(config), https_compatible=True
-        )
+        stream = await open_tls(pki, port, creds)
         async with stream:
             await stream.send_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
             data = b""
@@ -239,11 +236,8 @@ async def test_client_cert_mode_sends_rfc9440_headers(pki: Pki, tls_engine: str)
     forged = b"Client-Cert: :Zm9yZ2Vk:\r\nClient-Cert-Chain: :Zm9yZ2Vk:\r\n"
     async with h11_backend(seen) as backend, trio.open_nursery() as nursery:
         server, port, _ = await start_forwarding(nursery, pki, backend, identity="client-cert")
-        config = client_config(pki, port=port)
         with trio.fail_after(15):
-            stream = await trio.open_ssl_over_tcp_stream(
-                "127.0.0.1", port, ssl_context=client_context(config), https_compatible=True
-            )
+            stream = await open_tls(pki, port)
             async with stream:
                 await stream.send_all(
                     b"GET / HTTP/1.1\r\nHost: x\r\n" + forged + b"Connection: close\r\n\r\n"

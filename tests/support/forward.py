@@ -9,6 +9,7 @@ import trio
 
 from mtls_ref.server.app import Server
 from mtls_ref.server.log import EventLog
+from mtls_ref.shared.pki.authority import IssuedFiles
 from mtls_ref.shared.tls.context import client_context
 
 from .pki import Pki
@@ -51,13 +52,19 @@ async def start_forwarding(
     return server, int(addresses[0][1]), log
 
 
+async def open_tls(
+    pki: Pki, port: int, creds: IssuedFiles | None = None
+) -> trio.SSLStream[trio.SocketStream]:
+    """Mutual TLS to our server on ``port`` as alice (or ``creds``); a close without close_notify is EOF."""
+    config = client_config(pki, creds, port=port)
+    context = client_context(config)
+    return await trio.open_ssl_over_tcp_stream("127.0.0.1", port, ssl_context=context, https_compatible=True)
+
+
 async def tls_exchange(pki: Pki, port: int, request: bytes) -> bytes:
     """Send raw bytes over mutual TLS as alice and read until the server closes."""
-    config = client_config(pki, port=port)
     with trio.fail_after(WAIT):
-        stream = await trio.open_ssl_over_tcp_stream(
-            "127.0.0.1", port, ssl_context=client_context(config), https_compatible=True
-        )
+        stream = await open_tls(pki, port)
         async with stream:
             await stream.send_all(request)
             data = b""
