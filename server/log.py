@@ -23,9 +23,15 @@ _NEEDS_QUOTING: Final = re.compile(r'[\s"=\\\x00-\x1f\x7f-\x9f]')
 
 
 def _text_value(value: Any) -> str:
-    """A value as one token: quoted and escaped (JSON string rules) when it has to be."""
+    """A value as one token: quoted and escaped (JSON string rules) when it has to be.
+
+    A list is its items joined with ',' (``addresses=127.0.0.1:8443,[::1]:8443``) unless an item
+    holds ',' itself, as a subject (``CN=alice,O=Acme``) or a SAN may: then it is its JSON array,
+    which is always quoted, so a reader tells the two apart and can split either back.
+    """
     if isinstance(value, list | tuple):
-        value = ",".join(str(v) for v in value)
+        items = [str(v) for v in value]
+        value = json.dumps(items, separators=(",", ":")) if any("," in v for v in items) else ",".join(items)
     text = str(value)
     if text == "" or _NEEDS_QUOTING.search(text):
         return json.dumps(text)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 from mtls_ref.server.log import EventLog
 from mtls_ref.server.metrics import Credentials, ServerMetrics
@@ -35,3 +36,20 @@ def test_one_report_writes_the_line_and_counts_it_whatever_the_words() -> None:
         "mtls_connections_total", {"outcome": "dropped", "reason": "handshake-budget"}
     )
     assert value == 2.0
+
+
+def test_a_list_in_the_text_log_splits_back_into_its_items() -> None:
+    """presented= and sans= in the text format: subjects and SANs may hold ',' themselves, so such a
+    list is written as its JSON array (quoted as a whole), and reading it back gives the same items;
+    a list whose items hold no ',' stays readable, joined with ','."""
+    lines: list[str] = []
+    subjects = ["CN=alice,O=Acme\\, Inc.", "CN=Intermediate CA,O=Acme\\, Inc."]
+    log = EventLog("text", lines.append)
+    log.event(
+        "connection", presented=subjects, sans=["URI:spiffe://a,b"], addresses=["127.0.0.1:1", "[::1]:1"]
+    )
+    (line,) = lines
+    fields = dict(re.findall(r'(\w+)=("(?:[^"\\]|\\.)*"|\S+)', line))
+    assert json.loads(json.loads(fields["presented"])) == subjects
+    assert json.loads(json.loads(fields["sans"])) == ["URI:spiffe://a,b"]
+    assert fields["addresses"] == "127.0.0.1:1,[::1]:1"
