@@ -36,18 +36,23 @@ async def rows(badset: Manifest) -> AsyncIterator[dict[str, ServedRow]]:
         yield {item.row.name: item for item in served}
 
 
-async def run_ours(item: ServedRow, badset: Manifest) -> tuple[Verdict, bool | None]:
-    """mtls-client (in-process, --http, with the CRL) against a row: the verdict, and if it was asked."""
+def good_client(badset: Manifest, item: ServedRow, *, crl: bool) -> ClientConfig:
+    """mtls-client's config for a row: the set's good credential and CA, and its CRL when asked."""
     good = badset.case("good")
-    config = ClientConfig(
+    return ClientConfig(
         host="localhost",
         port=item.port or 0,
         ca=badset.path(badset.ca),
-        crl=badset.path(badset.crl),
+        crl=badset.path(badset.crl) if crl else None,
         cert=badset.path(good.cert or ""),
         key=badset.path(good.key or ""),
         timeout=5.0,
     )
+
+
+async def run_ours(item: ServedRow, badset: Manifest) -> tuple[Verdict, bool | None]:
+    """mtls-client (in-process, --http, with the CRL) against a row: the verdict, and if it was asked."""
+    config = good_client(badset, item, crl=True)
     with trio.fail_after(20):
         report = await run_client(config, client_context(config, alpn=[ALPN_HTTP]), messages=[], mode="http")
         activity = await item.recorder.settle(**SETTLE)
@@ -78,15 +83,7 @@ async def test_without_the_crl_our_client_is_informational_on_revocation(
 ) -> None:
     """Not given the CRL, our client goes through: the row says so and does not call it broken."""
     item = rows["revoked"]
-    good = badset.case("good")
-    config = ClientConfig(
-        host="localhost",
-        port=item.port or 0,
-        ca=badset.path(badset.ca),
-        cert=badset.path(good.cert or ""),
-        key=badset.path(good.key or ""),
-        timeout=5.0,
-    )
+    config = good_client(badset, item, crl=False)
     with trio.fail_after(20):
         report = await run_client(config, client_context(config, alpn=[ALPN_HTTP]), messages=[], mode="http")
         activity = await item.recorder.settle(**SETTLE)

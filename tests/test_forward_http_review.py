@@ -18,7 +18,7 @@ import trio
 from mtls_ref.server.proxy_protocol import ProxyHeader
 
 from .support.backends import Seen, echo_backend, h11_backend, http_server_backend
-from .support.forward import WAIT, open_tls, responses, start_forwarding, tls_exchange
+from .support.forward import WAIT, forward_exchange, open_tls, responses, start_forwarding, tls_exchange
 from .support.pki import Pki
 
 Script = Callable[[trio.SocketStream], Awaitable[None]]
@@ -58,11 +58,8 @@ async def test_an_h2c_upgrade_is_never_passed_on(pki: Pki) -> None:
         b"HTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n"
         b"GET /second HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n"
     )
-    async with h11_backend(seen) as backend, trio.open_nursery() as nursery:
-        server, port, log = await start_forwarding(nursery, pki, backend)
-        raw = await tls_exchange(pki, port, request)
-        entry = await log.connection()
-        server.shutdown()
+    async with h11_backend(seen) as backend:
+        raw, entry = await forward_exchange(pki, backend, request)
     assert [status for status, _, _ in responses(raw)] == [200, 200]
     first = seen[0]
     assert first.values("upgrade") == [] and first.values("http2-settings") == []
@@ -80,13 +77,10 @@ async def test_a_101_the_client_did_not_ask_for_is_a_502(pki: Pki) -> None:
         )
         await stream.receive_some(65536)
 
-    async with scripted_backend(switch) as backend, trio.open_nursery() as nursery:
-        server, port, log = await start_forwarding(nursery, pki, backend)
-        raw = await tls_exchange(
-            pki, port, b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n"
+    async with scripted_backend(switch) as backend:
+        raw, entry = await forward_exchange(
+            pki, backend, b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n"
         )
-        entry = await log.connection()
-        server.shutdown()
     assert [status for status, _, _ in responses(raw)] == [502]
     assert entry["reason"] == "the backend switched to a protocol the client did not ask for"
 
@@ -111,10 +105,8 @@ async def test_bytes_past_a_response_never_answer_the_next_request(pki: Pki) -> 
         b"HEAD /h HTTP/1.1\r\nHost: x\r\n\r\n"
         b"GET /b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
     )
-    async with scripted_backend(twice) as backend, trio.open_nursery() as nursery:
-        server, port, _ = await start_forwarding(nursery, pki, backend)
-        raw = await tls_exchange(pki, port, requests)
-        server.shutdown()
+    async with scripted_backend(twice) as backend:
+        raw, _ = await forward_exchange(pki, backend, requests)
     assert b"UNASKED" not in raw and b"EVIL" not in raw
     assert raw.count(b"HTTP/1.1 200") == 3 and raw.endswith(b"for /b")
 
@@ -222,11 +214,10 @@ async def test_interim_floods_and_slow_heads_from_the_backend_are_bounded(pki: P
             await trio.sleep(0.05)  # the pace under test
 
     for script, status, words in ((interim, 502, "interim (1xx)"), (dribble, 504, "no whole response head")):
-        async with scripted_backend(script) as backend, trio.open_nursery() as nursery:
-            server, port, log = await start_forwarding(nursery, pki, backend, idle_timeout=1.0)
-            raw = await tls_exchange(pki, port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-            entry = await log.connection()
-            server.shutdown()
+        async with scripted_backend(script) as backend:
+            raw, entry = await forward_exchange(
+                pki, backend, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", idle_timeout=1.0
+            )
         assert [s for s, _, _ in responses(raw)] == [status] and words in entry["reason"], (raw, entry)
 
 
@@ -261,10 +252,8 @@ async def test_hop_by_hop_fields_are_ours_to_set(pki: Pki) -> None:
 async def test_what_never_reaches_the_backend(pki: Pki, request_line: bytes, status: int) -> None:
     """CONNECT in any case, versions other than HTTP/1.0 and 1.1, and a head over 16 KiB in one write."""
     seen: list[Seen] = []
-    async with h11_backend(seen) as backend, trio.open_nursery() as nursery:
-        server, port, _ = await start_forwarding(nursery, pki, backend)
-        raw = await tls_exchange(pki, port, request_line + b"\r\nHost: x\r\n\r\n")
-        server.shutdown()
+    async with h11_backend(seen) as backend:
+        raw, _ = await forward_exchange(pki, backend, request_line + b"\r\nHost: x\r\n\r\n")
     assert [s for s, _, _ in responses(raw)] == [status] and seen == []
 
 

@@ -19,7 +19,7 @@ from mtls_ref.shared.core.cli_support import SERVER_MODULE, module_command
 from mtls_ref.shared.tls.context import client_context
 
 from .support.backends import Seen, h11_backend, http_server_backend, websocket_echo_backend, wsgi_backend
-from .support.forward import WAIT, open_tls, responses, start_forwarding, tls_exchange
+from .support.forward import WAIT, forward_exchange, open_tls, responses, start_forwarding, tls_exchange
 from .support.pki import Pki
 from .support.processes import read_until
 from .support.server_process import stop_server_process, write_config
@@ -64,10 +64,8 @@ async def test_forwarded_request_has_exactly_the_framing_it_was_read_with(pki: P
         b"5\r\nhello\r\n0\r\nX-Checksum: 1\r\nX-Forwarded-Client-Cert: forged\r\nClient-Cert: :Zm9v:\r\n\r\n"
     )
     sized = b"POST /sized HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\nworld"
-    async with h11_backend(seen) as backend, trio.open_nursery() as nursery:
-        server, port, _ = await start_forwarding(nursery, pki, backend)
-        raw = await tls_exchange(pki, port, chunked + sized)
-        server.shutdown()
+    async with h11_backend(seen) as backend:
+        raw, _ = await forward_exchange(pki, backend, chunked + sized)
     assert [status for status, _, _ in responses(raw)] == [200, 200]
     first, second = seen
     assert first.values("transfer-encoding") == ["chunked"] and first.values("content-length") == []
@@ -132,13 +130,10 @@ async def test_underscore_names_pass_when_configured_but_identity_lookalikes_nev
 async def test_connect_is_refused(pki: Pki) -> None:
     """CONNECT gets 405 and never reaches the backend: this is no tunnelling proxy."""
     seen: list[Seen] = []
-    async with h11_backend(seen) as backend, trio.open_nursery() as nursery:
-        server, port, log = await start_forwarding(nursery, pki, backend)
-        raw = await tls_exchange(
-            pki, port, b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n"
+    async with h11_backend(seen) as backend:
+        raw, entry = await forward_exchange(
+            pki, backend, b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n"
         )
-        entry = await log.connection()
-        server.shutdown()
     assert [status for status, _, _ in responses(raw)] == [405]
     assert seen == [] and "CONNECT" in entry["reason"]
 
@@ -146,11 +141,8 @@ async def test_connect_is_refused(pki: Pki) -> None:
 async def test_http10_without_host_is_forwarded(pki: Pki) -> None:
     """HTTP/1.0 may omit Host; the backend gets one (its own address, as nginx's default) and answers."""
     seen: list[Seen] = []
-    async with h11_backend(seen) as backend, trio.open_nursery() as nursery:
-        server, port, log = await start_forwarding(nursery, pki, backend)
-        raw = await tls_exchange(pki, port, b"GET /old HTTP/1.0\r\n\r\n")
-        entry = await log.connection()
-        server.shutdown()
+    async with h11_backend(seen) as backend:
+        raw, entry = await forward_exchange(pki, backend, b"GET /old HTTP/1.0\r\n\r\n")
     assert [status for status, _, _ in responses(raw)] == [200], raw
     assert seen[0].values("host") == [f"127.0.0.1:{backend}"]
     assert entry["outcome"] == "accepted" and entry["requests"] == 1
@@ -199,11 +191,10 @@ async def test_upgrade_the_backend_refuses_stays_http(pki: Pki) -> None:
 async def test_a_backend_that_never_answers_gets_the_client_a_504(pki: Pki) -> None:
     """idle_timeout bounds the wait for the response head: 504, and the log says what was late."""
     seen: list[Seen] = []
-    async with h11_backend(seen, answer=False) as backend, trio.open_nursery() as nursery:
-        server, port, log = await start_forwarding(nursery, pki, backend, idle_timeout=0.5)
-        raw = await tls_exchange(pki, port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        entry = await log.connection()
-        server.shutdown()
+    async with h11_backend(seen, answer=False) as backend:
+        raw, entry = await forward_exchange(
+            pki, backend, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", idle_timeout=0.5
+        )
     assert [status for status, _, _ in responses(raw)] == [504]
     assert entry["reason"] == "waited 0.5s for the backend's response"
 

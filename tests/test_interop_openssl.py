@@ -166,8 +166,7 @@ async def test_the_logged_alert_is_the_one_on_the_wire(
     pki: Pki, openssl: str, tls_version: str, tmp_path: Path
 ) -> None:
     """A client certificate with a tampered signature: the alert openssl s_client receives is the alert
-    our log names (OpenSSL sends decrypt_error here, which a table keyed by the verify error would
-    have called bad_certificate), on both engines and both versions."""
+    our log names, as the engine reported writing it, on both engines and both versions."""
     chain = tampered_copy(pki, tmp_path)
     async with trio.open_nursery() as nursery:
         server, port, log = await start_server(nursery, pki)

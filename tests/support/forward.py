@@ -73,6 +73,18 @@ async def tls_exchange(pki: Pki, port: int, request: bytes) -> bytes:
     return data
 
 
+async def forward_exchange(
+    pki: Pki, backend: int, request: bytes, identity: str = "http-header", **changes: Any
+) -> tuple[bytes, dict[str, Any]]:
+    """One client's raw request through our server in forward mode: what it got back, and its log line."""
+    async with trio.open_nursery() as nursery:
+        server, port, log = await start_forwarding(nursery, pki, backend, identity, **changes)
+        raw = await tls_exchange(pki, port, request)
+        entry = await log.connection()
+        server.shutdown()
+    return raw, entry
+
+
 def responses(data: bytes) -> list[tuple[int, dict[str, str], bytes]]:
     """The HTTP responses in ``data``: (status, headers, body) each, parsed by h11."""
     conn = h11.Connection(h11.CLIENT)
