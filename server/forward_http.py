@@ -311,11 +311,27 @@ class _HttpForwarder(Ends):
             else:
                 raise BackendFailed("the backend closed the connection in the middle of a response")
 
+    def _client_still_sending(self) -> bool:
+        """Whether the refused client has more of its request to send: a body not yet all here, or a
+        head cut short. What h11 holds already is parsed first (a request without a body is complete
+        once its head is), so a client that sent all of it is not kept waiting for a lingering close."""
+        try:
+            for _ in range(64):  # bounded: no new data is fed, so this only walks what is buffered
+                event = self.front.next_event()
+                if event is h11.NEED_DATA or event is h11.PAUSED or isinstance(event, h11.EndOfMessage):
+                    break
+        except h11.RemoteProtocolError:
+            return True  # broken framing: whatever else it sends, read it away before closing
+        # Bytes h11 holds past a complete request (a pipelined or smuggled one) are read already:
+        # only a body still due, or a head cut short, means more is on its way.
+        state = self.front.their_state
+        return state is h11.SEND_BODY or (state is h11.IDLE and bool(self.front.trailing_data[0]))
+
     async def _send_error(self, refusal: Refusal) -> None:
         """An error response to the client, when the exchange still allows one; then the session ends."""
         if self.front.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
             return
-        mid_request = self.front.their_state is h11.SEND_BODY or bool(self.front.trailing_data[0])
+        mid_request = self._client_still_sending()
         body = f"{refusal.status} {refusal.told}\n".encode("utf-8", "replace")
         headers = [
             (b"content-type", b"text/plain; charset=utf-8"),

@@ -147,10 +147,13 @@ async def test_a_slow_request_is_bounded_by_request_timeout(pki: Pki, where: str
                 if where == "body":
                     await stream.send_all(head + b"\r\n")
                 raw = b""
+                answered = trio.Event()
 
                 async def dribble() -> None:
                     with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-                        for _ in range(40):  # a slow peer: one byte every 0.1 s, 4 s at most
+                        for _ in range(40):  # a slow peer: one byte every 0.1 s until answered, 4 s at most
+                            if answered.is_set():
+                                return
                             await stream.send_all(b"X")
                             await trio.sleep(0.1)  # the pace under test, not a wait for a condition
 
@@ -159,6 +162,7 @@ async def test_a_slow_request_is_bounded_by_request_timeout(pki: Pki, where: str
                     with contextlib.suppress(trio.BrokenResourceError):
                         while chunk := await stream.receive_some(65536):
                             raw += chunk
+                            answered.set()
                     sending.cancel_scope.cancel()
         entry = await log.connection()
         server.shutdown()
