@@ -170,7 +170,12 @@ async def test_websocket_through_the_proxy(pki: Pki) -> None:
                         answers.append(str(ws.recv(timeout=WAIT)))
                     return answers
 
-            answers = await trio.to_thread.run_sync(talk)
+            try:
+                answers = await trio.to_thread.run_sync(talk)
+            except Exception as exc:  # noqa: BLE001 - any failure of the client: show what the server logged
+                with trio.move_on_after(2):
+                    await log.connection()
+                pytest.fail(f"websocket through the proxy failed: {exc!r}; server log: {log.lines}")
             entry = await log.connection()
             server.shutdown()
     assert answers == ["hello", big]
