@@ -63,7 +63,13 @@ class Command(enum.Enum):
 
 
 class LineTooLong(ProtocolError):
-    """More than ``max_line`` bytes arrived without a newline."""
+    """A line (newline included) longer than ``max_line`` bytes."""
+
+
+def _too_long(max_line: int) -> str:
+    # One wording however TCP cut the stream: whether the newline has arrived yet must not change
+    # what the peer is told (max_line bytes without one already make the line too long).
+    return f"line longer than the limit of {max_line} bytes"
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,10 +122,10 @@ class LineBuffer:
         end = self._buffer.find(b"\n")
         if end < 0:
             if len(self._buffer) >= self.max_line:
-                raise LineTooLong(f"more than {self.max_line} bytes without a newline")
+                raise LineTooLong(_too_long(self.max_line))
             return None
         if end + 1 > self.max_line:
-            raise LineTooLong(f"line of {end + 1} bytes exceeds the limit of {self.max_line}")
+            raise LineTooLong(_too_long(self.max_line))
         raw = bytes(self._buffer[:end]).removesuffix(b"\r")
         del self._buffer[: end + 1]
         try:
