@@ -12,7 +12,7 @@ Flow control: a response body goes out as far as the peer's window allows (the
 smaller of the stream's and the connection's), then its task waits for a
 WINDOW_UPDATE. Received DATA is counted and acknowledged at once, so the
 client's window reopens; a body is never kept beyond its request's limit
-(:func:`.routes.body_limit`; an :data:`App`'s requests up to MAX_APP_BODY).
+(:func:`.routes.body_limit`; an App's requests up to MAX_APP_BODY).
 
 Every read and write is under the connection's one :class:`IdleDeadline`:
 ``idle_timeout`` without progress either way ends it (a peer that does not
@@ -32,16 +32,15 @@ enforced by h2 (with what else it bounds: see :mod:`.h2_guard`, which adds the
 budgets it lacks). A peer that breaks the protocol gets h2's GOAWAY with the
 fitting code; one over a budget gets GOAWAY ENHANCE_YOUR_CALM; both are dropped.
 
-Other applications (gRPC) plug in as an :data:`App`: asked first for each
-request of an allowed client, it may take it and answer with a
-:class:`Response`, whose trailers end the stream.
+Other applications (gRPC) plug in as an :data:`.h2_app.App`: asked first for
+each request of an allowed client, it may take it and answer with a
+:class:`.h2_app.Response`, whose trailers end the stream.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -57,13 +56,13 @@ from hyperframe.frame import GoAwayFrame
 from mtls_ref.shared.core.deadline import IdleDeadline
 from mtls_ref.shared.tls.connection import TLSConnection
 
+from .h2_app import MAX_APP_BODY, App, AppHandler, Response, request_head
 from .h2_guard import FloodGuard
 from .routes import (
     BULK_CHUNK,
     SERVER_HEADER,
     TOO_LARGE,
     Answer,
-    Headers,
     Plan,
     RequestHead,
     SendBytes,
@@ -74,31 +73,14 @@ from .routes import (
 )
 from .views import SessionInfo
 
-__all__ = ["MAX_APP_BODY", "App", "AppHandler", "Response", "serve_http2"]
+__all__ = ["serve_http2"]
 
 # nginx's http2_max_concurrent_streams is 128, Go's 250; h2 refuses a stream beyond it.
 MAX_CONCURRENT_STREAMS: Final = 100
 # As HTTP/1.1's request head limit (http.MAX_HEAD_BYTES): h2 refuses a larger header list.
 MAX_HEADER_LIST_SIZE: Final = 16 * 1024
-MAX_APP_BODY: Final = 4 * 1024 * 1024  # gRPC's default max receive message size
 RECEIVE_SIZE: Final = 65536
 CLOSE_WITHIN: Final = 2.0  # a goodbye (GOAWAY) to a peer that may not read
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Response:
-    """A whole response from an :data:`App`: ``trailers``, when given, end the stream (gRPC's status)."""
-
-    status: int
-    headers: Headers = ()
-    body: bytes = b""
-    trailers: Headers = ()
-
-
-# Given the whole request body, the response.
-AppHandler = Callable[[bytes], Response]
-# Given a request's head and its header fields (no pseudo-headers), None (not mine) or its handler.
-App = Callable[[RequestHead, Headers], AppHandler | None]
 
 
 @dataclass(slots=True, eq=False)
@@ -257,7 +239,7 @@ class _H2Server:
         if self.last_stream is not None and stream_id > self.last_stream:
             self.conn.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)  # after our GOAWAY
             return
-        head, regular = _request_head(fields)
+        head, regular = request_head(fields)
         handler = self.app(head, regular) if self.app is not None and self.info.decision.allowed else None
         todo = None if handler is not None else plan(head, self.info)
         limit = MAX_APP_BODY if todo is None else body_limit(todo)
@@ -389,20 +371,6 @@ class _H2Server:
         await self._flush()
         if not self.streams:
             self._end("server shutting down: GOAWAY sent")
-
-
-def _request_head(fields: list[tuple[bytes, bytes]]) -> tuple[RequestHead, Headers]:
-    """The routing view of a request (h2 has checked its pseudo-headers), and its regular fields."""
-    pseudo = {name: value for name, value in fields if name.startswith(b":")}
-    regular = tuple((name, value) for name, value in fields if not name.startswith(b":"))
-    host = pseudo.get(b":authority") or next((value for name, value in regular if name == b"host"), None)
-    head = RequestHead(
-        method=pseudo.get(b":method", b""),
-        target=pseudo.get(b":path", b""),
-        accept=b",".join(value for name, value in regular if name == b"accept"),
-        host=host,
-    )
-    return head, regular
 
 
 def _code_name(code: ErrorCodes | int | None) -> str:

@@ -13,7 +13,7 @@ from mtls_ref.shared.core.errors import ConfigError
 from mtls_ref.shared.tls.identity import AllowList
 
 from .forward import ForwardTarget
-from .http2 import App
+from .h2_app import App
 
 __all__ = ["HandlerSettings", "forward_target", "status_address"]
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import ssl
+from pathlib import Path
 
 import httpx
 import pytest
 import trio
+from h2.errors import ErrorCodes
+from hyperframe.frame import DataFrame, GoAwayFrame
 
-from mtls_ref.server.http2 import AppHandler, Response
+from mtls_ref.server.h2_app import AppHandler, Response
 from mtls_ref.server.routes import Headers, RequestHead
 
 from .support.h2_client import H2Client, h2_context
@@ -212,3 +215,87 @@ async def test_an_app_answers_with_trailers(pki: Pki) -> None:
     assert echoed.headers[b":status"] == b"200" and bytes(echoed.body) == b"ping" * 1000
     assert echoed.trailers == {b"x-status": b"0", b"x-length": b"4000"}
     assert bytes(routed.body) == b"ok\n" and routed.trailers == {}
+
+
+@pytest.mark.usefixtures("tls_engine")
+async def test_shutdown_sends_goaway_and_finishes_the_stream_in_flight(pki: Pki) -> None:
+    """At shutdown a client with a stream in flight gets GOAWAY (NO_ERROR, naming that stream as the
+    last one taken), then the rest of its response, within the grace period."""
+    # h2 as a client gives up on DATA after a GOAWAY, so this client reads frames with h2's own frame
+    # buffer, and opens its windows wide first so it never has to acknowledge anything.
+    size = 8 * MIB
+    async with trio.open_nursery() as nursery:
+        server, port, log = await start_server(nursery, pki, shutdown_grace=10.0)
+        with trio.fail_after(10):
+            client = await H2Client.open(port, h2_context(pki), window=2 * size)
+            stream_id = client.start(f"/bytes/{size}")
+            await client.flush()
+            frames = client.raw_frames()
+            received, goaway, ended = 0, None, False
+            async for frame in frames:
+                if isinstance(frame, DataFrame) and frame.stream_id == stream_id:
+                    received += len(frame.data)
+                    ended = "END_STREAM" in frame.flags
+                    if received and not server.draining:
+                        server.shutdown()  # the response is under way
+                elif isinstance(frame, GoAwayFrame):
+                    goaway, at = frame, received
+            await client.aclose()
+    assert goaway is not None and 0 < at < size  # GOAWAY came while the stream was in flight
+    assert (goaway.error_code, goaway.last_stream_id) == (ErrorCodes.NO_ERROR, stream_id)
+    assert received == size and ended
+    (connection,) = log_events(log, "connection")
+    assert connection["reason"] == "server shutting down: GOAWAY sent, streams finished"
+
+
+@pytest.mark.usefixtures("tls_engine")
+async def test_forward_mode_stays_http11(pki: Pki) -> None:
+    """Forward mode offers no h2 (its identity headers are HTTP/1.1 to the backend): a client offering
+    h2 and http/1.1 gets http/1.1."""
+    ctx = h2_context(pki)
+    ctx.set_alpn_protocols(["h2", "http/1.1"])
+    async with trio.open_nursery() as nursery:
+        server, port, _ = await start_server(
+            nursery, pki, forward="127.0.0.1:9", forward_identity="http-header"
+        )
+        with trio.fail_after(10):
+            tls = trio.SSLStream(
+                await trio.open_tcp_stream("127.0.0.1", port), ctx, server_hostname="localhost"
+            )
+            await tls.do_handshake()
+            alpn = tls.selected_alpn_protocol()
+            await trio.aclose_forcefully(tls)
+        server.shutdown()
+    assert alpn == "http/1.1"
+
+
+async def test_a_body_over_the_limit_is_413_and_the_stream_reset(pki: Pki, curl: str, tmp_path: Path) -> None:
+    """A request body over its limit gets 413 and RST_STREAM NO_ERROR (RFC 9113 §8.1: stop sending),
+    and the connection goes on; the status port counts the requests as h2."""
+    upload = tmp_path / "upload"
+    upload.write_bytes(bytes(MIB))
+    async with trio.open_nursery() as nursery:
+        server, port, _ = await start_server(nursery, pki)
+        url = f"https://127.0.0.1:{port}"
+        _, out, err = await run(
+            *curl_with(curl, pki),
+            "--http2",
+            "--data-binary",
+            f"@{upload}",
+            "--write-out",
+            "%{http_code}\\n",
+            "-o",
+            "/dev/null",
+            f"{url}/whoami",
+            "--next",
+            *curl_with(curl, pki)[1:],
+            "--http2",
+            "--write-out",
+            "%{http_code}\\n",
+            "-o",
+            "/dev/null",
+            f"{url}/healthz",
+        )
+        server.shutdown()
+    assert out.split() == ["413", "200"], err
+    assert b'mtls_http_requests_total{protocol="h2"} 2.0' in server.metrics.exposition()

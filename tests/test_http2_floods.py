@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 import trio
+from h2 import events as h2e
 from h2.errors import ErrorCodes
 from hpack import Encoder
 from hyperframe.frame import ContinuationFrame, HeadersFrame
 
-from mtls_ref.server.h2_guard import RESET_ALLOWANCE
+from mtls_ref.server.h2_guard import CONTROL_ALLOWANCE, MAX_PENDING_BYTES, RESET_ALLOWANCE, FloodGuard
 from mtls_ref.shared.core.cli_support import SERVER_MODULE, module_command
 
 from .support.h2_client import H2Client, h2_context
@@ -170,3 +171,42 @@ async def test_server_memory_stays_flat_under_floods(pki: Pki, tmp_path: Path) -
 async def _drain(stream: trio.abc.ReceiveStream) -> None:
     while await stream.receive_some(65536):
         pass
+
+
+def reset(stream_id: int) -> h2e.StreamReset:
+    return h2e.StreamReset(stream_id=stream_id, remote_reset=True)
+
+
+def test_guard_allows_resets_in_proportion_to_answers() -> None:
+    """Resets beyond the allowance are a flood, but every answered response earns one more: a client
+    that cancels a request now and then never meets the limit."""
+    guard = FloodGuard()
+    assert guard.received(100, [reset(n) for n in range(RESET_ALLOWANCE)]) is None
+    guard.answered += 1
+    assert guard.received(13, [reset(RESET_ALLOWANCE)]) is None
+    verdict = guard.received(13, [reset(RESET_ALLOWANCE + 1)])
+    assert verdict is not None and verdict.startswith("rapid reset: 202 streams reset")
+
+
+def test_guard_counts_frames_that_do_no_work() -> None:
+    """PINGs (and their kin) beyond the allowance are a flood; requests and bytes sent raise it."""
+    guard = FloodGuard()
+    pings = [h2e.PingReceived(ping_data=bytes(8)) for _ in range(CONTROL_ALLOWANCE)]
+    assert guard.received(17 * len(pings), pings) is None
+    guard.sent = 1 << 20  # 1 MiB sent earns 1024 more
+    assert guard.received(17 * 1024, [h2e.PingReceived(ping_data=bytes(8)) for _ in range(1024)]) is None
+    assert guard.received(17, [h2e.PingReceived(ping_data=bytes(8))]) is not None
+
+
+def test_guard_bounds_bytes_that_complete_nothing() -> None:
+    """Received bytes with no event and no reply (a header block that never ends) are bounded; any
+    event, or a reply from h2, resets or replaces the count."""
+    guard = FloodGuard()
+    assert guard.received(MAX_PENDING_BYTES, []) is None
+    assert (
+        guard.received(1, [h2e.PingReceived(ping_data=bytes(8))]) is None
+    )  # an event: the count starts again
+    assert guard.received(MAX_PENDING_BYTES, [], replied=True) is None  # answered: a frame, not pending
+    assert guard.received(MAX_PENDING_BYTES, []) is None
+    verdict = guard.received(1, [])
+    assert verdict is not None and "CONTINUATION" in verdict

@@ -8,19 +8,23 @@ what the server answers with :meth:`H2Client.events`.
 from __future__ import annotations
 
 import ssl
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 
 import trio
 from h2 import events as h2e
 from h2.config import H2Configuration
 from h2.connection import H2Connection
+from h2.frame_buffer import FrameBuffer
+from h2.settings import SettingCodes, Settings
+from hyperframe.frame import Frame
 
 from mtls_ref.shared.pki.authority import IssuedFiles
 
 from .pki import Pki
 
 RECEIVE_SIZE = 65536
+MAX_FRAME_SIZE = 16384  # the server never raises it (RFC 9113 §6.5.2 initial value)
 Fields = tuple[tuple[str, str], ...]
 
 
@@ -54,15 +58,37 @@ class H2Client:
         self.answers: dict[int, Exchange] = {}
 
     @classmethod
-    async def open(cls, port: int, ctx: ssl.SSLContext) -> H2Client:
+    async def open(cls, port: int, ctx: ssl.SSLContext, *, window: int | None = None) -> H2Client:
+        """Connect; ``window``: open this much receive window (stream and connection) up front."""
         tcp = await trio.open_tcp_stream("127.0.0.1", port)
         tls = trio.SSLStream(tcp, ctx, server_hostname="localhost")
         await tls.do_handshake()
         assert tls.selected_alpn_protocol() == "h2"
         client = cls(tls)
+        if window is not None:
+            client.conn.local_settings = Settings(
+                client=True, initial_values={SettingCodes.INITIAL_WINDOW_SIZE: window}
+            )
         client.conn.initiate_connection()
+        if window is not None:
+            client.conn.increment_flow_control_window(window)
         await client.flush()
         return client
+
+    async def raw_frames(self) -> AsyncIterator[Frame]:
+        """The server's frames as they come, parsed by h2's frame buffer, until it closes; h2's
+        connection state is bypassed (it stops at a GOAWAY; a draining server sends DATA after one)."""
+        frames = FrameBuffer(server=False)
+        frames.max_frame_size = MAX_FRAME_SIZE
+        while not self.closed:
+            try:
+                data = await self.stream.receive_some(RECEIVE_SIZE)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                data = b""
+            self.closed = not data
+            frames.add_data(data)
+            for frame in frames:
+                yield frame
 
     async def aclose(self) -> None:
         await trio.aclose_forcefully(self.stream)
