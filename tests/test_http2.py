@@ -34,18 +34,14 @@ async def run(*argv: str) -> tuple[int, str, str]:
 
 @pytest.mark.usefixtures("tls_engine")
 async def test_curl_http2_with_client_certificate(pki: Pki, curl: str) -> None:
-    """curl --http2 with alice's certificate gets /whoami over HTTP/2; the log says h2 and the count."""
+    """curl --http2 with alice's certificate gets /whoami over HTTP/2 (the README's command); the log
+    says h2 and the request count."""
     async with trio.open_nursery() as nursery:
         server, port, log = await start_server(nursery, pki)
-        url = f"https://127.0.0.1:{port}"
-        code, out, err = await run(
-            *curl_with(curl, pki), "--http2", "--write-out", "\n%{http_version} %{http_code}", f"{url}/whoami"
-        )
+        flags = ["--http2", "-s", "-o", "/dev/null", "-w", "%{http_version} %{http_code}\n"]
+        code, out, err = await run(*curl_with(curl, pki), *flags, f"https://localhost:{port}/whoami")
         server.shutdown()
-    assert code == 0, err
-    body, versions = out.rsplit("\n", 1)
-    assert versions == "2 200"
-    assert json.loads(body)["subject"] == "CN=alice"
+    assert (code, out) == (0, "2 200\n"), err
     (connection,) = log_events(log, "connection")
     assert connection["protocol"] == "h2" and connection["requests"] == 1
 
