@@ -135,7 +135,7 @@ class _H2Server:
         self.outbox = bytearray()  # taken from h2, not yet written (with our own GOAWAY, in order)
         self.last_stream: int | None = None  # set by our GOAWAY: streams above it are refused
         self.ended: str | None = None
-        self.writing = False
+        self.broken = False  # a write did not finish in time: the TLS stream is unusable
         self.bound = math.inf  # when bytes that completed nothing must be followed by some that do
         self.deadline = IdleDeadline(idle_timeout)
         self.nursery: trio.Nursery  # set in run(), before anything reads it
@@ -152,10 +152,9 @@ class _H2Server:
                 if stopping is not None:
                     nursery.start_soon(self._go_away_on, stopping)
                 self._end(await self._read())
-        if self.deadline.expired:
-            if self.writing:  # a cancelled write leaves the stream unusable
-                await self.tls.abort()
-                return self.guard.requests, f"the peer did not read within {self.idle_timeout:g}s; dropped"
+        if self.broken:  # a write cut short leaves the TLS stream unusable: no GOAWAY, no close_notify
+            await self.tls.abort()
+        elif self.deadline.expired and self.ended is None:
             self.ended = (
                 f"idle for {self.idle_timeout:g}s"
                 if self.bound == math.inf
@@ -172,11 +171,9 @@ class _H2Server:
         self.nursery.cancel_scope.cancel()
 
     async def _goodbye(self) -> None:
-        """Send what is queued (a GOAWAY) within CLOSE_WITHIN, whatever the deadline; else abort."""
-        with trio.CancelScope(deadline=trio.current_time() + CLOSE_WITHIN, shield=True) as scope:
-            await self._flush()
-        if scope.cancelled_caught:
-            await self.tls.abort()
+        """Send what is queued (a GOAWAY) within CLOSE_WITHIN, whatever the connection's deadline."""
+        with trio.CancelScope(deadline=trio.current_time() + CLOSE_WITHIN, shield=True):
+            await self._flush(within=CLOSE_WITHIN)
 
     async def _drop(self) -> None:
         """GOAWAY, then close our side and read (bounded) until the peer closes: a peer still sending
@@ -336,22 +333,28 @@ class _H2Server:
         if not body and end:
             self.conn.end_stream(stream_id)
 
-    async def _flush(self) -> None:
-        """Write whatever h2 (and our GOAWAY) queued, in order, under the connection's deadline."""
+    async def _flush(self, *, within: float | None = None) -> None:
+        """Write whatever h2 (and our GOAWAY) queued, in order, by the connection's deadline (or
+        ``within`` seconds). A failed or late write ends the connection (the callers are cancelled)."""
         async with self.send_lock:
             self._take()
             data = bytes(self.outbox)
             self.outbox.clear()
-            if not data:
+            if not data or self.broken:
                 return
-            self.writing = True
-            try:
-                await self.tls.send_all(data)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                self._end("peer closed the connection during a response")
-                await trio.lowlevel.checkpoint()  # the cancellation _end asked for
+            deadline = self.deadline.scope.deadline if within is None else trio.current_time() + within
+            # Shielded: a reset stream's task is cancelled, and a write it had begun, cut in half,
+            # would leave the TLS stream unusable for every other stream. The deadline bounds it.
+            with trio.CancelScope(deadline=deadline, shield=True) as scope:
+                try:
+                    await self.tls.send_all(data)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    self._end("peer closed the connection during a response")
+                    return
+            if scope.cancelled_caught:
+                self.broken = True
+                self._end(f"the peer did not read within {self.idle_timeout:g}s; dropped")
                 return
-            self.writing = False
             self.deadline.progress(bound=self.bound)
 
     def _take(self) -> bool:
