@@ -147,8 +147,7 @@ class _H2Server:
         with self.deadline.scope:
             async with trio.open_nursery() as nursery:
                 self.nursery = nursery
-                self.conn.initiate_connection()
-                await self._flush()
+                self.conn.initiate_connection()  # our SETTINGS go out with the first answer
                 if stopping is not None:
                     nursery.start_soon(self._go_away_on, stopping)
                 self._end(await self._read())
@@ -208,6 +207,9 @@ class _H2Server:
                     await self._flush()
                     return f"client sent GOAWAY ({_code_name(event.error_code)})"
                 self._dispatch(event)
+            # The streams just opened run first (a whole small answer needs no wait), so their
+            # frames leave with ours (SETTINGS ACK, WINDOW_UPDATE) in one write.
+            await trio.lowlevel.cancel_shielded_checkpoint()
             await self._flush()
 
     def _progress(self, *, done: bool) -> None:
