@@ -15,7 +15,7 @@ import trio
 from h2 import events as h2e
 from h2.errors import ErrorCodes
 from hpack import Encoder
-from hyperframe.frame import ContinuationFrame, HeadersFrame
+from hyperframe.frame import ContinuationFrame, HeadersFrame, PingFrame
 
 from mtls_ref.server.h2_guard import CONTROL_ALLOWANCE, MAX_PENDING_BYTES, RESET_ALLOWANCE, FloodGuard
 from mtls_ref.shared.core.cli_support import SERVER_MODULE, module_command
@@ -61,6 +61,19 @@ async def continuation_flood(client: H2Client, *, size: int) -> int:
     return sent
 
 
+async def ping_flood(client: H2Client) -> int:
+    """PINGs, a hundred a write, until the server hangs up: each costs it a parse and an ACK."""
+    pings = b"".join(PingFrame(0, opaque_data=n.to_bytes(8, "big")).serialize() for n in range(100))
+    sent = 0
+    try:
+        while client.goaway is None and not client.closed and sent < MAX_ATTACK_FRAMES:
+            await client.send_raw(pings)
+            sent += 100
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        pass
+    return sent
+
+
 REQUEST = [(":method", "GET"), (":path", "/whoami"), (":scheme", "https"), (":authority", "localhost")]
 
 
@@ -71,6 +84,8 @@ async def attack(port: int, pki: Pki, kind: str) -> tuple[H2Client, int]:
         nursery.start_soon(client.read_all)  # the attacker's own writes carry h2's replies
         if kind == "rapid-reset":
             sent = await rapid_reset(client)
+        elif kind == "ping-flood":
+            sent = await ping_flood(client)
         else:
             sent = await continuation_flood(client, size=4096 if kind == "continuation" else 0)
     await client.aclose()
@@ -96,6 +111,7 @@ async def good_client(port: int, pki: Pki, stop: trio.Event) -> int:
         ("rapid-reset", ErrorCodes.ENHANCE_YOUR_CALM),  # our budget (h2 has none)
         ("continuation", ErrorCodes.ENHANCE_YOUR_CALM),  # our byte budget, before h2's 64-frame one
         ("empty-continuation", ErrorCodes.PROTOCOL_ERROR),  # h2's own CONTINUATION_BACKLOG
+        ("ping-flood", ErrorCodes.ENHANCE_YOUR_CALM),  # our frame budget
     ],
 )
 async def test_flooder_gets_goaway_while_others_are_served(pki: Pki, kind: str, code: ErrorCodes) -> None:
@@ -120,10 +136,35 @@ async def test_flooder_gets_goaway_while_others_are_served(pki: Pki, kind: str, 
     assert attacker.closed and sent < MAX_ATTACK_FRAMES
     assert answered >= 1
     reasons = [e["reason"] for e in log_events(log, "connection") if e["requests"] != answered]
-    expected = {"rapid-reset": "rapid reset", "continuation": "CONTINUATION flood"}.get(
-        kind, "protocol error"
-    )
+    expected = {
+        "rapid-reset": "rapid reset",
+        "continuation": "CONTINUATION flood",
+        "ping-flood": "frame flood",
+    }.get(kind, "protocol error")
     assert any(expected in reason for reason in reasons), reasons
+
+
+@pytest.mark.parametrize("stall", ["idle", "header-block"])
+async def test_a_silent_or_stalled_client_gets_goaway(pki: Pki, stall: str) -> None:
+    """A connection with nothing to say gets GOAWAY NO_ERROR after idle_timeout; one that starts a
+    header block and stops gets it after request_timeout, however long idle_timeout is."""
+    timeouts = {"idle_timeout": 0.5} if stall == "idle" else {"idle_timeout": 30.0, "request_timeout": 0.5}
+    async with trio.open_nursery() as nursery:
+        server, port, log = await start_server(nursery, pki, **timeouts)
+        with trio.fail_after(10):
+            client = await H2Client.open(port, h2_context(pki))
+            settings: list[h2e.Event] = []
+            while not settings:  # the server's SETTINGS, acknowledged: nothing else will be sent
+                settings = [e for e in await client.events() if isinstance(e, h2e.RemoteSettingsChanged)]
+            if stall == "header-block":
+                await client.send_raw(HeadersFrame(1, data=Encoder().encode(REQUEST)[:4]).serialize())
+            await client.read_all()  # until the server closes
+            await client.aclose()
+        server.shutdown()
+    assert client.goaway is not None and client.goaway.error_code == ErrorCodes.NO_ERROR
+    (connection,) = log_events(log, "connection")
+    expected = "idle for 0.5s" if stall == "idle" else "header block not complete within 0.5s"
+    assert expected in connection["reason"], connection
 
 
 def rss_kib(pid: int) -> int:
