@@ -211,6 +211,7 @@ async def test_chromium_shows_its_own_handshake(
     assert ("client", "Certificate") in arrows and ("client", "CertificateVerify") in arrows
     assert ("client", "ApplicationData") in arrows  # Chromium's GET, as its encrypted record
     assert f"TLSv{tls_max}" in str(seen["source"])
+    assert '<span id="http-version">HTTP/2</span>' in str(seen["source"])  # Chromium offers h2 first
     accepted = [e for e in log_events(log, "connection") if e["outcome"] == "accepted"]
     assert accepted and accepted[0]["tls"] == f"TLSv{tls_max}" and accepted[0]["subject"] == "CN=alice"
     # The screenshot is of a rendered page, not an empty one (a blank one has a handful of byte values).

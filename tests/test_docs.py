@@ -77,6 +77,14 @@ CHECKED_BY = {
         "curl --cacert certs/ca.pem --cert certs/client-chain.pem --key certs/client.key "
         "https://localhost:8443/whoami",
     ),
+    "test_http2.py::test_curl_http2_with_client_certificate": (
+        "curl --http2 --cacert certs/ca.pem --cert certs/client-chain.pem --key certs/client.key -s "
+        "-o /dev/null -w '%{http_version} %{http_code}\\n' https://localhost:8443/whoami",
+    ),
+    "test_http2.py::test_nghttp_fetches_several_paths_on_one_connection": (
+        "SSL_CERT_FILE=certs/ca.pem nghttp --null-out --stat --cert certs/client-chain.pem "
+        "--key certs/client.key https://localhost:8443/whoami https://localhost:8443/healthz",
+    ),
     "test_http_interop.py::test_curl_refused_with_the_alert": (
         "curl --cacert certs/ca.pem https://localhost:8443/whoami",
     ),

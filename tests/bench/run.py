@@ -36,7 +36,7 @@ from mtls_ref.shared.pki.authority import CertificateAuthority
 
 from ..support.peers import require_peer
 from ..support.pki import LOOPBACK_SANS, issue_client, issue_server
-from . import load, servers
+from . import h2, load, servers
 from .proc import cpu_seconds, rss_bytes
 
 LINE_REQUEST = {
@@ -303,6 +303,15 @@ def run(plan: Plan, work: Path, out: dict[str, Any]) -> None:
             out["bulk"]["s_server"] = {"download_mb_s": load.download(tgt, plan.bulk_bytes)}
         if plan.forward:
             _forward_figures(plan, creds, work, out)
+        if plan.nginx:
+            out["h2"] = h2.h2_figures(
+                creds,
+                work,
+                nginx=require_peer("nginx"),
+                seconds=plan.seconds,
+                rounds=plan.rounds,
+                processes=plan.processes,
+            )
         if plan.workers:
             for workers in (1, 2):
                 with serving("ours", creds, work, workers=workers) as running:
@@ -431,6 +440,7 @@ def report(out: dict[str, Any]) -> str:
             f"through the tunnel={bulk['tunnel']:.0f}  "
             f"ours/haproxy={ratio(bulk['ours-forward'], bulk['haproxy'])}"
         )
+    lines += h2.h2_report(out.get("h2", {}))
     lines += ["", *verdicts(out)]
     return "\n".join(lines)
 
@@ -493,6 +503,7 @@ def main(argv: list[str] | None = None) -> int:
         "resumed": {},
         "workers": {},
         "forward": {},
+        "h2": {},
     }
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="mtls-bench-") as tmp:

@@ -247,10 +247,11 @@ def library_version(name: str) -> str:
     return next((line.strip() for line in told.splitlines() if "OpenSSL" in line), "?")
 
 
-def start_nginx(nginx: str, creds: Credentials, work: Path, www: Path) -> Running:
-    """nginx with ssl_verify_client on, one worker, access log on (like our per-connection log)."""
+def start_nginx(nginx: str, creds: Credentials, work: Path, www: Path, *, http2: bool = False) -> Running:
+    """nginx with ssl_verify_client on, one worker, access log on (like our per-connection log);
+    ``http2``: ALPN h2 too (``listen ... ssl http2``)."""
     port = free_port()
-    root = work / f"nginx-{creds.key_type}"
+    root = work / f"nginx-{creds.key_type}{'-h2' if http2 else ''}"
     root.mkdir(exist_ok=True)
     conf = root / "nginx.conf"
     conf.write_text(
@@ -263,10 +264,14 @@ def start_nginx(nginx: str, creds: Credentials, work: Path, www: Path) -> Runnin
             worker_connections=20000,
             error_level="warn",
             access_log=True,
+            http2=http2,
             locations=[
                 'location / { return 200 "ok\\n"; }',
                 'location /sink { client_max_body_size 0; return 200 "ok\\n"; }',
                 f"location /bytes/ {{ alias {www}/; }}",
+                # HTTP/2: no GOAWAY after 1000 requests (the default), so one connection's figure is one
+                # connection's (our server sets no such limit).
+                *(["keepalive_requests 100000000;"] if http2 else []),
             ],
         ),
         encoding="utf-8",

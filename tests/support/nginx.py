@@ -27,6 +27,7 @@ def mtls_nginx_conf(
     worker_connections: int = 64,
     error_level: str = "info",
     access_log: bool = False,
+    http2: bool = False,
 ) -> str:
     """nginx.conf for one server on 127.0.0.1:``port`` with ``ssl_verify_client on``; nginx writes only
     under ``root`` (pid, logs, temp folders), so it runs as any user. nginx's default master_process on
@@ -55,7 +56,7 @@ http {{
     uwsgi_temp_path {root}/uwsgi;
     scgi_temp_path {root}/scgi;
     server {{
-        listen 127.0.0.1:{port} ssl;
+        listen 127.0.0.1:{port} ssl{" http2" if http2 else ""};
         ssl_certificate {cert};
         ssl_certificate_key {key};
         ssl_client_certificate {ca};
