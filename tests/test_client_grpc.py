@@ -7,13 +7,15 @@ messages behind ``grpc.method_handlers_generic_handler``, and stops it after the
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent import futures
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 import pytest
 import trio
+from google.protobuf.message import Message
 
 from mtls_ref.client.cli import main as client_main
 from mtls_ref.client.h2_exchange import ALPN_OFFER
@@ -43,6 +45,21 @@ def check(
     return health_pb2.HealthCheckResponse(status=health_pb2.HealthCheckResponse.SERVING)
 
 
+def unary_service(
+    service: str,
+    method: str,
+    behaviour: Callable[[Any, grpc.ServicerContext], Message],
+    request: type[Message],
+) -> grpc.GenericRpcHandler:
+    """One service of one unary method, taking ``request`` messages, as grpcio serves it."""
+    handler: grpc.RpcMethodHandler[Any, Message] = grpc.unary_unary_rpc_method_handler(
+        behaviour,
+        request_deserializer=request.FromString,
+        response_serializer=lambda message: message.SerializeToString(),
+    )
+    return grpc.method_handlers_generic_handler(service, {method: handler})
+
+
 @pytest.fixture
 def grpc_peer(pki: Pki) -> Iterator[GrpcPeer]:
     """grpcio with ssl_server_credentials(require_client_auth=True), trusting the test CA."""
@@ -58,26 +75,8 @@ def grpc_peer(pki: Pki) -> Iterator[GrpcPeer]:
         return identity_pb2.WhoAmIResponse(subject=f"CN={name.decode()}")
 
     handlers = [
-        grpc.method_handlers_generic_handler(
-            "grpc.health.v1.Health",
-            {
-                "Check": grpc.unary_unary_rpc_method_handler(
-                    check,
-                    request_deserializer=health_pb2.HealthCheckRequest.FromString,
-                    response_serializer=health_pb2.HealthCheckResponse.SerializeToString,
-                )
-            },
-        ),
-        grpc.method_handlers_generic_handler(
-            "mtls_ref.v1.Identity",
-            {
-                "WhoAmI": grpc.unary_unary_rpc_method_handler(
-                    whoami,
-                    request_deserializer=identity_pb2.WhoAmIRequest.FromString,
-                    response_serializer=identity_pb2.WhoAmIResponse.SerializeToString,
-                )
-            },
-        ),
+        unary_service("grpc.health.v1.Health", "Check", check, health_pb2.HealthCheckRequest),
+        unary_service("mtls_ref.v1.Identity", "WhoAmI", whoami, identity_pb2.WhoAmIRequest),
     ]
     credentials = grpc.ssl_server_credentials(
         [(pki.server.key.read_bytes(), pki.server.chain.read_bytes())],
