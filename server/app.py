@@ -2,8 +2,9 @@
 
 Shutdown (Ctrl-C, SIGTERM, or :meth:`Server.shutdown`): stop accepting and close
 the listeners at once; give live connections ``shutdown_grace`` seconds to
-finish (the handler nursery gets a deadline); then cancel the rest, whose
-handlers still send a goodbye line and close_notify within a bound.
+finish (the handler nursery gets a deadline; HTTP/2 connections are told with
+GOAWAY at once); then cancel the rest, whose handlers still send a goodbye
+line and close_notify within a bound.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from mtls_ref.shared.core.errors import ConfigError, MTLSError
 from mtls_ref.shared.pki.inspect import fingerprint
 from mtls_ref.shared.pki.keys import load_certificates
 from mtls_ref.shared.tls.connection import ServerContext
-from mtls_ref.shared.tls.context import ALPN_HTTP, ALPN_LINE, read_crls
+from mtls_ref.shared.tls.context import read_crls, server_alpn
 from mtls_ref.shared.tls.engines import build_server_context, describe_engine, engine_traits
 from mtls_ref.shared.tls.identity import AllowList
 
@@ -191,6 +192,7 @@ class Server:
                 for listener in (*listeners, *status_listeners):
                     await trio.aclose_forcefully(listener)
             self.log.event("shutdown", draining=self.active, grace_s=self.config.shutdown_grace)
+            self.settings.stopping.set()  # HTTP/2 connections send GOAWAY and finish their streams
             handlers.cancel_scope.deadline = trio.current_time() + self.config.shutdown_grace
         self.log.event("stopped")
 
@@ -219,7 +221,7 @@ class Server:
             "client_ca_sha256": fingerprint(ca.public_bytes(Encoding.DER)) if ca else None,
             "crl": str(self.config.crl) if self.config.crl else "off",
             "allow": list(self.allow.describe()) or "any verified client",
-            "alpn": [ALPN_HTTP, ALPN_LINE],
+            "alpn": list(server_alpn(self.config)),
             "status": [f"http://{_host_port(h, p)}/metrics" for h, p in self.status_addresses] or None,
             # A warning, not a setting: nothing on the status port asks who is asking.
             "status_warning": (

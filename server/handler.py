@@ -9,11 +9,11 @@ Theory of operation
 3. Authorization: the allow-list decides. A refusal is an application-level
    ``ERR forbidden`` line naming the identity, then close_notify. In forward
    mode an admitted client goes to :mod:`.forward_mode` instead.
-4. Protocol: ALPN ``http/1.1`` means HTTP (``server/http.py``); ALPN
-   ``mtls-ref/1`` means the line protocol. A client with no ALPN gets
-   ``protocol_sniff`` seconds to speak first: an HTTP request line means HTTP
-   (``openssl s_client`` sending ``GET / HTTP/1.0``); anything else, or silence,
-   means the line protocol.
+4. Protocol: ALPN ``h2`` means HTTP/2 (``server/http2.py``); ALPN ``http/1.1``
+   means HTTP/1.1 (``server/http.py``); ALPN ``mtls-ref/1`` means the line
+   protocol. A client with no ALPN gets ``protocol_sniff`` seconds to speak
+   first: an HTTP request line means HTTP (``openssl s_client`` sending
+   ``GET / HTTP/1.0``); anything else, or silence, means the line protocol.
 5. Line protocol, greeting first: under TLS 1.3 the client finishes its
    handshake before the server has judged its certificate, so the greeting is
    the client's proof that it was accepted.
@@ -31,6 +31,7 @@ tests one end of a ``socketpair()``, so tests run the engines' own adapters.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Callable
 from typing import Final
 
@@ -39,7 +40,7 @@ from cryptography import x509
 
 from mtls_ref.shared.core.protocol import Reply
 from mtls_ref.shared.tls.connection import ServerContext, TLSConnection
-from mtls_ref.shared.tls.context import ALPN_HTTP, ALPN_LINE
+from mtls_ref.shared.tls.context import ALPN_H2, ALPN_HTTP, ALPN_LINE
 from mtls_ref.shared.tls.identity import identity_from_der
 from mtls_ref.shared.tls.render import render_terminal
 from mtls_ref.shared.tls.trace import HandshakeRecorder, PeerCertificateCatcher, Role, recording
@@ -49,6 +50,7 @@ from .forward_headers import unforwardable_name
 from .forward_mode import forward_connection
 from .handshake import handshake
 from .http import HTTP_REQUEST_LINE, serve_http
+from .http2 import serve_http2
 from .line_loop import RECEIVE_SIZE, PeerNotReading, send_reply, serve_lines
 from .log import EventLog
 from .record import Code, ConnectionRecord, ConnectionReport, Outcome, Refused, refuse
@@ -184,9 +186,25 @@ async def _serve(
             await forward_connection(tls, settings, identity, record, addresses)
         return  # a refused client gets close_notify: the backend's protocol is not ours to speak
     record.protocol, initial = await _choose_protocol(tls, settings)
+    if record.protocol == "h2":
+        record.requests, ended = await serve_http2(
+            tls,
+            dataclasses.replace(info, http_version="HTTP/2"),
+            idle_timeout=settings.idle_timeout,
+            request_timeout=settings.request_timeout,
+            stopping=settings.stopping,
+            app=settings.h2_app,
+        )
+        if decision.allowed:
+            record.reason = ended
+        return
     if record.protocol == "http":
         record.requests, ended = await serve_http(
-            tls, initial, info, idle_timeout=settings.idle_timeout, request_timeout=settings.request_timeout
+            tls,
+            initial,
+            dataclasses.replace(info, http_version="HTTP/1.1"),
+            idle_timeout=settings.idle_timeout,
+            request_timeout=settings.request_timeout,
         )
         if decision.allowed:
             record.reason = ended
@@ -197,6 +215,8 @@ async def _serve(
 async def _choose_protocol(tls: TLSConnection, settings: HandlerSettings) -> tuple[str, bytes]:
     """ALPN decides; without ALPN, a first line that is an HTTP request line means HTTP."""
     alpn = tls.selected_alpn_protocol()
+    if alpn == ALPN_H2:
+        return "h2", b""
     if alpn == ALPN_HTTP:
         return "http", b""
     if alpn == ALPN_LINE:

@@ -2,16 +2,14 @@
 
 Chosen when the client negotiates ALPN ``http/1.1``, or sends no ALPN and its
 first line is an HTTP request line. Keep-alive, bounded request heads and
-bodies, and the same idle timeout as the line protocol. A client refused by the
-allow-list gets 403 with a JSON body naming the identity and the rule missed.
-A request whose Accept names text/html (a browser) gets ``/`` and the 403 as the
-HTML pages of :mod:`.page`.
+bodies, and the same idle timeout as the line protocol. What each request gets
+is decided by :mod:`.routes` (shared with HTTP/2); this loop moves the bytes and
+closes after a 403, as after ambiguous framing.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -22,38 +20,16 @@ import trio
 
 from mtls_ref.shared.tls.connection import TLSConnection
 
-from .page import PAGE_HEADERS, accepts_html, forbidden_html, home_html, request_host
-from .views import SessionInfo, forbidden_document, home_page, whoami_document
+from .routes import BULK_CHUNK, TOO_LARGE, Answer, RequestHead, SendBytes, Sink, body_limit, plan, sink_answer
+from .views import SessionInfo
 
 __all__ = ["HTTP_REQUEST_LINE", "serve_http"]
 
 # A request head (request line + headers) larger than this is refused with 431;
 # 16 KiB is h11's own default and more than any real client sends.
 MAX_HEAD_BYTES: Final = 16 * 1024
-# We serve no uploads; a body is read and discarded up to this, then 413.
-MAX_BODY_BYTES: Final = 64 * 1024
 RECEIVE_SIZE: Final = 16384
-# Throughput tests (GET /bytes/N, POST /sink) move at most 1 GiB per request,
-# in 256 KiB pieces (sixteen full TLS records, one send per piece).
-BULK_MAX_BYTES: Final = 1 << 30
-BULK_CHUNK: Final = 256 * 1024
 HTTP_REQUEST_LINE: Final = re.compile(rb"^[A-Z]{3,10} \S+ HTTP/1\.[01]\r?\n")
-SERVER_HEADER: Final = (b"server", b"mtls-ref")
-HTML: Final = b"text/html; charset=utf-8"
-Headers = tuple[tuple[bytes, bytes], ...]
-# The methods each resource answers: a 405 names the target's own in Allow (RFC 9110 §15.5.6),
-# and a path that is none of these is a 404 whatever the method. GET /bytes/N and POST /sink are
-# served by serve_http itself (they stream); HEAD /bytes/N would have to skip the count, so no.
-_METHODS: Final = {
-    b"/": (b"GET", b"HEAD"),
-    b"/whoami": (b"GET", b"HEAD"),
-    b"/healthz": (b"GET", b"HEAD"),
-    b"/sink": (b"POST",),
-}
-_BYTES_METHODS: Final = (b"GET",)
-# / and the 403 come as HTML or as text/JSON, chosen by Accept: every variant says so, or a cache
-# could hand a browser the text (RFC 9110 §12.5.5). The HTML variants carry it in PAGE_HEADERS.
-VARY_ACCEPT: Final = ((b"vary", b"Accept"),)
 
 
 class _Closed(Exception):
@@ -83,36 +59,22 @@ async def serve_http(
             if not isinstance(event, h11.Request):
                 continue
             requests += 1
-            path = event.target.split(b"?", 1)[0]
-            sink = info.decision.allowed and event.method == b"POST" and path == b"/sink"
-            received = await _drain_body(
-                conn, tls, idle_timeout, limit=BULK_MAX_BYTES if sink else MAX_BODY_BYTES
-            )
+            head = _request_head(event)
+            todo = plan(head, info)
+            received = await _drain_body(conn, tls, idle_timeout, limit=body_limit(todo))
             if received is None:
-                await _respond(conn, tls, 413, b"text/plain", b"request body too large\n", limits, close=True)
+                await _respond(conn, tls, TOO_LARGE, limits, close=True)
                 return requests, "request body too large"
             # RFC 9112 §6.3: a request framed by both Transfer-Encoding and Content-Length
             # may be a smuggling attempt; answer it, then close.
             ambiguous = _header(event, b"transfer-encoding") and _header(event, b"content-length")
             close = not info.decision.allowed or ambiguous
-            if sink:
-                body = _json({"received": received})
-                await _respond(conn, tls, 200, b"application/json", body, limits, close=close)
-            elif info.decision.allowed and event.method == b"GET" and path.startswith(b"/bytes/"):
-                await _send_bytes(conn, tls, path.removeprefix(b"/bytes/"), limits)
+            if isinstance(todo, Sink):
+                await _respond(conn, tls, sink_answer(received), limits, close=close)
+            elif isinstance(todo, SendBytes):
+                await _send_bytes(conn, tls, todo, limits)
             else:
-                status, ctype, body, extra = _route(event, info)
-                await _respond(
-                    conn,
-                    tls,
-                    status,
-                    ctype,
-                    body,
-                    limits,
-                    head=event.method == b"HEAD",
-                    close=close,
-                    extra=extra,
-                )
+                await _respond(conn, tls, todo, limits, head=event.method == b"HEAD", close=close)
             if close or conn.our_state is h11.MUST_CLOSE:
                 if ambiguous:
                     return requests, "request had both Transfer-Encoding and Content-Length; closed"
@@ -122,7 +84,8 @@ async def serve_http(
         if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
             status = exc.error_status_hint
             with contextlib.suppress(h11.LocalProtocolError, _Closed):
-                await _respond(conn, tls, status, b"text/plain", f"{exc}\n".encode(), limits, close=True)
+                answer = Answer(status, b"text/plain", f"{exc}\n".encode())
+                await _respond(conn, tls, answer, limits, close=True)
         return requests, f"bad HTTP request: {exc}"
     except _Closed as closed:
         return requests, str(closed)
@@ -192,24 +155,12 @@ async def _drain_body(
                 return None
 
 
-async def _send_bytes(conn: h11.Connection, tls: TLSConnection, count_text: bytes, limits: _Limits) -> None:
+async def _send_bytes(conn: h11.Connection, tls: TLSConnection, todo: SendBytes, limits: _Limits) -> None:
     """``GET /bytes/N``: N zero bytes, streamed, for throughput tests."""
-    # The length first: int() of thousands of digits raises (Python's integer-string limit).
-    too_long = len(count_text) > len(str(BULK_MAX_BYTES))
-    if not count_text.isdigit() or too_long or int(count_text) > BULK_MAX_BYTES:
-        usage = f"use /bytes/N with N <= {BULK_MAX_BYTES}\n".encode()
-        await _respond(conn, tls, 400, b"text/plain", usage, limits)
-        return
-    remaining = int(count_text)
-    headers = [
-        SERVER_HEADER,
-        (b"content-type", b"application/octet-stream"),
-        (b"content-length", str(remaining).encode()),
-    ]
-    await _send(
-        tls, conn.send(h11.Response(status_code=200, headers=headers, reason=b"OK")) or b"", limits.idle
-    )
+    response = h11.Response(status_code=200, headers=todo.headers(), reason=b"OK")
+    await _send(tls, conn.send(response) or b"", limits.idle)
     chunk = bytes(BULK_CHUNK)
+    remaining = todo.count
     while remaining:
         piece = chunk[: min(remaining, BULK_CHUNK)]
         await _send(tls, conn.send(h11.Data(data=piece)) or b"", limits.idle)
@@ -233,62 +184,30 @@ def _header(request: h11.Request, name: bytes) -> bool:
     return any(key == name for key, _ in request.headers)
 
 
-def _route(request: h11.Request, info: SessionInfo) -> tuple[int, bytes, bytes, Headers]:
-    """Status, content type, body and extra headers for a request serve_http does not stream."""
-    path = request.target.split(b"?", 1)[0]
-    if not info.decision.allowed:
-        if _wants_html(request):
-            return 403, HTML, forbidden_html(info, host=_host(request)).encode(), PAGE_HEADERS
-        return 403, b"application/json", _json(forbidden_document(info)), VARY_ACCEPT
-    methods = _BYTES_METHODS if path.startswith(b"/bytes/") else _METHODS.get(path)
-    if methods is None:
-        return 404, b"text/plain", b"not found: try /, /whoami, /healthz, /bytes/N or POST /sink\n", ()
-    if request.method not in methods:
-        allow = b", ".join(methods)
-        body = b"method not allowed here; this resource answers " + allow + b"\n"
-        return 405, b"text/plain", body, ((b"allow", allow),)
-    if path == b"/whoami":
-        return 200, b"application/json", _json(whoami_document(info)), ()
-    if path == b"/" and _wants_html(request):
-        return 200, HTML, home_html(info, host=_host(request)).encode(), PAGE_HEADERS
-    if path == b"/":
-        return 200, b"text/plain; charset=utf-8", home_page(info).encode(), VARY_ACCEPT
-    return 200, b"text/plain", b"ok\n", ()  # /healthz
+def _request_head(request: h11.Request) -> RequestHead:
+    return RequestHead(
+        method=request.method,
+        target=request.target,
+        accept=b",".join(value for key, value in request.headers if key == b"accept"),
+        host=next((value for key, value in request.headers if key == b"host"), None),
+    )
 
 
-def _wants_html(request: h11.Request) -> bool:
-    return accepts_html(b",".join(value for key, value in request.headers if key == b"accept"))
-
-
-def _host(request: h11.Request) -> str:
-    """The Host the client used, for the page's commands (HTTP/1.0 may send none)."""
-    host = next((value for key, value in request.headers if key == b"host"), None)
-    return request_host(host, fallback="localhost:8443")
-
-
-def _json(document: object) -> bytes:
-    return json.dumps(document, indent=2).encode() + b"\n"
-
-
-async def _respond(  # noqa: PLR0917 - status, type and body read best in that order
+async def _respond(
     conn: h11.Connection,
     tls: TLSConnection,
-    status: int,
-    content_type: bytes,
-    body: bytes,
+    answer: Answer,
     limits: _Limits,
     *,
     head: bool = False,
     close: bool = False,
-    extra: Headers = (),
 ) -> None:
-    headers = [SERVER_HEADER, (b"content-type", content_type), (b"content-length", str(len(body)).encode())]
-    headers.extend(extra)
+    headers = answer.headers()
     if close:
         headers.append((b"connection", b"close"))
-    reason = HTTPStatus(status).phrase.encode()
-    data = conn.send(h11.Response(status_code=status, headers=headers, reason=reason)) or b""
+    reason = HTTPStatus(answer.status).phrase.encode()
+    data = conn.send(h11.Response(status_code=answer.status, headers=headers, reason=reason)) or b""
     if not head:
-        data += conn.send(h11.Data(data=body)) or b""
+        data += conn.send(h11.Data(data=answer.body)) or b""
     data += conn.send(h11.EndOfMessage()) or b""
     await _send(tls, data, limits.idle)

@@ -81,6 +81,12 @@ class ServerMetrics:
             ["direction"],
             registry=self.registry,
         )
+        self.requests = Counter(
+            "mtls_http_requests",
+            "HTTP requests served, by protocol (http: HTTP/1.1, h2: HTTP/2)",
+            ["protocol"],
+            registry=self.registry,
+        )
         self.handshake = Histogram(
             "mtls_handshake_seconds",
             "Time from accept to the end of the TLS handshake, completed or failed",
@@ -121,6 +127,8 @@ class ServerMetrics:
             alert_child.inc()
         if record.handshake_seconds is not None:
             self.handshake.observe(record.handshake_seconds)
+        if record.requests and record.protocol in ("http", "h2"):
+            self.requests.labels(record.protocol).inc(record.requests)
         if record.forwarded is not None:
             self.forwarded.labels("to_backend").inc(record.forwarded[0])
             self.forwarded.labels("to_client").inc(record.forwarded[1])

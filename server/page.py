@@ -93,6 +93,7 @@ def home_html(info: SessionInfo, *, host: str, now: datetime | None = None) -> s
                 ("TLS version", escape(info.tls_version or "unknown")),
                 ("Cipher", f"<code>{escape(info.cipher or 'unknown')}</code>"),
                 ("ALPN", f"<code>{escape(alpn)}</code>" if (alpn := info.alpn()) else "none negotiated"),
+                ("HTTP", f'<span id="http-version">{escape(info.http_version or "unknown")}</span>'),
                 ("Session", "resumed (abbreviated handshake)" if info.resumed else "new (full handshake)"),
             ]
         ),

@@ -34,6 +34,7 @@ class SessionInfo:
     crl: tuple[str, ...] = ()
     # This connection's messages so far, when the server records them (record_handshakes/trace).
     handshake: HandshakeRecorder | None = field(default=None, repr=False)
+    http_version: str | None = None  # "HTTP/1.1" or "HTTP/2", once the HTTP loop has it
 
 
 def describe_crls(crls: Iterable[x509.CertificateRevocationList]) -> tuple[str, ...]:

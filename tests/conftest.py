@@ -57,6 +57,18 @@ def curl() -> str:
 
 
 @pytest.fixture(scope="session")
+def nghttp() -> str:
+    """Path of nghttp2's nghttp client: HTTP/2 from the library curl and nginx build on."""
+    return peer_or_skip("nghttp")
+
+
+@pytest.fixture(scope="session")
+def h2load() -> str:
+    """Path of nghttp2's h2load: many HTTP/2 streams and connections, for the bench."""
+    return peer_or_skip("h2load")
+
+
+@pytest.fixture(scope="session")
 def nginx() -> str:
     """Path of Debian's nginx."""
     return peer_or_skip("nginx")

@@ -169,7 +169,7 @@ async def test_security_posture_banner(pki: Pki, tls_engine: str) -> None:
         "CA SHA-256 ",
         "revocation (CRL) off",
         "allow-list       CN:alice",
-        "ALPN             http/1.1, mtls-ref/1",
+        "ALPN             h2, http/1.1, mtls-ref/1",
         {
             "openssl": "CA names sent    yes: CertificateRequest lists O=mtls-ref,CN=mtls-ref Demo Root CA",
             "stdlib": "CA names sent    no: Python's ssl sends no",

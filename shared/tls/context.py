@@ -42,6 +42,7 @@ from mtls_ref.shared.tls import trace
 from mtls_ref.shared.tls.keylog import set_stdlib_keylog
 
 __all__ = [
+    "ALPN_H2",
     "ALPN_HTTP",
     "ALPN_LINE",
     "TLS12_CIPHERS",
@@ -51,11 +52,13 @@ __all__ = [
     "require_ca_file",
     "require_credential_files",
     "require_server_ca",
+    "server_alpn",
     "server_context",
     "tls_version",
 ]
 
-# ALPN: HTTP clients say http/1.1; our client says mtls-ref/1 (the line protocol).
+# ALPN: HTTP clients say h2 and/or http/1.1; our client says mtls-ref/1 (the line protocol).
+ALPN_H2: Final = "h2"
 ALPN_HTTP: Final = "http/1.1"
 ALPN_LINE: Final = "mtls-ref/1"
 # TLS 1.2 suites: forward-secret key exchange (ECDHE) and AEAD ciphers only, both engines.
@@ -173,13 +176,22 @@ def server_context(config: ServerConfig) -> ssl.SSLContext:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     _common(ctx, config.tls_min, config.tls_max, config.keylog)
     ctx.verify_mode = ssl.CERT_REQUIRED
-    # A client offering neither gets no ALPN (not an alert) and is sniffed by the handler.
-    ctx.set_alpn_protocols([ALPN_HTTP, ALPN_LINE])
+    # A client offering none of these gets no ALPN (not an alert) and is sniffed by the handler.
+    ctx.set_alpn_protocols(list(server_alpn(config)))
     _load_chain(ctx, config.cert, config.key, config.key_passphrase_file, "server")
     _load_ca(ctx, ca, "server")
     if config.crl is not None:
         _load_crl(ctx, config.crl)
     return ctx
+
+
+def server_alpn(config: ServerConfig) -> tuple[str, ...]:
+    """The protocols the server offers, in its order of preference (the server chooses, as nginx
+    does: a client offering h2 and http/1.1 gets h2). Forward mode stays HTTP/1.1: the identity
+    headers it adds are HTTP/1.1 to the backend, and its relay speaks nothing else."""
+    if config.forward:
+        return ALPN_HTTP, ALPN_LINE
+    return ALPN_H2, ALPN_HTTP, ALPN_LINE
 
 
 def _load_crl(ctx: ssl.SSLContext, crl: Path) -> None:

@@ -20,7 +20,8 @@ newer one does a full P-256 mTLS handshake in about half the time (docs/performa
 * a session id context, so TLS 1.3 and TLS 1.2 session tickets resume
   (OpenSSL refuses to resume a client-authenticated session without one); no
   server-side session cache;
-* ALPN chosen by the server (``http/1.1`` or ``mtls-ref/1``; a client offering
+* ALPN chosen by the server (``h2``, ``http/1.1`` or ``mtls-ref/1``, in that order; ``h2``
+  not in forward mode; a client offering
   only other protocols gets none, not an alert, and is sniffed by the handler);
 * the NSS key log through pyOpenSSL's keylog callback, into a checked 0600 file
   kept open (:class:`~mtls_ref.shared.tls.keylog.KeyLogFile`);
@@ -36,6 +37,7 @@ opened and on reload, with the same words as the stdlib engine.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
@@ -47,21 +49,19 @@ from mtls_ref.shared.core.errors import CertificateError, ConfigError
 from mtls_ref.shared.pki.keys import load_certificates, load_private_key, read_passphrase
 from mtls_ref.shared.tls import openssl_lowlevel
 from mtls_ref.shared.tls.context import (
-    ALPN_HTTP,
-    ALPN_LINE,
     TLS12_CIPHERS,
     key_mismatch,
     read_crls,
     require_ca_file,
     require_credential_files,
     require_server_ca,
+    server_alpn,
 )
 from mtls_ref.shared.tls.keylog import KeyLogFile
 
 __all__ = ["library_versions", "openssl_server_context"]
 
 _VERSIONS: Final = {"1.2": SSL.TLS1_2_VERSION, "1.3": SSL.TLS1_3_VERSION}
-_ALPN_OFFERED: Final = (ALPN_HTTP.encode(), ALPN_LINE.encode())
 # Tickets and session ids are only valid for contexts with this id (one per server).
 SESSION_ID_CONTEXT: Final = b"mtls-ref"
 
@@ -96,7 +96,7 @@ def openssl_server_context(config: ServerConfig) -> SSL.Context:
     ctx.set_session_cache_mode(SSL.SESS_CACHE_OFF)
     _load_chain(ctx, config)
     _load_trust(ctx, ca, config.crl)
-    ctx.set_alpn_select_callback(_select_alpn)
+    ctx.set_alpn_select_callback(_alpn_selector(tuple(p.encode() for p in server_alpn(config))))
     if config.keylog is not None:
         _log_keys_to(ctx, KeyLogFile(config.keylog))
     # Every message, for the diagram (logged, or kept for the browser page); costs ~10% of a
@@ -146,12 +146,17 @@ def _load_trust(ctx: SSL.Context, ca: Path, crl: Path | None) -> None:
     openssl_lowlevel.install_verify_callback(ctx, SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT)
 
 
-# Returns bytes, or pyOpenSSL's NO_OVERLAPPING_PROTOCOLS marker (whose type is private).
-def _select_alpn(connection: SSL.Connection, offered: list[bytes]) -> Any:
-    for protocol in _ALPN_OFFERED:
-        if protocol in offered:
-            return protocol
-    return SSL.NO_OVERLAPPING_PROTOCOLS
+def _alpn_selector(ours: tuple[bytes, ...]) -> Callable[[SSL.Connection, list[bytes]], Any]:
+    """The first of ``ours`` (server_alpn's order) that the client offers."""
+
+    # Returns bytes, or pyOpenSSL's NO_OVERLAPPING_PROTOCOLS marker (whose type is private).
+    def select(connection: SSL.Connection, offered: list[bytes]) -> Any:
+        for protocol in ours:
+            if protocol in offered:
+                return protocol
+        return SSL.NO_OVERLAPPING_PROTOCOLS
+
+    return select
 
 
 def _log_keys_to(ctx: SSL.Context, keylog: KeyLogFile) -> None:

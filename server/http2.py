@@ -1,0 +1,409 @@
+"""HTTP/2 on the mTLS port, with h2 (sans-I/O): the resources of :mod:`.routes`, multiplexed.
+
+Theory of operation
+-------------------
+Chosen when the client negotiates ALPN ``h2``. One task reads: bytes in,
+``h2`` events out. Each request gets a task of its own, so a slow
+``/bytes/N`` never holds up a ``/whoami`` on the same connection; a stream the
+client resets has its task cancelled. Whoever writes holds the send lock and
+takes everything h2 has queued, so frames leave in h2's order.
+
+Flow control: a response body goes out as far as the peer's window allows (the
+smaller of the stream's and the connection's), then its task waits for a
+WINDOW_UPDATE. Received DATA is counted and acknowledged at once, so the
+client's window reopens; a body is never kept beyond its request's limit
+(:func:`.routes.body_limit`; an :data:`App`'s requests up to MAX_APP_BODY).
+
+Every read and write is under the connection's one :class:`IdleDeadline`:
+``idle_timeout`` without progress either way ends it (a peer that does not
+read is dropped), and bytes that complete no frame or header block must be
+followed by one that does within ``request_timeout`` (a slow header block).
+
+Shutdown: when ``stopping`` is set, the client gets a GOAWAY naming the last
+stream we took; those streams finish (within the server's ``shutdown_grace``),
+later ones are refused, and the connection ends with its last stream. h2's
+``close_connection`` would also close its state machine (no DATA could follow
+on the streams in flight), so that GOAWAY is built by hyperframe, h2's own
+framing layer, and queued after what h2 has pending. Reloading credentials
+closes no connection, so it sends no GOAWAY.
+
+Limits: MAX_CONCURRENT_STREAMS and MAX_HEADER_LIST_SIZE are advertised and
+enforced by h2 (with what else it bounds: see :mod:`.h2_guard`, which adds the
+budgets it lacks). A peer that breaks the protocol gets h2's GOAWAY with the
+fitting code; one over a budget gets GOAWAY ENHANCE_YOUR_CALM; both are dropped.
+
+Other applications (gRPC) plug in as an :data:`App`: asked first for each
+request of an allowed client, it may take it and answer with a
+:class:`Response`, whose trailers end the stream.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Final
+
+import trio
+from h2 import events as h2e
+from h2.config import H2Configuration
+from h2.connection import H2Connection
+from h2.errors import ErrorCodes
+from h2.exceptions import ProtocolError
+from h2.settings import SettingCodes, Settings
+from hyperframe.frame import GoAwayFrame
+
+from mtls_ref.shared.core.deadline import IdleDeadline
+from mtls_ref.shared.tls.connection import TLSConnection
+
+from .h2_guard import FloodGuard
+from .routes import (
+    BULK_CHUNK,
+    SERVER_HEADER,
+    TOO_LARGE,
+    Answer,
+    Headers,
+    Plan,
+    RequestHead,
+    SendBytes,
+    Sink,
+    body_limit,
+    plan,
+    sink_answer,
+)
+from .views import SessionInfo
+
+__all__ = ["MAX_APP_BODY", "App", "AppHandler", "Response", "serve_http2"]
+
+# nginx's http2_max_concurrent_streams is 128, Go's 250; h2 refuses a stream beyond it.
+MAX_CONCURRENT_STREAMS: Final = 100
+# As HTTP/1.1's request head limit (http.MAX_HEAD_BYTES): h2 refuses a larger header list.
+MAX_HEADER_LIST_SIZE: Final = 16 * 1024
+MAX_APP_BODY: Final = 4 * 1024 * 1024  # gRPC's default max receive message size
+RECEIVE_SIZE: Final = 65536
+CLOSE_WITHIN: Final = 2.0  # a goodbye (GOAWAY) to a peer that may not read
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Response:
+    """A whole response from an :data:`App`: ``trailers``, when given, end the stream (gRPC's status)."""
+
+    status: int
+    headers: Headers = ()
+    body: bytes = b""
+    trailers: Headers = ()
+
+
+# Given the whole request body, the response.
+AppHandler = Callable[[bytes], Response]
+# Given a request's head and its header fields (no pseudo-headers), None (not mine) or its handler.
+App = Callable[[RequestHead, Headers], AppHandler | None]
+
+
+@dataclass(slots=True, eq=False)
+class _Stream:
+    id: int
+    limit: int  # most body bytes read before a 413
+    body: bytearray | None  # kept only for an App
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    ended: trio.Event = field(default_factory=trio.Event)  # the request body is complete (or too large)
+    received: int = 0
+    too_large: bool = False
+
+
+async def serve_http2(
+    tls: TLSConnection,
+    info: SessionInfo,
+    *,
+    idle_timeout: float,
+    request_timeout: float,
+    stopping: trio.Event | None = None,
+    app: App | None = None,
+) -> tuple[int, str]:
+    """Serve streams until the client or the server ends the connection; returns (requests, how it ended)."""
+    server = _H2Server(tls, info, idle_timeout=idle_timeout, request_timeout=request_timeout, app=app)
+    return await server.run(stopping)
+
+
+class _H2Server:
+    def __init__(
+        self,
+        tls: TLSConnection,
+        info: SessionInfo,
+        *,
+        idle_timeout: float,
+        request_timeout: float,
+        app: App | None,
+    ) -> None:
+        self.tls, self.info, self.app = tls, info, app
+        self.idle_timeout, self.request_timeout = idle_timeout, request_timeout
+        self.conn = H2Connection(config=H2Configuration(client_side=False, header_encoding=None))
+        self.conn.local_settings = Settings(
+            client=False,
+            initial_values={
+                SettingCodes.MAX_CONCURRENT_STREAMS: MAX_CONCURRENT_STREAMS,
+                SettingCodes.MAX_HEADER_LIST_SIZE: MAX_HEADER_LIST_SIZE,
+            },
+        )
+        self.guard = FloodGuard()
+        self.streams: dict[int, _Stream] = {}
+        self.send_lock = trio.Lock()
+        self.window_opened = trio.Event()
+        self.outbox = bytearray()  # taken from h2, not yet written (with our own GOAWAY, in order)
+        self.last_stream: int | None = None  # set by our GOAWAY: streams above it are refused
+        self.ended: str | None = None
+        self.writing = False
+        self.bound = math.inf  # when bytes that completed nothing must be followed by some that do
+        self.deadline = IdleDeadline(idle_timeout)
+        self.nursery: trio.Nursery  # set in run(), before anything reads it
+
+    def __repr__(self) -> str:
+        return f"<H2 server streams={len(self.streams)} {self.guard!r}>"
+
+    async def run(self, stopping: trio.Event | None) -> tuple[int, str]:
+        with self.deadline.scope:
+            async with trio.open_nursery() as nursery:
+                self.nursery = nursery
+                self.conn.initiate_connection()
+                await self._flush()
+                if stopping is not None:
+                    nursery.start_soon(self._go_away_on, stopping)
+                self._end(await self._read())
+        if self.deadline.expired:
+            if self.writing:  # a cancelled write leaves the stream unusable
+                await self.tls.abort()
+                return self.guard.requests, f"the peer did not read within {self.idle_timeout:g}s; dropped"
+            self.ended = (
+                f"idle for {self.idle_timeout:g}s"
+                if self.bound == math.inf
+                else f"a frame or header block not complete within {self.request_timeout:g}s"
+            )
+            with contextlib.suppress(ProtocolError):  # h2 had closed already (a GOAWAY went out)
+                self.conn.close_connection()
+            await self._goodbye()
+        return self.guard.requests, self.ended or "connection ended"
+
+    def _end(self, reason: str) -> None:
+        if self.ended is None:
+            self.ended = reason
+        self.nursery.cancel_scope.cancel()
+
+    async def _goodbye(self) -> None:
+        """Send what is queued (a GOAWAY) within CLOSE_WITHIN, whatever the deadline; else abort."""
+        with trio.CancelScope(deadline=trio.current_time() + CLOSE_WITHIN, shield=True) as scope:
+            await self._flush()
+        if scope.cancelled_caught:
+            await self.tls.abort()
+
+    async def _drop(self) -> None:
+        """GOAWAY, then close our side and read (bounded) until the peer closes: a peer still sending
+        would otherwise get a TCP reset, which can discard the GOAWAY before it reads it."""
+        await self._goodbye()
+        await self.tls.abort()
+
+    # -- reading -----------------------------------------------------------------------------------
+
+    async def _read(self) -> str:
+        while True:
+            try:
+                data = await self.tls.receive_some(RECEIVE_SIZE)
+            except trio.BrokenResourceError:
+                return "peer closed the connection abruptly"
+            if not data:
+                return "peer closed the connection"
+            try:
+                events = self.conn.receive_data(data)
+            except ProtocolError as exc:  # h2 has queued its GOAWAY with the fitting code
+                await self._drop()
+                return f"HTTP/2 protocol error: {exc}"
+            replied = self._take()
+            flood = self.guard.received(len(data), events, replied=replied)
+            if flood is not None:
+                self.conn.close_connection(ErrorCodes.ENHANCE_YOUR_CALM, additional_data=b"too many frames")
+                await self._drop()
+                return flood
+            self._progress(done=bool(events))
+            for event in events:
+                if isinstance(event, h2e.ConnectionTerminated):
+                    await self._flush()
+                    return f"client sent GOAWAY ({_code_name(event.error_code)})"
+                self._dispatch(event)
+            await self._flush()
+
+    def _progress(self, *, done: bool) -> None:
+        if done:
+            self.bound = math.inf
+        elif self.bound == math.inf:
+            self.bound = trio.current_time() + self.request_timeout
+        self.deadline.progress(bound=self.bound)
+
+    def _dispatch(self, event: h2e.Event) -> None:
+        if isinstance(event, h2e.RequestReceived) and event.headers is not None:
+            self._open(event.stream_id, event.headers)
+        elif isinstance(event, h2e.DataReceived):
+            self._data(event)
+        elif isinstance(event, h2e.StreamEnded):
+            if (stream := self.streams.get(event.stream_id)) is not None:
+                stream.ended.set()
+        elif isinstance(event, h2e.StreamReset):
+            if (stream := self.streams.pop(event.stream_id, None)) is not None:
+                stream.scope.cancel()
+        elif isinstance(event, h2e.WindowUpdated | h2e.RemoteSettingsChanged):
+            self.window_opened.set()  # every waiting stream looks at its window again
+            self.window_opened = trio.Event()
+
+    def _open(self, stream_id: int, fields: list[tuple[bytes, bytes]]) -> None:
+        if self.last_stream is not None and stream_id > self.last_stream:
+            self.conn.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)  # after our GOAWAY
+            return
+        head, regular = _request_head(fields)
+        handler = self.app(head, regular) if self.app is not None and self.info.decision.allowed else None
+        todo = None if handler is not None else plan(head, self.info)
+        limit = MAX_APP_BODY if todo is None else body_limit(todo)
+        stream = _Stream(stream_id, limit, bytearray() if handler is not None else None)
+        self.streams[stream_id] = stream
+        self.nursery.start_soon(self._serve_stream, stream, head, todo, handler)
+
+    def _data(self, event: h2e.DataReceived) -> None:
+        if event.stream_id is None or event.data is None:
+            return
+        # Counted and dropped (or kept for an App, within its limit): the window reopens at once.
+        self.conn.acknowledge_received_data(event.flow_controlled_length or 0, event.stream_id)
+        stream = self.streams.get(event.stream_id)
+        if stream is None or stream.too_large:
+            return
+        stream.received += len(event.data)
+        if stream.received > stream.limit:
+            stream.too_large = True
+            stream.body = None
+            stream.ended.set()
+        elif stream.body is not None:
+            stream.body += event.data
+
+    # -- answering ---------------------------------------------------------------------------------
+
+    async def _serve_stream(
+        self, stream: _Stream, head: RequestHead, todo: Plan | None, handler: AppHandler | None
+    ) -> None:
+        try:
+            with stream.scope:
+                await stream.ended.wait()
+                if stream.too_large:
+                    await self._answer(stream.id, TOO_LARGE)
+                    self.conn.reset_stream(stream.id, ErrorCodes.NO_ERROR)  # RFC 9113 §8.1: stop sending
+                elif handler is not None:
+                    await self._respond(stream.id, handler(bytes(stream.body or b"")))
+                elif isinstance(todo, Sink):
+                    await self._answer(stream.id, sink_answer(stream.received))
+                elif isinstance(todo, SendBytes):
+                    await self._send_bytes(stream.id, todo)
+                elif todo is not None:
+                    await self._answer(stream.id, todo, head=head.method == b"HEAD")
+                await self._flush()
+                self.guard.answered += 1
+        except ProtocolError:
+            pass  # the stream was reset, or the connection closed, under us: nothing more to say on it
+        finally:
+            self.streams.pop(stream.id, None)
+            if self.last_stream is not None and not self.streams:
+                self._end("server shutting down: GOAWAY sent, streams finished")
+
+    async def _answer(self, stream_id: int, answer: Answer, *, head: bool = False) -> None:
+        status = str(answer.status).encode()
+        self.conn.send_headers(stream_id, [(b":status", status), *answer.headers()], end_stream=head)
+        if not head:
+            await self._send_body(stream_id, answer.body, end=True)
+
+    async def _respond(self, stream_id: int, response: Response) -> None:
+        status = str(response.status).encode()
+        self.conn.send_headers(stream_id, [(b":status", status), SERVER_HEADER, *response.headers])
+        await self._send_body(stream_id, response.body, end=not response.trailers)
+        if response.trailers:
+            self.conn.send_headers(stream_id, list(response.trailers), end_stream=True)
+
+    async def _send_bytes(self, stream_id: int, todo: SendBytes) -> None:
+        """``GET /bytes/N``: N zero bytes, as fast as the peer's windows let them go."""
+        self.conn.send_headers(stream_id, [(b":status", b"200"), *todo.headers()], end_stream=not todo.count)
+        chunk = bytes(BULK_CHUNK)
+        remaining = todo.count
+        while remaining:
+            piece = min(remaining, BULK_CHUNK)
+            remaining -= piece
+            await self._send_body(stream_id, chunk[:piece], end=not remaining)
+
+    async def _send_body(self, stream_id: int, body: bytes, *, end: bool) -> None:
+        """Queue ``body`` in frames as the flow-control windows allow, flushing as it goes."""
+        view = memoryview(body)
+        while view:
+            window = self.conn.local_flow_control_window(stream_id)
+            if window <= 0:
+                opened = self.window_opened
+                await self._flush()
+                await opened.wait()
+                continue
+            size = min(window, len(view))
+            frame = self.conn.max_outbound_frame_size
+            for start in range(0, size, frame):
+                piece = view[start : min(start + frame, size)]
+                last = start + frame >= size and size == len(view)
+                self.conn.send_data(stream_id, piece, end_stream=end and last)
+            view = view[size:]
+            self.guard.sent += size
+            await self._flush()
+        if not body and end:
+            self.conn.end_stream(stream_id)
+
+    async def _flush(self) -> None:
+        """Write whatever h2 (and our GOAWAY) queued, in order, under the connection's deadline."""
+        async with self.send_lock:
+            self._take()
+            data = bytes(self.outbox)
+            self.outbox.clear()
+            if not data:
+                return
+            self.writing = True
+            try:
+                await self.tls.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                self._end("peer closed the connection during a response")
+                await trio.lowlevel.checkpoint()  # the cancellation _end asked for
+                return
+            self.writing = False
+            self.deadline.progress(bound=self.bound)
+
+    def _take(self) -> bool:
+        """Move what h2 queued to the outbox, keeping the order; whether there was any."""
+        data = self.conn.data_to_send()
+        self.outbox += data
+        return bool(data)
+
+    async def _go_away_on(self, stopping: trio.Event) -> None:
+        """At shutdown: GOAWAY naming the last stream taken; the connection ends with its last stream."""
+        await stopping.wait()
+        self.last_stream = self.conn.highest_inbound_stream_id
+        goaway = GoAwayFrame(stream_id=0, last_stream_id=self.last_stream, error_code=ErrorCodes.NO_ERROR)
+        goaway.additional_data = b"server shutting down"
+        self._take()
+        self.outbox += goaway.serialize()
+        await self._flush()
+        if not self.streams:
+            self._end("server shutting down: GOAWAY sent")
+
+
+def _request_head(fields: list[tuple[bytes, bytes]]) -> tuple[RequestHead, Headers]:
+    """The routing view of a request (h2 has checked its pseudo-headers), and its regular fields."""
+    pseudo = {name: value for name, value in fields if name.startswith(b":")}
+    regular = tuple((name, value) for name, value in fields if not name.startswith(b":"))
+    host = pseudo.get(b":authority") or next((value for name, value in regular if name == b"host"), None)
+    head = RequestHead(
+        method=pseudo.get(b":method", b""),
+        target=pseudo.get(b":path", b""),
+        accept=b",".join(value for name, value in regular if name == b"accept"),
+        host=host,
+    )
+    return head, regular
+
+
+def _code_name(code: ErrorCodes | int | None) -> str:
+    return code.name if isinstance(code, ErrorCodes) else f"error code {code}"

@@ -1,0 +1,214 @@
+"""HTTP/2 (ALPN h2) on the mTLS port, driven by clients nobody here wrote: curl, nghttp, httpx."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import ssl
+
+import httpx
+import pytest
+import trio
+
+from mtls_ref.server.http2 import AppHandler, Response
+from mtls_ref.server.routes import Headers, RequestHead
+
+from .support.h2_client import H2Client, h2_context
+from .support.peer_flags import curl_with
+from .support.pki import Pki
+from .support.tls import log_events, start_server
+
+pytestmark = pytest.mark.interop
+
+MIB = 1 << 20
+
+
+async def run(*argv: str) -> tuple[int, str, str]:
+    with trio.fail_after(20):
+        done = await trio.run_process(list(argv), capture_stdout=True, capture_stderr=True, check=False)
+    return done.returncode, done.stdout.decode(), done.stderr.decode()
+
+
+@pytest.mark.usefixtures("tls_engine")
+async def test_curl_http2_with_client_certificate(pki: Pki, curl: str) -> None:
+    """curl --http2 with alice's certificate gets /whoami over HTTP/2; the log says h2 and the count."""
+    async with trio.open_nursery() as nursery:
+        server, port, log = await start_server(nursery, pki)
+        url = f"https://127.0.0.1:{port}"
+        code, out, err = await run(
+            *curl_with(curl, pki), "--http2", "--write-out", "\n%{http_version} %{http_code}", f"{url}/whoami"
+        )
+        server.shutdown()
+    assert code == 0, err
+    body, versions = out.rsplit("\n", 1)
+    assert versions == "2 200"
+    assert json.loads(body)["subject"] == "CN=alice"
+    (connection,) = log_events(log, "connection")
+    assert connection["protocol"] == "h2" and connection["requests"] == 1
+
+
+@pytest.mark.usefixtures("tls_engine")
+async def test_curl_http2_without_certificate_is_refused_in_the_handshake(pki: Pki, curl: str) -> None:
+    """Without a certificate there is no HTTP/2 at all: curl names the alert that refused it."""
+    async with trio.open_nursery() as nursery:
+        server, port, _ = await start_server(nursery, pki)
+        code, _, err = await run(
+            curl,
+            "--silent",
+            "--show-error",
+            "--http2",
+            "--cacert",
+            str(pki.ca_cert),
+            f"https://127.0.0.1:{port}/",
+        )
+        server.shutdown()
+    assert code != 0
+    assert "alert certificate required" in err, err
+
+
+@pytest.mark.usefixtures("tls_engine")
+async def test_curl_http2_forbidden_is_403(pki: Pki, curl: str) -> None:
+    """A verified client outside the allow-list gets 403 over HTTP/2, naming its identity."""
+    async with trio.open_nursery() as nursery:
+        server, port, _ = await start_server(nursery, pki, allow=("CN:bob",))
+        _, out, _ = await run(
+            *curl_with(curl, pki),
+            "--http2",
+            "--write-out",
+            "\n%{http_version} %{http_code}",
+            f"https://127.0.0.1:{port}/whoami",
+        )
+        server.shutdown()
+    body, versions = out.rsplit("\n", 1)
+    assert versions == "2 403"
+    assert json.loads(body)["identity"] == "spiffe://mtls-ref.test/alice"
+
+
+@pytest.mark.usefixtures("tls_engine")
+async def test_nghttp_fetches_several_paths_on_one_connection(pki: Pki, nghttp: str) -> None:
+    """nghttp (nghttp2's client) gets three resources as three streams of one connection, one of them
+    larger than its initial window (so it arrives only if the server honours WINDOW_UPDATEs)."""
+    async with trio.open_nursery() as nursery:
+        server, port, log = await start_server(nursery, pki)
+        url = f"https://localhost:{port}"
+        creds = ["--cert", str(pki.client.chain), "--key", str(pki.client.key)]
+        paths = ["/whoami", "/healthz", "/bytes/100000"]
+        with trio.fail_after(20):
+            done = await trio.run_process(
+                [nghttp, "--null-out", "--stat", *creds, *(url + path for path in paths)],
+                capture_stdout=True,
+                capture_stderr=True,
+                check=False,
+                env={"SSL_CERT_FILE": str(pki.ca_cert)},  # nghttp trusts OpenSSL's default store
+            )
+        server.shutdown()
+    out = done.stdout.decode()
+    assert done.returncode == 0, done.stderr.decode()
+    # "id  responseEnd requestStart  process code size request path" rows, once per sort order
+    rows = [line.split()[-3:] for line in out.splitlines() if line.strip().endswith(tuple(paths))]
+    assert {(code, path) for code, _, path in rows} == {("200", path) for path in paths}
+    assert ["200", "97K", "/bytes/100000"] in rows
+    (connection,) = log_events(log, "connection")
+    assert connection["protocol"] == "h2" and connection["requests"] == 3
+
+
+def httpx_client(pki: Pki, port: int) -> httpx.AsyncClient:
+    """httpx over HTTP/2 (its h2 extra) as alice, trusting the test CA; one connection at a time."""
+    ctx = ssl.create_default_context(cafile=str(pki.ca_cert))
+    ctx.load_cert_chain(pki.client.chain, pki.client.key)
+    return httpx.AsyncClient(
+        http2=True,
+        verify=ctx,
+        base_url=f"https://localhost:{port}",
+        timeout=10,
+        limits=httpx.Limits(max_connections=1),
+    )
+
+
+@pytest.mark.usefixtures("tls_engine")
+async def test_httpx_every_route_over_http2(pki: Pki) -> None:
+    """Every HTTP/1.1 route answers the same over HTTP/2: text and HTML home, whoami, healthz, HEAD,
+    404 and 405 with Allow; and the HTML page names the protocol the browser used."""
+    async with trio.open_nursery() as nursery:
+        server, port, log = await start_server(nursery, pki)
+        async with httpx_client(pki, port) as client:
+            whoami = await client.get("/whoami")
+            text = await client.get("/")
+            page = await client.get("/", headers={"accept": "text/html"})
+            health = await client.get("/healthz")
+            head = await client.head("/whoami")
+            missing = await client.get("/nope")
+            wrong = await client.delete("/whoami")
+            bad_count = await client.get("/bytes/x")
+        server.shutdown()
+    assert {r.http_version for r in (whoami, text, page, health, head, missing, wrong)} == {"HTTP/2"}
+    assert whoami.json()["subject"] == "CN=alice"
+    assert text.text.startswith("Hello, spiffe://mtls-ref.test/alice.") and text.headers["vary"] == "Accept"
+    assert page.headers["content-type"] == "text/html; charset=utf-8"
+    assert '<span id="http-version">HTTP/2</span>' in page.text
+    assert (health.status_code, health.text) == (200, "ok\n")
+    assert head.status_code == 200 and head.content == b"" and int(head.headers["content-length"]) > 0
+    assert missing.status_code == 404
+    assert (wrong.status_code, wrong.headers["allow"]) == (405, "GET, HEAD")
+    assert bad_count.status_code == 400
+    (connection,) = log_events(log, "connection")
+    assert connection["protocol"] == "h2" and connection["requests"] == 8
+
+
+async def test_flow_control_both_ways(pki: Pki) -> None:
+    """A /bytes/N sixteen times the initial window arrives whole, and so does a 1 MiB POST /sink: the
+    server waits for WINDOW_UPDATEs and acknowledges what it receives so the client's window reopens."""
+    async with trio.open_nursery() as nursery:
+        server, port, _ = await start_server(nursery, pki)
+        async with httpx_client(pki, port) as client:
+            download = await client.get(f"/bytes/{MIB}")
+            upload = await client.post("/sink", content=bytes(MIB))
+        server.shutdown()
+    assert download.status_code == 200 and download.content == bytes(MIB)
+    assert upload.json() == {"received": MIB}
+
+
+async def test_a_stalled_stream_does_not_block_another(pki: Pki) -> None:
+    """Streams are multiplexed: while a large /bytes stream waits for a window the client does not
+    open, a /whoami on the same connection is answered."""
+    async with trio.open_nursery() as nursery:
+        server, port, log = await start_server(nursery, pki)
+        async with httpx_client(pki, port) as client, client.stream("GET", f"/bytes/{64 * MIB}") as big:
+            # Its head is in and its body is flowing; read none of it, so its window closes.
+            whoami = await client.get("/whoami")
+            assert whoami.status_code == 200 and whoami.json()["subject"] == "CN=alice"
+        server.shutdown()
+    assert big.status_code == 200 and big.http_version == "HTTP/2"
+    (connection,) = log_events(log, "connection")
+    assert connection["requests"] == 2
+
+
+async def test_an_app_answers_with_trailers(pki: Pki) -> None:
+    """The h2 path's hook (gRPC's way in): an App takes a request, gets its whole body, and its
+    response ends with trailers; requests it does not take still go to the routes."""
+
+    def echo(body: bytes) -> Response:
+        return Response(
+            status=200,
+            headers=((b"content-type", b"application/x-echo"),),
+            body=body,
+            trailers=((b"x-status", b"0"), (b"x-length", str(len(body)).encode())),
+        )
+
+    def app(head: RequestHead, fields: Headers) -> AppHandler | None:
+        return echo if head.path == b"/echo" and (b"te", b"trailers") in fields else None
+
+    async with trio.open_nursery() as nursery:
+        server, port, _ = await start_server(nursery, pki)
+        server.settings = dataclasses.replace(server.settings, h2_app=app)
+        with trio.fail_after(10):
+            client = await H2Client.open(port, h2_context(pki))
+            echoed = await client.request(
+                "/echo", method="POST", body=b"ping" * 1000, extra=(("te", "trailers"),)
+            )
+            routed = await client.request("/healthz")
+            await client.aclose()
+        server.shutdown()
+    assert echoed.headers[b":status"] == b"200" and bytes(echoed.body) == b"ping" * 1000
+    assert echoed.trailers == {b"x-status": b"0", b"x-length": b"4000"}
+    assert bytes(routed.body) == b"ok\n" and routed.trailers == {}

@@ -1,0 +1,172 @@
+"""Hostile HTTP/2 peers over mutual TLS: each is told GOAWAY and dropped, everyone else keeps being served.
+
+The attackers are the raw client of support/h2_client.py (h2 as the client) with
+frames built by hyperframe: rapid reset (CVE-2023-44487) and the CONTINUATION
+flood (CVE-2024-27316). Every loop is bounded in count and in time.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+import trio
+from h2.errors import ErrorCodes
+from hpack import Encoder
+from hyperframe.frame import ContinuationFrame, HeadersFrame
+
+from mtls_ref.server.h2_guard import RESET_ALLOWANCE
+from mtls_ref.shared.core.cli_support import SERVER_MODULE, module_command
+
+from .support.h2_client import H2Client, h2_context
+from .support.pki import Pki
+from .support.processes import read_until
+from .support.server_process import stop_server_process, write_config
+from .support.tls import log_events, start_server
+
+MAX_ATTACK_FRAMES = 20 * RESET_ALLOWANCE  # far more than any budget: the server must stop it first
+ATTACK_WITHIN = 20.0  # seconds; generous on two shared cores, and never waited out when the server works
+
+
+async def rapid_reset(client: H2Client) -> int:
+    """Open a stream and reset it, as fast as the connection takes it, until the server hangs up."""
+    sent = 0
+    try:
+        while client.goaway is None and not client.closed and sent < MAX_ATTACK_FRAMES:
+            for _ in range(50):
+                stream_id = client.conn.get_next_available_stream_id()
+                client.conn.send_headers(stream_id, REQUEST, end_stream=True)
+                client.conn.reset_stream(stream_id, ErrorCodes.CANCEL)
+                sent += 1
+            await client.send_raw(b"")
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        pass  # the server closed the connection under us: what we came to see
+    return sent
+
+
+async def continuation_flood(client: H2Client, *, size: int) -> int:
+    """One HEADERS without END_HEADERS, then CONTINUATION frames of ``size`` bytes that never end it."""
+    block = Encoder().encode(REQUEST)
+    head = HeadersFrame(1, data=block[:4])  # no END_HEADERS flag: the block goes on
+    sent = 0
+    try:
+        await client.send_raw(head.serialize())
+        while client.goaway is None and not client.closed and sent < MAX_ATTACK_FRAMES:
+            await client.send_raw(ContinuationFrame(1, data=b"\x00" * size).serialize() * 16)
+            sent += 16
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        pass
+    return sent
+
+
+REQUEST = [(":method", "GET"), (":path", "/whoami"), (":scheme", "https"), (":authority", "localhost")]
+
+
+async def attack(port: int, pki: Pki, kind: str) -> tuple[H2Client, int]:
+    """One attacker's connection, run until the server has sent GOAWAY and closed it."""
+    client = await H2Client.open(port, h2_context(pki))
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(client.read_all)  # the attacker's own writes carry h2's replies
+        if kind == "rapid-reset":
+            sent = await rapid_reset(client)
+        else:
+            sent = await continuation_flood(client, size=4096 if kind == "continuation" else 0)
+    await client.aclose()
+    return client, sent
+
+
+async def good_client(port: int, pki: Pki, stop: trio.Event) -> int:
+    """Ask /whoami on a connection of its own until ``stop``; every answer must be 200."""
+    client = await H2Client.open(port, h2_context(pki))
+    answered = 0
+    while not stop.is_set():
+        answer = await client.request("/whoami")
+        assert answer.headers[b":status"] == b"200", answer
+        answered += 1
+    await client.aclose()
+    return answered
+
+
+@pytest.mark.usefixtures("tls_engine")
+@pytest.mark.parametrize(
+    ("kind", "code"),
+    [
+        ("rapid-reset", ErrorCodes.ENHANCE_YOUR_CALM),  # our budget (h2 has none)
+        ("continuation", ErrorCodes.ENHANCE_YOUR_CALM),  # our byte budget, before h2's 64-frame one
+        ("empty-continuation", ErrorCodes.PROTOCOL_ERROR),  # h2's own CONTINUATION_BACKLOG
+    ],
+)
+async def test_flooder_gets_goaway_while_others_are_served(pki: Pki, kind: str, code: ErrorCodes) -> None:
+    """The flooder is told GOAWAY with the fitting code and dropped; a client on another connection
+    is answered before, during and after."""
+    answered = 0
+    async with trio.open_nursery() as nursery:
+        server, port, log = await start_server(nursery, pki)
+        stop = trio.Event()
+        with trio.fail_after(ATTACK_WITHIN):
+            async with trio.open_nursery() as clients:
+
+                async def good() -> None:
+                    nonlocal answered
+                    answered = await good_client(port, pki, stop)
+
+                clients.start_soon(good)
+                attacker, sent = await attack(port, pki, kind)
+                stop.set()
+        server.shutdown()
+    assert attacker.goaway is not None and attacker.goaway.error_code == code, attacker.goaway
+    assert attacker.closed and sent < MAX_ATTACK_FRAMES
+    assert answered >= 1
+    reasons = [e["reason"] for e in log_events(log, "connection") if e["requests"] != answered]
+    expected = {"rapid-reset": "rapid reset", "continuation": "CONTINUATION flood"}.get(
+        kind, "protocol error"
+    )
+    assert any(expected in reason for reason in reasons), reasons
+
+
+def rss_kib(pid: int) -> int:
+    """The process's resident set, from /proc (Linux)."""
+    status = Path(f"/proc/{pid}/status").read_text(encoding="ascii")
+    return int(next(line for line in status.splitlines() if line.startswith("VmRSS:")).split()[1])
+
+
+async def test_server_memory_stays_flat_under_floods(pki: Pki, tmp_path: Path) -> None:
+    """The server process under a dozen rounds of both floods: its memory grows by no more than a
+    generous bound beyond the first round, and it still answers afterwards."""
+    config = write_config(pki, tmp_path)
+    server = await trio.lowlevel.open_process(
+        module_command(SERVER_MODULE, "--config", str(config)), stderr=subprocess.PIPE
+    )
+    assert server.stderr is not None
+    try:
+        seen = await read_until(server.stderr, b" listening addresses=", "the server process")
+        port = int(seen.split(b"addresses=127.0.0.1:", 1)[1].split(b" ", 1)[0])
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_drain, server.stderr)  # its log: one line per connection
+            with trio.fail_after(3 * ATTACK_WITHIN):
+                for kind in ("rapid-reset", "continuation"):  # the first round: warm
+                    await attack(port, pki, kind)
+                before = rss_kib(server.pid)
+                for _ in range(12):
+                    for kind in ("rapid-reset", "continuation"):
+                        attacker, _ = await attack(port, pki, kind)
+                        assert attacker.goaway is not None
+                after = rss_kib(server.pid)
+                still = await H2Client.open(port, h2_context(pki))
+                answer = await still.request("/healthz")
+                await still.aclose()
+            nursery.cancel_scope.cancel()
+        assert bytes(answer.body) == b"ok\n"
+        assert after - before < 32 * 1024, f"RSS grew from {before} KiB to {after} KiB"
+        await stop_server_process(server, server.stderr)
+    finally:
+        if server.returncode is None:
+            server.kill()
+            await server.wait()
+        await server.stderr.aclose()
+
+
+async def _drain(stream: trio.abc.ReceiveStream) -> None:
+    while await stream.receive_some(65536):
+        pass
