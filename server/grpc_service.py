@@ -39,6 +39,7 @@ from google.protobuf.message import DecodeError, Message
 
 from mtls_ref.shared.grpc import (
     CONTENT_TYPE,
+    HEADER_SIZE,
     HEALTH_CHECK,
     IDENTITY_SERVICE,
     WHOAMI,
@@ -52,9 +53,18 @@ from mtls_ref.shared.grpc import (
     unary_message,
 )
 
+from .h2_app import AppRoute, Response
+from .routes import RequestHead
 from .views import SessionInfo, forbidden_document, whoami_document
 
-__all__ = ["MAX_REQUEST_MESSAGE", "GrpcAnswer", "answer_grpc", "grpc_error", "is_grpc_request"]
+__all__ = [
+    "MAX_REQUEST_MESSAGE",
+    "GrpcAnswer",
+    "answer_grpc",
+    "grpc_error",
+    "grpc_route",
+    "is_grpc_request",
+]
 
 # Our requests are a service name at most (HealthCheckRequest) or empty (WhoAmIRequest): 4 KiB is
 # generous, and the HTTP/2 layer bounds the body at this plus the 5-byte prefix before it is parsed.
@@ -180,3 +190,43 @@ _METHODS: Final[dict[str, Callable[[bytes, SessionInfo], GrpcAnswer]]] = {
     HEALTH_CHECK: _check,
     WHOAMI: _whoami,
 }
+
+
+# -- the HTTP/2 server's App ---------------------------------------------------------------------------
+
+# The request body we read: one message of MAX_REQUEST_MESSAGE and its prefix; more is refused unread.
+MAX_REQUEST_BODY: Final = MAX_REQUEST_MESSAGE + HEADER_SIZE
+
+
+def grpc_route(head: RequestHead, fields: Headers, info: SessionInfo) -> AppRoute | None:
+    """gRPC calls (content-type ``application/grpc``) to :func:`answer_grpc`; other requests to the routes.
+
+    The body is bounded at :data:`MAX_REQUEST_BODY`; a larger one is RESOURCE_EXHAUSTED.
+    """
+    if not is_grpc_request(fields):
+        return None
+    request = ((b":method", head.method), *fields)
+    return AppRoute(
+        handler=lambda body: _response(answer_grpc(head.path, request, body, info)),
+        max_body=MAX_REQUEST_BODY,
+        too_large=_TOO_LARGE,
+    )
+
+
+def _response(answer: GrpcAnswer) -> Response:
+    """The HTTP/2 layer's response: ``:status`` apart, the other fields as they are."""
+    return Response(
+        status=int(dict(answer.headers)[b":status"]),
+        headers=tuple((name, value) for name, value in answer.headers if not name.startswith(b":")),
+        body=answer.body,
+        trailers=answer.trailers,
+    )
+
+
+_TOO_LARGE: Final = _response(
+    grpc_error(
+        GrpcStatus.RESOURCE_EXHAUSTED,
+        f"a request body over {MAX_REQUEST_BODY} bytes: this server takes messages of "
+        f"{MAX_REQUEST_MESSAGE} bytes at most",
+    )
+)
