@@ -24,6 +24,7 @@ from google.protobuf.json_format import MessageToJson
 from google.protobuf.message import DecodeError, Message
 
 from mtls_ref.shared.grpc import (
+    HEADER_SIZE,
     HEALTH_CHECK,
     WHOAMI,
     GrpcError,
@@ -35,7 +36,6 @@ from mtls_ref.shared.grpc import (
     status_from_trailers,
     unary_message,
 )
-from mtls_ref.shared.grpc.framing import HEADER_SIZE
 
 from .channel import Channel
 from .h2_exchange import H2Client, H2Response

@@ -10,6 +10,7 @@ from typing import Final
 
 from mtls_ref.shared.grpc.framing import (
     CONTENT_TYPE,
+    HEADER_SIZE,
     GrpcError,
     GrpcStatus,
     decode_grpc_message,
@@ -24,6 +25,7 @@ from mtls_ref.shared.grpc.framing import (
 
 __all__ = [
     "CONTENT_TYPE",
+    "HEADER_SIZE",
     "HEALTH_CHECK",
     "IDENTITY_SERVICE",
     "WHOAMI",
