@@ -117,6 +117,10 @@ def _body(args: argparse.Namespace) -> int:
             "that file can decrypt captured traffic; for debugging only",
             file=sys.stderr,
         )
+    if args.http2 is not None and not args.http2.startswith("/"):
+        said = f"--http2 takes a path starting with '/', not {args.http2!r}"
+        print(f"mtls-client: error: {said}", file=sys.stderr)
+        return Exit.USAGE
     messages = args.send if args.send is not None else list(DEFAULT_MESSAGES)
     mode = "http" if args.http else "raw" if args.raw else "grpc" if args.grpc else "line"
     if args.http2 is not None:

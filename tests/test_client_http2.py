@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import trio
 
+from mtls_ref.client.cli import main as client_main
 from mtls_ref.client.h2_exchange import ALPN_OFFER
 from mtls_ref.client.report import render_report
 from mtls_ref.client.session import ClientReport, Exit, run_client
@@ -55,3 +56,12 @@ async def test_a_server_that_does_not_choose_h2_is_named(pki: Pki, nginx: str) -
         "the server did not choose HTTP/2 in ALPN (it chose http/1.1); we offered h2, http/1.1"
     )
     assert report.fix == "is this an HTTP/2 server? without HTTP/2, use --http"
+
+
+def test_a_path_without_a_slash_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    """`--http2 whoami` is refused before connecting: HTTP/2's :path starts with '/' (exit 2)."""
+    assert client_main(["--http2", "whoami", "--trace", "off"]) == 2
+    assert (
+        capsys.readouterr().err
+        == "mtls-client: error: --http2 takes a path starting with '/', not 'whoami'\n"
+    )
