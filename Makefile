@@ -6,13 +6,14 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 CERTS  := certs
 
-.PHONY: help venv test test-deps lint certs run-server run-client demo bench bench-quick clean
+.PHONY: help venv test test-deps lint protos certs run-server run-client demo bench bench-quick clean
 
 help:
 	@echo "make demo        start a server, run the client against it, show the handshake"
 	@echo "make test-deps   .venv, and the Debian packages the tests drive (root or sudo; .ci/test-peers.txt)"
 	@echo "make test        run the test suite (bootstraps .venv)"
 	@echo "make lint        ruff + mypy --strict (the package and tests/)"
+	@echo "make protos      regenerate shared/grpc's protobuf modules from its .proto files"
 	@echo "make certs       create the demo PKI under $(CERTS)/ (keeps what exists)"
 	@echo "make run-server  serve on the address in mtls.toml (Ctrl-C to stop)"
 	@echo "make run-client  connect to it and exchange a few lines"
@@ -42,6 +43,11 @@ lint: $(STAMP)
 	mkdir -p $(TYPECHECK)
 	for part in server client shared; do ln -sfn ../../../$$part $(TYPECHECK)/$$part; done
 	$(BIN)/mypy
+
+# shared/grpc/*_pb2.py(i) from the .proto files beside them, with grpcio-tools' protoc (a test
+# extra); commit the result. tests/test_grpc_protos.py fails while they differ.
+protos: $(STAMP)
+	$(BIN)/python -m tests.support.protos
 
 certs: $(STAMP)
 	$(BIN)/mtls-certs demo

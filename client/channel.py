@@ -64,6 +64,10 @@ class Channel:
     def __repr__(self) -> str:
         return f"<Channel to {self.report.target} received_any={self._received_any}>"
 
+    def selected_alpn_protocol(self) -> str | None:
+        """The application protocol the server chose in the handshake (None: it chose none)."""
+        return self._tls.selected_alpn_protocol()
+
     # -- writing --------------------------------------------------------------------------------
 
     async def send(self, data: bytes, *, what: str) -> None:

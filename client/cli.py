@@ -15,6 +15,7 @@ from mtls_ref.shared.core.errors import MTLSError
 from mtls_ref.shared.tls.context import ALPN_HTTP, ALPN_LINE, client_context
 
 from . import conformance, tunnel
+from .h2_exchange import ALPN_OFFER
 from .report import MACHINE_TRACES, TRACE_MODES, render_report, render_trace
 from .session import DEFAULT_MESSAGES, Exit, run_client
 
@@ -46,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
         "Flags override the [client] section of the config.",
         epilog=f"exit codes:\n{EXIT_CODES_HELP}\n\n"
         "Against a server other than mtls-server, use --raw: each --send line is sent and one "
-        "line read back (e.g. openssl s_server -rev), or --http for HTTPS servers.\n\n"
+        "line read back (e.g. openssl s_server -rev), --http for HTTPS servers, --http2 for HTTP/2 "
+        "ones, or --grpc for gRPC servers (Health/Check, then mtls-ref's Identity/WhoAmI).\n\n"
         "mtls-client conformance HOST:PORT --badset DIR checks that a server refuses every bad "
         "credential of a set made by 'mtls-certs badset DIR' (see 'mtls-client conformance --help').\n\n"
         "mtls-client tunnel --listen 127.0.0.1:PORT HOST:PORT carries plain local TCP over mutual "
@@ -61,15 +63,29 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="LINE",
         help=f"a line to send (repeatable; default: {' / '.join(DEFAULT_MESSAGES)})",
     )
-    parser.add_argument(
+    modes = parser.add_mutually_exclusive_group()
+    modes.add_argument(
         "--raw",
         action="store_true",
         help="the server is not mtls-server: no greeting, one reply line per sent line",
     )
-    parser.add_argument(
+    modes.add_argument(
         "--http",
         action="store_true",
         help="the server speaks HTTPS (nginx, any web service): GET / and judge by the status",
+    )
+    modes.add_argument(
+        "--http2",
+        nargs="?",
+        const="/",
+        metavar="PATH",
+        help="the same over HTTP/2 (ALPN h2): GET PATH (default /), print the status and the body",
+    )
+    modes.add_argument(
+        "--grpc",
+        action="store_true",
+        help="gRPC over HTTP/2: grpc.health.v1.Health/Check, then mtls_ref.v1.Identity/WhoAmI; "
+        "a gRPC status other than OK is printed with its message",
     )
     parser.add_argument(
         "--trace",
@@ -89,6 +105,8 @@ def _body(args: argparse.Namespace) -> int:
         config = load_config(args.config, overrides=overrides).client
         # Our server speaks the line protocol under ALPN mtls-ref/1; other servers get no ALPN offer.
         alpn = [ALPN_HTTP] if args.http else None if args.raw else [ALPN_LINE]
+        if args.http2 is not None or args.grpc:
+            alpn = ALPN_OFFER
         context = client_context(config, alpn=alpn)
     except MTLSError as exc:
         print(f"mtls-client: error: {exc}", file=sys.stderr)
@@ -99,8 +117,14 @@ def _body(args: argparse.Namespace) -> int:
             "that file can decrypt captured traffic; for debugging only",
             file=sys.stderr,
         )
+    if args.http2 is not None and not args.http2.startswith("/"):
+        said = f"--http2 takes a path starting with '/', not {args.http2!r}"
+        print(f"mtls-client: error: {said}", file=sys.stderr)
+        return Exit.USAGE
     messages = args.send if args.send is not None else list(DEFAULT_MESSAGES)
-    mode = "http" if args.http else "raw" if args.raw else "line"
+    mode = "http" if args.http else "raw" if args.raw else "grpc" if args.grpc else "line"
+    if args.http2 is not None:
+        mode, messages = "http2", [args.http2]
     report = trio.run(lambda: run_client(config, context, messages=messages, mode=mode))
     if args.trace in MACHINE_TRACES and not args.json:
         # stdout carries the diagram (or JSON) alone, so `> diagram.mmd` gives a file that

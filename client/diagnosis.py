@@ -87,10 +87,14 @@ class Verdicts:
         """A read or write failed: the TLS error explains it (an alert received, mostly).
 
         ``first_read``: nothing has come from the server since the handshake. A break
-        without a TLS error then is a reset where a close would have done: no alert.
+        without a TLS error then is a reset where a close would have done: no alert; an EOF
+        that OpenSSL calls a violation of the protocol (a write after the server hung up) is
+        the server's close without an alert too.
         """
         if first_read and not isinstance(exc.__cause__, ssl.SSLError):
             return self._closed_without_alert("reset")
+        if first_read and isinstance(exc.__cause__, ssl.SSLEOFError):
+            return self._closed_without_alert("closed")
         diagnosis = self._diagnose(exc)
         if diagnosis.category is Category.REJECTED_BY_PEER and (
             diagnosis.alert in _PARAMETER_ALERTS or self._before_our_certificate()

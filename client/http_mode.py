@@ -25,9 +25,9 @@ from typing import Final
 import h11
 
 from .channel import Channel
-from .outcome import Exit, Stop, fail
+from .outcome import ClientReport, Exit, Stop, fail
 
-__all__ = ["exchange"]
+__all__ = ["exchange", "judge_status", "page_reason"]
 
 _NOT_HTTP_FIX: Final = "is this an HTTPS server? for line servers use --raw"
 # nginx answers a missing, unverifiable or expired client certificate with these (495/496 are its own).
@@ -55,8 +55,13 @@ async def exchange(channel: Channel, messages: Sequence[str]) -> None:
     report.exchanges.append(("GET / HTTP/1.1", f"HTTP/{response.http_version.decode('ascii')} {status}"))
     reason = await _body_reason(http, channel)
     report.http_status = status + (f": {reason}" if reason else "")
+    judge_status(report, response.status_code, "GET /")
+
+
+def judge_status(report: ClientReport, code: int, request: str) -> None:
+    """The verdict of ``request``'s HTTP status (``report.http_status`` says it): refusals raise
+    :class:`Stop`."""
     said = f"HTTP {report.http_status}"
-    code = response.status_code
     if code in _CERTIFICATE_REFUSALS:
         raise fail(
             report,
@@ -76,7 +81,7 @@ async def exchange(channel: Channel, messages: Sequence[str]) -> None:
             report,
             Exit.PROTOCOL,
             summary=f"the TLS handshake passed, but the server answered {said}",
-            fix="see the server's log; GET / may not be served there",
+            fix=f"see the server's log; {request} may not be served there",
         )
 
 
@@ -127,5 +132,10 @@ async def _body_reason(http: h11.Connection, channel: Channel) -> str | None:
             body += bytes(event.data)
         else:  # EndOfMessage, ConnectionClosed, PAUSED: nothing more to read
             break
+    return page_reason(body)
+
+
+def page_reason(body: bytes) -> str | None:
+    """The reason an HTML error page names in its <title> ("No required SSL certificate was sent")."""
     match = _HTML_TITLE.search(body[:_BODY_READ_LIMIT].decode("utf-8", errors="replace"))
     return (match.group(1) or None) if match else None

@@ -53,6 +53,8 @@ class ClientReport:
     version_label: str = ""
     # --http: the status line and, when the body names one (nginx's <title>), the reason.
     http_status: str | None = None
+    # --http2: the response body, as text (bounded by the mode).
+    body: str | None = None
     # The server ended the connection after the handshake without an alert, before any reply.
     closed_without_alert: bool = False
 
@@ -73,6 +75,7 @@ class ClientReport:
             "greeting": self.greeting,
             "exchanges": [{"request": q, "reply": a} for q, a in self.exchanges],
             "http_status": self.http_status,
+            "body": self.body,
             "closed_without_alert": self.closed_without_alert,
             "trace": [e.to_dict() for e in self.events],
         }

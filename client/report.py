@@ -54,6 +54,8 @@ def render_report(report: ClientReport, *, trace: str = "terminal", as_json: boo
         lines.append(f"< {report.greeting}")
     for request, reply in report.exchanges:
         lines += [f"> {request}", f"< {reply}"]
+    if report.body:
+        lines += [f"< {line}" for line in report.body.splitlines()]
     verdict = "OK" if report.result is Exit.OK else f"FAILED ({report.result.name.lower().replace('_', '-')})"
     direction = "sent" if report.result is Exit.SERVER_UNTRUSTED else "received"
     alert = f" [alert {direction}: {report.alert}]" if report.alert else ""

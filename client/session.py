@@ -10,7 +10,8 @@ does. This session therefore never reports success before a mode has read from
 the server: our server greets first (``line_mode``); in ``raw`` mode (any other
 server, e.g. ``openssl s_server -rev``) the first reply to our first line
 serves; in ``http`` mode (nginx, any HTTPS service) the status of ``GET /``
-does. Every wait has a deadline: the connect and the handshake here, each read
+does, and in ``http2`` and ``grpc`` the HTTP/2 response does.
+Every wait has a deadline: the connect and the handshake here, each read
 and write in the :class:`~.channel.Channel`.
 
 The session is a pipeline of steps that each either return or raise
@@ -34,7 +35,7 @@ from mtls_ref.shared.pki.inspect import describe_certificate
 from mtls_ref.shared.tls.connection import TLSConnection
 from mtls_ref.shared.tls.trace import HandshakeRecorder, Role, recording
 
-from . import http_mode, line_mode, raw_mode
+from . import grpc_mode, http2_mode, http_mode, line_mode, raw_mode
 from .channel import Channel
 from .diagnosis import Verdicts
 from .outcome import ClientReport, Exit, Stop, fail
@@ -50,6 +51,8 @@ MODES: Final[Mapping[str, Mode]] = {
     "line": line_mode.exchange,
     "raw": raw_mode.exchange,
     "http": http_mode.exchange,
+    "http2": http2_mode.exchange,
+    "grpc": grpc_mode.exchange,
 }
 
 

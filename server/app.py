@@ -32,6 +32,7 @@ from mtls_ref.shared.tls.identity import AllowList
 
 from .admission import HandshakeBudget, HandshakeSlot
 from .banner import expiry_warnings, render_banner, version_range
+from .grpc_service import grpc_route
 from .handler import HandlerSettings, handle_connection
 from .log import EventLog
 from .metrics import Credentials, ServerMetrics
@@ -77,6 +78,7 @@ class Server:
             record_handshakes=config.record_handshakes or config.trace,
             crl=describe_crls(self.credentials.crls),
             forward=forward_target(config),
+            h2_app=grpc_route,  # gRPC calls (content-type application/grpc) on HTTP/2
         )
         self.active = 0
         self.status_addresses: list[Any] = []

@@ -1,13 +1,11 @@
-"""What an application on the HTTP/2 path provides (gRPC plugs in here), and what it is shown.
+"""The HTTP/2 server's hook for other applications (gRPC plugs in here): what an App is given and gives.
 
-:func:`.http2.serve_http2` asks its :data:`App` first about each request of a
-client the allow-list admits: the App sees the request's :class:`RequestHead`
-and its header fields, and returns None (the request goes to :mod:`.routes`)
-or an :data:`AppHandler`. The loop then reads the whole request body (at most
-MAX_APP_BODY; more is a 413), calls the handler, and sends its
-:class:`Response`: headers, body as the peer's flow-control windows allow, then
-the trailers, which end the stream (gRPC's ``grpc-status``). The handler is
-plain code, no I/O: the loop does all of that. Set it as ``HandlerSettings.h2_app``.
+An App is asked first for each HTTP/2 request, with the connection's
+:class:`~.views.SessionInfo`; it may take the request (an :class:`AppRoute`)
+and answer with a :class:`Response`, whose trailers end the stream. It sees
+clients the allow-list refuses too, and answers them itself (gRPC's
+PERMISSION_DENIED is a status, not an HTTP 403); it sets the most body it reads
+and its own answer to more. No I/O here: :mod:`.http2` does it.
 """
 
 from __future__ import annotations
@@ -17,8 +15,9 @@ from dataclasses import dataclass
 from typing import Final
 
 from .routes import Headers, RequestHead
+from .views import SessionInfo
 
-__all__ = ["MAX_APP_BODY", "App", "AppHandler", "Response", "request_head"]
+__all__ = ["MAX_APP_BODY", "App", "AppHandler", "AppRoute", "Response", "request_head"]
 
 MAX_APP_BODY: Final = 4 * 1024 * 1024  # gRPC's default max receive message size
 
@@ -35,8 +34,21 @@ class Response:
 
 # Given the whole request body, the response.
 AppHandler = Callable[[bytes], Response]
-# Given a request's head and its header fields (no pseudo-headers), None (not mine) or its handler.
-App = Callable[[RequestHead, Headers], AppHandler | None]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AppRoute:
+    """An App's take on one request: its handler, the most body it reads, and its answer to more
+    (None: the 413 every route gives)."""
+
+    handler: AppHandler
+    max_body: int = MAX_APP_BODY
+    too_large: Response | None = None
+
+
+# Given a request's head, its header fields (no pseudo-headers) and the connection's facts, None (not
+# mine) or its route.
+App = Callable[[RequestHead, Headers, SessionInfo], AppRoute | None]
 
 
 def request_head(fields: list[tuple[bytes, bytes]]) -> tuple[RequestHead, Headers]:

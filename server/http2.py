@@ -12,7 +12,7 @@ Flow control: a response body goes out as far as the peer's window allows (the
 smaller of the stream's and the connection's), then its task waits for a
 WINDOW_UPDATE. Received DATA is counted and acknowledged at once, so the
 client's window reopens; a body is never kept beyond its request's limit
-(:func:`.routes.body_limit`; an App's requests up to MAX_APP_BODY).
+(:func:`.routes.body_limit`; an App's requests up to its route's ``max_body``).
 
 Every read and write is under the connection's one :class:`IdleDeadline`:
 ``idle_timeout`` without progress either way ends it (a peer that does not
@@ -32,9 +32,8 @@ enforced by h2 (with what else it bounds: see :mod:`.h2_guard`, which adds the
 budgets it lacks). A peer that breaks the protocol gets h2's GOAWAY with the
 fitting code; one over a budget gets GOAWAY ENHANCE_YOUR_CALM; both are dropped.
 
-Other applications (gRPC) plug in as an :data:`.h2_app.App`: asked first for
-each request of an allowed client, it may take it and answer with a
-:class:`.h2_app.Response`, whose trailers end the stream.
+Other applications (gRPC) plug in as an App (:mod:`.h2_app`): asked first for
+each request, it may take it; its response's trailers end the stream.
 """
 
 from __future__ import annotations
@@ -49,14 +48,14 @@ from h2 import events as h2e
 from h2.config import H2Configuration
 from h2.connection import H2Connection
 from h2.errors import ErrorCodes
-from h2.exceptions import ProtocolError
+from h2.exceptions import ProtocolError, StreamClosedError
 from h2.settings import SettingCodes, Settings
 from hyperframe.frame import GoAwayFrame
 
 from mtls_ref.shared.core.deadline import IdleDeadline
 from mtls_ref.shared.tls.connection import TLSConnection
 
-from .h2_app import MAX_APP_BODY, App, AppHandler, Response, request_head
+from .h2_app import App, AppRoute, Response, request_head
 from .h2_guard import FloodGuard
 from .routes import (
     BULK_CHUNK,
@@ -239,12 +238,16 @@ class _H2Server:
             self.conn.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)  # after our GOAWAY
             return
         head, regular = request_head(fields)
-        handler = self.app(head, regular) if self.app is not None and self.info.decision.allowed else None
-        todo = None if handler is not None else plan(head, self.info)
-        limit = MAX_APP_BODY if todo is None else body_limit(todo)
-        stream = _Stream(stream_id, limit, bytearray() if handler is not None else None)
+        route = self.app(head, regular, self.info) if self.app is not None else None
+        todo: Plan | None = None
+        if route is not None:
+            limit = route.max_body
+        else:
+            todo = plan(head, self.info)
+            limit = body_limit(todo)
+        stream = _Stream(stream_id, limit, bytearray() if route is not None else None)
         self.streams[stream_id] = stream
-        self.nursery.start_soon(self._serve_stream, stream, head, todo, handler)
+        self.nursery.start_soon(self._serve_stream, stream, head, todo, route)
 
     def _data(self, event: h2e.DataReceived) -> None:
         if event.stream_id is None or event.data is None:
@@ -265,16 +268,21 @@ class _H2Server:
     # -- answering ---------------------------------------------------------------------------------
 
     async def _serve_stream(
-        self, stream: _Stream, head: RequestHead, todo: Plan | None, handler: AppHandler | None
+        self, stream: _Stream, head: RequestHead, todo: Plan | None, route: AppRoute | None
     ) -> None:
         try:
             with stream.scope:
                 await stream.ended.wait()
                 if stream.too_large:
-                    await self._answer(stream.id, TOO_LARGE)
-                    self.conn.reset_stream(stream.id, ErrorCodes.NO_ERROR)  # RFC 9113 §8.1: stop sending
-                elif handler is not None:
-                    await self._respond(stream.id, handler(bytes(stream.body or b"")))
+                    if route is not None and route.too_large is not None:
+                        await self._respond(stream.id, route.too_large)
+                    else:
+                        await self._answer(stream.id, TOO_LARGE)
+                    # RFC 9113 §8.1: stop sending (unless END_STREAM came with the body: the stream is closed)
+                    with contextlib.suppress(StreamClosedError):
+                        self.conn.reset_stream(stream.id, ErrorCodes.NO_ERROR)
+                elif route is not None:
+                    await self._respond(stream.id, route.handler(bytes(stream.body or b"")))
                 elif isinstance(todo, Sink):
                     await self._answer(stream.id, sink_answer(stream.received))
                 elif isinstance(todo, SendBytes):

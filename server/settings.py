@@ -32,7 +32,7 @@ class HandlerSettings:
     ca_subject: str = "the configured CA"
     trusted: tuple[x509.Certificate, ...] = ()  # the CA file's certificates, to explain refusals
     forward: ForwardTarget | None = None  # forward mode: relay to this backend instead of answering
-    # Asked first for each HTTP/2 request of an allowed client (gRPC plugs in here); None: routes only.
+    # Asked first for each HTTP/2 request, refused clients' too (gRPC plugs in here); None: routes only.
     h2_app: App | None = field(default=None, compare=False, repr=False)
     # Set when the server starts shutting down (kept across reloads): HTTP/2 sends GOAWAY then.
     stopping: trio.Event = field(default_factory=trio.Event, compare=False, repr=False)

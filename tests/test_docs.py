@@ -53,6 +53,8 @@ CHECKED_BY = {
     "test_bundle.py::test_documented_show_of_the_demo_bundle_runs_verbatim": (
         "mtls-certs show certs/client.p12 --passphrase-file certs/client.p12.passphrase",
     ),
+    "test_client_grpc.py::test_grpc_on_the_command_line": ("mtls-client --grpc --port 50051 --trace off",),
+    "test_grpc_server.py::test_mtls_client_grpc_against_our_server": ("mtls-client --grpc --trace off",),
     "test_pair_loopback.py::test_no_certificate_is_diagnosed": (
         "mtls-client --no-cert --tls 1.2 --trace off",
     ),

@@ -13,8 +13,9 @@ import trio
 from h2.errors import ErrorCodes
 from hyperframe.frame import DataFrame, GoAwayFrame
 
-from mtls_ref.server.h2_app import AppHandler, Response
+from mtls_ref.server.h2_app import AppRoute, Response
 from mtls_ref.server.routes import Headers, RequestHead
+from mtls_ref.server.views import SessionInfo
 
 from .support.h2_client import H2Client, h2_context
 from .support.peer_flags import curl_with
@@ -194,8 +195,9 @@ async def test_an_app_answers_with_trailers(pki: Pki) -> None:
             trailers=((b"x-status", b"0"), (b"x-length", str(len(body)).encode())),
         )
 
-    def app(head: RequestHead, fields: Headers) -> AppHandler | None:
-        return echo if head.path == b"/echo" and (b"te", b"trailers") in fields else None
+    def app(head: RequestHead, fields: Headers, info: SessionInfo) -> AppRoute | None:
+        wanted = head.path == b"/echo" and (b"te", b"trailers") in fields
+        return AppRoute(handler=echo) if wanted else None
 
     async with trio.open_nursery() as nursery:
         server, port, _ = await start_server(nursery, pki)

@@ -31,7 +31,8 @@ def mtls_nginx_conf(
 ) -> str:
     """nginx.conf for one server on 127.0.0.1:``port`` with ``ssl_verify_client on``; nginx writes only
     under ``root`` (pid, logs, temp folders), so it runs as any user. nginx's default master_process on
-    is spelled out: the bench counts the workers' CPU too."""
+    is spelled out: the bench counts the workers' CPU too. ``http2``: HTTP/2 too (ALPN h2), spelled
+    ``listen ... http2`` as Debian 12's nginx 1.22 takes it (``http2 on;`` came with 1.25.1)."""
     ssl_extra = "".join(
         f"\n        {line}"
         for line in (
@@ -69,9 +70,17 @@ http {{
 
 @asynccontextmanager
 async def mtls_nginx(
-    nginx: str, *, cert: Path, key: Path, ca: Path, crl: Path | None = None, verify_depth: int = 2
+    nginx: str,
+    *,
+    cert: Path,
+    key: Path,
+    ca: Path,
+    crl: Path | None = None,
+    verify_depth: int = 2,
+    http2: bool = False,
 ) -> AsyncIterator[tuple[int, Path]]:
-    """``nginx`` with ``ssl_verify_client on`` (and ``ssl_crl`` when given); yields (port, its error log)."""
+    """``nginx`` with ``ssl_verify_client on`` (and ``ssl_crl`` when given, HTTP/2 with ``http2``);
+    yields (port, its error log)."""
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="mtls-nginx-") as folder:
         root = Path(folder)
@@ -84,6 +93,7 @@ async def mtls_nginx(
                 ca=ca,
                 crl=crl,
                 verify_depth=verify_depth,
+                http2=http2,
                 locations=['location / { return 200 "hello $ssl_client_s_dn\\n"; }'],
             ),
             encoding="utf-8",
