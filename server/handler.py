@@ -38,13 +38,14 @@ import trio
 from cryptography import x509
 
 from mtls_ref.shared.core.protocol import Reply
-from mtls_ref.shared.tls.connection import ServerContext, TLSConnection
+from mtls_ref.shared.tls.connection import TLSConnection
 from mtls_ref.shared.tls.context import ALPN_HTTP, ALPN_LINE
 from mtls_ref.shared.tls.identity import identity_from_der
 from mtls_ref.shared.tls.render import render_terminal
 from mtls_ref.shared.tls.trace import HandshakeRecorder, PeerCertificateCatcher, Role, recording
 
 from .admission import HandshakeSlot
+from .engine import ServerContext
 from .forward_headers import unforwardable_name
 from .forward_mode import forward_connection
 from .handshake import handshake

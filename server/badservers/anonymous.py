@@ -18,9 +18,9 @@ import h11
 import trio
 from OpenSSL import SSL
 
+from mtls_ref.server.engine.openssl_context import openssl_server_context
 from mtls_ref.shared.core.config import ServerConfig
 from mtls_ref.shared.tls.connection import TLSConnection
-from mtls_ref.shared.tls.openssl_context import openssl_server_context
 
 from .recorder import RowRecorder, host_port
 

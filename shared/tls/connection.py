@@ -6,7 +6,10 @@ Each engine has one adapter implementing :class:`~mtls_ref.shared.tls.stream.TLS
 over a real socket taken from a ``trio.SocketStream``: OpenSSL reads and writes
 the socket itself and Python only waits when OpenSSL says ``WANT_READ`` /
 ``WANT_WRITE``. :func:`open_tls_stream` picks the adapter from the context's
-type, the only place the engines part; everything else asks the adapter.
+type, the only place the engines part; everything else asks the adapter. The
+stdlib adapter is built in (the client uses it); an engine that lives with its
+only user registers its adapter with :func:`register_adapter` (the server's
+openssl engine, :mod:`mtls_ref.server.engine`, whose pyOpenSSL a client never loads).
 
 Alert delivery. Because OpenSSL writes to the socket itself, a fatal alert
 ("unknown ca", "certificate required") leaves the moment it is queued; a
@@ -28,7 +31,8 @@ from __future__ import annotations
 
 import contextlib
 import ssl
-from typing import TYPE_CHECKING, Final, TypeAlias
+from collections.abc import Callable
+from typing import Final, TypeAlias
 
 import trio
 from cryptography import x509
@@ -37,36 +41,47 @@ from mtls_ref.shared.tls import trace
 from mtls_ref.shared.tls.socket_stream import SocketTLSStream
 from mtls_ref.shared.tls.stream import TLSStream
 
-if TYPE_CHECKING:
-    from OpenSSL import SSL
-
-__all__ = ["ServerContext", "TLSConnection", "open_tls_stream"]
+__all__ = ["AdapterFactory", "TLSConnection", "open_tls_stream", "register_adapter"]
 
 # How long a failed handshake may spend delivering its alert before we hang up.
 ALERT_FLUSH_TIMEOUT: Final = 1.0
 
-# What the server hands each connection: a stdlib context or a pyOpenSSL one (tls_engine).
-ServerContext: TypeAlias = "ssl.SSLContext | SSL.Context"
+# (transport, context, server_side, server_hostname) -> the engine's stream over transport's socket.
+AdapterFactory: TypeAlias = Callable[[trio.SocketStream, object, bool, "str | None"], TLSStream]
+
+
+def _stdlib_adapter(
+    transport: trio.SocketStream, context: object, server_side: bool, server_hostname: str | None
+) -> TLSStream:
+    if not isinstance(context, ssl.SSLContext):  # registered for this type only
+        raise TypeError(f"a stdlib adapter for a {type(context).__qualname__}")
+    return SocketTLSStream.wrap(transport, context, server_side=server_side, server_hostname=server_hostname)
+
+
+# Context type -> its engine's adapter. Keyed by the exact type: each engine builds its own contexts.
+_ADAPTERS: dict[type, AdapterFactory] = {ssl.SSLContext: _stdlib_adapter}
+
+
+def register_adapter(context_type: type, factory: AdapterFactory) -> None:
+    """Serve contexts of ``context_type`` with ``factory`` (an engine outside shared/ calls this once)."""
+    _ADAPTERS[context_type] = factory
 
 
 def open_tls_stream(
     transport: trio.SocketStream,
-    context: ServerContext,
+    context: object,
     *,
     server_side: bool,
     server_hostname: str | None = None,
 ) -> TLSStream:
     """The engine's adapter for ``context``, taking over ``transport``'s socket."""
-    if isinstance(context, ssl.SSLContext):
-        return SocketTLSStream.wrap(
-            transport, context, server_side=server_side, server_hostname=server_hostname
+    factory = _ADAPTERS.get(type(context))
+    if factory is None:
+        raise TypeError(
+            f"no TLS engine adapter is registered for {type(context).__qualname__} contexts "
+            f"(registered: {', '.join(kind.__qualname__ for kind in _ADAPTERS)})"
         )
-    if not server_side:
-        raise TypeError("the openssl engine serves; clients use a stdlib context")
-    # Imported here so that a client, which never uses pyOpenSSL, does not load it.
-    from mtls_ref.shared.tls.openssl_stream import OpenSSLSocketStream  # noqa: PLC0415 - see above
-
-    return OpenSSLSocketStream.wrap(transport, context)
+    return factory(transport, context, server_side, server_hostname)
 
 
 class TLSConnection(trio.abc.Stream):
@@ -75,7 +90,7 @@ class TLSConnection(trio.abc.Stream):
     def __init__(
         self,
         transport: trio.SocketStream,
-        context: ServerContext,
+        context: object,
         *,
         server_side: bool,
         server_hostname: str | None = None,

@@ -3,10 +3,11 @@
 Two adapters implement it, one per engine, both over a real socket that OpenSSL
 reads and writes itself: :class:`~mtls_ref.shared.tls.socket_stream.SocketTLSStream`
 (Python's ``ssl``, the system OpenSSL) and
-:class:`~mtls_ref.shared.tls.openssl_stream.OpenSSLSocketStream` (pyOpenSSL, the
-OpenSSL that cryptography ships). Where an engine cannot tell a fact it says so
-(``None``) rather than guess; :class:`EngineTraits` states up front what each
-engine can tell, for the banner and the pages.
+:class:`~mtls_ref.server.engine.openssl_stream.OpenSSLSocketStream` (pyOpenSSL, the
+OpenSSL that cryptography ships; the server's only, registered by its engine
+package). Where an engine cannot tell a fact it says so (``None``) rather than
+guess; :class:`EngineTraits` states up front what each engine can tell, for the
+banner and the pages.
 """
 
 from __future__ import annotations

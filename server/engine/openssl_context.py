@@ -45,7 +45,6 @@ from OpenSSL import SSL, crypto
 from mtls_ref.shared.core.config import ServerConfig
 from mtls_ref.shared.core.errors import CertificateError, ConfigError
 from mtls_ref.shared.pki.keys import load_certificates, load_private_key, read_passphrase
-from mtls_ref.shared.tls import openssl_lowlevel
 from mtls_ref.shared.tls.context import (
     ALPN_HTTP,
     ALPN_LINE,
@@ -57,6 +56,8 @@ from mtls_ref.shared.tls.context import (
     require_server_ca,
 )
 from mtls_ref.shared.tls.keylog import KeyLogFile
+
+from . import openssl_lowlevel
 
 __all__ = ["library_versions", "openssl_server_context"]
 

@@ -33,8 +33,9 @@ import trio
 from cryptography import x509
 from OpenSSL import SSL, crypto
 
-from mtls_ref.shared.tls import openssl_lowlevel
 from mtls_ref.shared.tls.socket_stream import SocketOwner, restore_send_buffering
+
+from . import openssl_lowlevel
 
 __all__ = ["OpenSSLSocketStream"]
 
