@@ -29,7 +29,6 @@ listening port: no code path exists only for tests.
 
 from __future__ import annotations
 
-import contextlib
 import ssl
 from collections.abc import Callable
 from typing import Final, TypeAlias
@@ -169,19 +168,24 @@ class TLSConnection(trio.abc.Stream):
         await self._stream.do_handshake()
         self.handshake_done = True
 
-    async def aclose(self, *, goodbye_within: float = ALERT_FLUSH_TIMEOUT, yield_after: bool = True) -> None:
-        """close_notify after a completed handshake (bounded by ``goodbye_within`` s); otherwise just drop.
+    def close_politely(self) -> bool:
+        """close_notify and close after a completed handshake, and True; False (nothing done) otherwise.
+
+        Both engines send close_notify in one try without waiting for the peer's, so this never
+        blocks and needs neither a deadline nor a shield: a task can say goodbye while cancelled."""
+        if not self.handshake_done:
+            return False
+        self._stream.close_notify()
+        return True
+
+    async def aclose(self, *, yield_after: bool = True) -> None:
+        """close_notify after a completed handshake; otherwise :meth:`abort` (a bounded linger).
 
         ``yield_after=False``: for a task that ends here, no scheduling point after close_notify."""
-        if self.handshake_done:
-            with (
-                trio.move_on_after(goodbye_within) as scope,
-                contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError),
-            ):
-                await self._stream.aclose(yield_after=yield_after)
-            if not scope.cancelled_caught:
-                return
-        await self.abort()
+        if not self.close_politely():
+            await self.abort()
+        elif yield_after:
+            await trio.lowlevel.checkpoint()
 
     async def abort(self) -> None:
         """Close without a TLS goodbye, lingering briefly so an alert already sent is not lost to a RST."""

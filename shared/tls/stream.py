@@ -32,6 +32,9 @@ class TLSStream(Protocol):
     async def aclose(self, *, yield_after: bool = True) -> None:
         """close_notify and close; ``yield_after=False`` skips the scheduling point after it."""
 
+    def close_notify(self) -> None:
+        """Send close_notify once, without waiting for the peer's, and close: never blocks."""
+
     async def linger_close(self, linger: float) -> None:
         """Close without a TLS goodbye, reading until the peer closes (bounded) so an alert survives."""
 
