@@ -18,10 +18,11 @@ memory BIO, raises before sending it: a known gap in trio, and why neither
 engine uses it.) After a failed handshake :meth:`TLSConnection.abort` lingers,
 reading until the peer closes, so a TCP reset cannot overtake the alert.
 
-The alert that went out is reported by the engine itself (the message
-callback, filtered to alerts on the openssl engine, and CPython's on the stdlib
-engine) to the recorder of the task driving the connection
-(:mod:`~mtls_ref.shared.tls.trace`); :attr:`TLSConnection.sent_alert` reads it.
+The alert that went out is reported by the engine itself (OpenSSL's info
+callback, filtered to alerts written, on the openssl engine, or its message
+callback when tracing; CPython's message callback on the stdlib engine) to
+the recorder of the task driving the connection (:mod:`~mtls_ref.shared.tls.trace`);
+:attr:`TLSConnection.sent_alert` reads it.
 
 Tests drive these same adapters, over ``socketpair()`` where they need no
 listening port: no code path exists only for tests.
