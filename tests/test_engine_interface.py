@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import ssl
 import subprocess
 import sys
 from pathlib import Path
@@ -66,6 +67,25 @@ async def test_a_context_without_an_adapter_is_refused_by_name() -> None:
     try:
         with pytest.raises(TypeError, match=r"no TLS engine adapter is registered for bytes contexts"):
             open_tls_stream(trio.SocketStream(left), b"not a context", server_side=True)
+    finally:
+        left.close()
+        right.close()
+
+
+async def test_a_context_subclass_finds_its_engine() -> None:
+    """An ssl.SSLContext subclass is served by the stdlib adapter, as an ssl.SSLContext is."""
+
+    class OwnContext(ssl.SSLContext):
+        pass
+
+    left, right = trio.socket.socketpair()
+    try:
+        context = OwnContext(ssl.PROTOCOL_TLS_CLIENT)
+        stream = open_tls_stream(
+            trio.SocketStream(left), context, server_side=False, server_hostname="localhost"
+        )
+        assert type(stream).__name__ == "SocketTLSStream"
+        stream.close_notify()
     finally:
         left.close()
         right.close()

@@ -58,7 +58,7 @@ def _stdlib_adapter(
     return SocketTLSStream.wrap(transport, context, server_side=server_side, server_hostname=server_hostname)
 
 
-# Context type -> its engine's adapter. Keyed by the exact type: each engine builds its own contexts.
+# Context type -> its engine's adapter; a subclass (an ssl.SSLContext subclass) finds its base's.
 _ADAPTERS: dict[type, AdapterFactory] = {ssl.SSLContext: _stdlib_adapter}
 
 
@@ -75,7 +75,7 @@ def open_tls_stream(
     server_hostname: str | None = None,
 ) -> TLSStream:
     """The engine's adapter for ``context``, taking over ``transport``'s socket."""
-    factory = _ADAPTERS.get(type(context))
+    factory = next((_ADAPTERS[kind] for kind in type(context).__mro__ if kind in _ADAPTERS), None)
     if factory is None:
         raise TypeError(
             f"no TLS engine adapter is registered for {type(context).__qualname__} contexts "
