@@ -43,8 +43,6 @@ from .outcome import ClientReport, Exit, Stop, fail
 __all__ = ["DEFAULT_MESSAGES", "MODES", "ClientReport", "Exit", "run_client"]
 
 DEFAULT_MESSAGES: Final = ("WHOAMI", "ECHO hello from mtls-client", "QUIT")
-# How long our close_notify may take once the session is over.
-GOODBYE_WITHIN: Final = 1.0
 
 Mode = Callable[[Channel, Sequence[str]], Awaitable[None]]
 MODES: Final[Mapping[str, Mode]] = {
@@ -113,7 +111,7 @@ async def _session(
         report.summary = report.summary or "the server accepted our certificate and answered"
     finally:
         with trio.CancelScope(shield=True):
-            await tls.aclose(goodbye_within=GOODBYE_WITHIN)
+            await tls.aclose()
 
 
 async def _connect(config: ClientConfig, report: ClientReport) -> trio.SocketStream:

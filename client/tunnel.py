@@ -142,7 +142,7 @@ async def _tunnel_one(
             )
         finally:
             with trio.CancelScope(shield=True):
-                await tls.aclose(goodbye_within=2.0)
+                await tls.aclose()
 
 
 def _why_broken(exc: BaseException) -> str:

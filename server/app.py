@@ -25,13 +25,12 @@ from mtls_ref.shared.core.config import ServerConfig
 from mtls_ref.shared.core.errors import ConfigError, MTLSError
 from mtls_ref.shared.pki.inspect import fingerprint
 from mtls_ref.shared.pki.keys import load_certificates
-from mtls_ref.shared.tls.connection import ServerContext
 from mtls_ref.shared.tls.context import read_crls, server_alpn
-from mtls_ref.shared.tls.engines import build_server_context, describe_engine, engine_traits
 from mtls_ref.shared.tls.identity import AllowList
 
 from .admission import HandshakeBudget, HandshakeSlot
 from .banner import expiry_warnings, render_banner, version_range
+from .engine import ServerContext, build_server_context, describe_engine, engine_traits
 from .grpc_service import grpc_route
 from .handler import HandlerSettings, handle_connection
 from .log import EventLog

@@ -20,9 +20,10 @@ Theory of operation
 6. Request loop (:mod:`.line_loop`): each read waits at most ``idle_timeout``;
    lines are bounded by ``max_line``; a protocol violation gets one ``ERR``
    line and a close.
-7. Close: close_notify when the handshake completed (bounded, shielded from
-   cancellation so shutdown still says goodbye), a plain close otherwise; the
-   record goes to ``report`` (:mod:`.record`): one log line, one count.
+7. Close: close_notify when the handshake completed (one try that never waits,
+   so shutdown still says goodbye without a shield or a deadline), a bounded
+   linger otherwise; the record goes to ``report`` (:mod:`.record`): one log
+   line, one count.
 
 The handler takes a ``trio.SocketStream``: the server's TCP connections, and in
 tests one end of a ``socketpair()``, so tests run the engines' own adapters.
@@ -39,13 +40,14 @@ import trio
 from cryptography import x509
 
 from mtls_ref.shared.core.protocol import Reply
-from mtls_ref.shared.tls.connection import ServerContext, TLSConnection
+from mtls_ref.shared.tls.connection import TLSConnection
 from mtls_ref.shared.tls.context import ALPN_H2, ALPN_HTTP, ALPN_LINE
 from mtls_ref.shared.tls.identity import identity_from_der
 from mtls_ref.shared.tls.render import render_terminal
 from mtls_ref.shared.tls.trace import HandshakeRecorder, PeerCertificateCatcher, Role, recording
 
 from .admission import HandshakeSlot
+from .engine import ServerContext
 from .forward_headers import unforwardable_name
 from .forward_mode import forward_connection
 from .handshake import handshake
@@ -126,23 +128,25 @@ async def handle_connection(
             slot.release()
             if established:
                 slot.close_established()
-        with trio.CancelScope(shield=True):
-            # The task ends here: no trip through the scheduler after close_notify.
-            await tls.aclose(goodbye_within=CLOSE_TIMEOUT, yield_after=False)
-            if settings.trace and isinstance(recorder, HandshakeRecorder):
-                events = recorder.finish()
-                log.event(
-                    "trace",
-                    peer=peer,
-                    diagram="\n"
-                    + render_terminal(
-                        events,
-                        observer=Role.SERVER,
-                        version_label=recorder.version_label,
-                        tls13=recorder.tls13,
-                    ),
-                )
-            (report or ConnectionReport(log))(record)
+        # After a handshake the goodbye never waits (no scope, no scheduling point: the task ends
+        # here); before one, the bounded linger runs shielded, so shutdown still delivers an alert.
+        if not tls.close_politely():
+            with trio.CancelScope(shield=True):
+                await tls.abort()
+        if settings.trace and isinstance(recorder, HandshakeRecorder):
+            events = recorder.finish()
+            log.event(
+                "trace",
+                peer=peer,
+                diagram="\n"
+                + render_terminal(
+                    events,
+                    observer=Role.SERVER,
+                    version_label=recorder.version_label,
+                    tls13=recorder.tls13,
+                ),
+            )
+        (report or ConnectionReport(log))(record)
     return record
 
 

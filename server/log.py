@@ -38,6 +38,10 @@ def _text_value(value: Any) -> str:
     return text
 
 
+# One encoder for every line: json.dumps(..., default=str) builds a new JSONEncoder per call, which
+# costs a third of a connection line's encoding (timeit).
+_JSON: Final = json.JSONEncoder(default=str)
+
 _stamp_cache: tuple[int, str] = (-1, "")
 
 
@@ -73,7 +77,7 @@ class EventLog:
         fields = {k: v for k, v in fields.items() if v is not None}
         stamp = _timestamp()
         if self.fmt == "json":
-            self._sink(json.dumps({"ts": stamp, "event": name, **fields}, default=str))
+            self._sink(_JSON.encode({"ts": stamp, "event": name, **fields}))
         else:
             pairs = " ".join(f"{key}={_text_value(value)}" for key, value in fields.items())
             self._sink(f"{stamp} {name} {pairs}".rstrip())

@@ -10,8 +10,8 @@ import pytest
 import trio
 from cryptography.x509.oid import NameOID
 
+from mtls_ref.server.engine import openssl_lowlevel
 from mtls_ref.shared.pki.keys import load_certificates
-from mtls_ref.shared.tls import openssl_lowlevel
 
 from .support.peer_flags import s_client_credentials
 from .support.pki import Pki

@@ -18,16 +18,15 @@ import h11
 import trio
 from OpenSSL import SSL
 
+from mtls_ref.server.engine.openssl_context import openssl_server_context
 from mtls_ref.shared.core.config import ServerConfig
 from mtls_ref.shared.tls.connection import TLSConnection
-from mtls_ref.shared.tls.openssl_context import openssl_server_context
 
 from .recorder import RowRecorder, host_port
 
 __all__ = ["AnonymousServer"]
 
 RECEIVE_SIZE: Final = 16384
-CLOSE_TIMEOUT: Final = 1.0  # for close_notify to a peer that may not read
 BODY: Final = {
     "client_certificate": "not requested",
     "note": "this server sent no CertificateRequest; a correct client connects without a certificate",
@@ -75,7 +74,7 @@ class AnonymousServer:
             record["reason"] = str(exc.__cause__ or exc)
         finally:
             with trio.CancelScope(shield=True):
-                await tls.aclose(goodbye_within=CLOSE_TIMEOUT)
+                await tls.aclose()
             self.recorder.finished(record)
 
 

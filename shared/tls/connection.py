@@ -6,7 +6,10 @@ Each engine has one adapter implementing :class:`~mtls_ref.shared.tls.stream.TLS
 over a real socket taken from a ``trio.SocketStream``: OpenSSL reads and writes
 the socket itself and Python only waits when OpenSSL says ``WANT_READ`` /
 ``WANT_WRITE``. :func:`open_tls_stream` picks the adapter from the context's
-type, the only place the engines part; everything else asks the adapter.
+type, the only place the engines part; everything else asks the adapter. The
+stdlib adapter is built in (the client uses it); an engine that lives with its
+only user registers its adapter with :func:`register_adapter` (the server's
+openssl engine, :mod:`mtls_ref.server.engine`, whose pyOpenSSL a client never loads).
 
 Alert delivery. Because OpenSSL writes to the socket itself, a fatal alert
 ("unknown ca", "certificate required") leaves the moment it is queued; a
@@ -15,10 +18,11 @@ memory BIO, raises before sending it: a known gap in trio, and why neither
 engine uses it.) After a failed handshake :meth:`TLSConnection.abort` lingers,
 reading until the peer closes, so a TCP reset cannot overtake the alert.
 
-The alert that went out is reported by the engine itself (the message
-callback, filtered to alerts on the openssl engine, and CPython's on the stdlib
-engine) to the recorder of the task driving the connection
-(:mod:`~mtls_ref.shared.tls.trace`); :attr:`TLSConnection.sent_alert` reads it.
+The alert that went out is reported by the engine itself (OpenSSL's info
+callback, filtered to alerts written, on the openssl engine, or its message
+callback when tracing; CPython's message callback on the stdlib engine) to
+the recorder of the task driving the connection (:mod:`~mtls_ref.shared.tls.trace`);
+:attr:`TLSConnection.sent_alert` reads it.
 
 Tests drive these same adapters, over ``socketpair()`` where they need no
 listening port: no code path exists only for tests.
@@ -26,9 +30,9 @@ listening port: no code path exists only for tests.
 
 from __future__ import annotations
 
-import contextlib
 import ssl
-from typing import TYPE_CHECKING, Final, TypeAlias
+from collections.abc import Callable
+from typing import Final, TypeAlias
 
 import trio
 from cryptography import x509
@@ -37,36 +41,47 @@ from mtls_ref.shared.tls import trace
 from mtls_ref.shared.tls.socket_stream import SocketTLSStream
 from mtls_ref.shared.tls.stream import TLSStream
 
-if TYPE_CHECKING:
-    from OpenSSL import SSL
-
-__all__ = ["ServerContext", "TLSConnection", "open_tls_stream"]
+__all__ = ["AdapterFactory", "TLSConnection", "open_tls_stream", "register_adapter"]
 
 # How long a failed handshake may spend delivering its alert before we hang up.
 ALERT_FLUSH_TIMEOUT: Final = 1.0
 
-# What the server hands each connection: a stdlib context or a pyOpenSSL one (tls_engine).
-ServerContext: TypeAlias = "ssl.SSLContext | SSL.Context"
+# (transport, context, server_side, server_hostname) -> the engine's stream over transport's socket.
+AdapterFactory: TypeAlias = Callable[[trio.SocketStream, object, bool, "str | None"], TLSStream]
+
+
+def _stdlib_adapter(
+    transport: trio.SocketStream, context: object, server_side: bool, server_hostname: str | None
+) -> TLSStream:
+    if not isinstance(context, ssl.SSLContext):  # registered for this type only
+        raise TypeError(f"a stdlib adapter for a {type(context).__qualname__}")
+    return SocketTLSStream.wrap(transport, context, server_side=server_side, server_hostname=server_hostname)
+
+
+# Context type -> its engine's adapter; a subclass (an ssl.SSLContext subclass) finds its base's.
+_ADAPTERS: dict[type, AdapterFactory] = {ssl.SSLContext: _stdlib_adapter}
+
+
+def register_adapter(context_type: type, factory: AdapterFactory) -> None:
+    """Serve contexts of ``context_type`` with ``factory`` (an engine outside shared/ calls this once)."""
+    _ADAPTERS[context_type] = factory
 
 
 def open_tls_stream(
     transport: trio.SocketStream,
-    context: ServerContext,
+    context: object,
     *,
     server_side: bool,
     server_hostname: str | None = None,
 ) -> TLSStream:
     """The engine's adapter for ``context``, taking over ``transport``'s socket."""
-    if isinstance(context, ssl.SSLContext):
-        return SocketTLSStream.wrap(
-            transport, context, server_side=server_side, server_hostname=server_hostname
+    factory = next((_ADAPTERS[kind] for kind in type(context).__mro__ if kind in _ADAPTERS), None)
+    if factory is None:
+        raise TypeError(
+            f"no TLS engine adapter is registered for {type(context).__qualname__} contexts "
+            f"(registered: {', '.join(kind.__qualname__ for kind in _ADAPTERS)})"
         )
-    if not server_side:
-        raise TypeError("the openssl engine serves; clients use a stdlib context")
-    # Imported here so that a client, which never uses pyOpenSSL, does not load it.
-    from mtls_ref.shared.tls.openssl_stream import OpenSSLSocketStream  # noqa: PLC0415 - see above
-
-    return OpenSSLSocketStream.wrap(transport, context)
+    return factory(transport, context, server_side, server_hostname)
 
 
 class TLSConnection(trio.abc.Stream):
@@ -75,7 +90,7 @@ class TLSConnection(trio.abc.Stream):
     def __init__(
         self,
         transport: trio.SocketStream,
-        context: ServerContext,
+        context: object,
         *,
         server_side: bool,
         server_hostname: str | None = None,
@@ -154,19 +169,24 @@ class TLSConnection(trio.abc.Stream):
         await self._stream.do_handshake()
         self.handshake_done = True
 
-    async def aclose(self, *, goodbye_within: float = ALERT_FLUSH_TIMEOUT, yield_after: bool = True) -> None:
-        """close_notify after a completed handshake (bounded by ``goodbye_within`` s); otherwise just drop.
+    def close_politely(self) -> bool:
+        """close_notify and close after a completed handshake, and True; False (nothing done) otherwise.
+
+        Both engines send close_notify in one try without waiting for the peer's, so this never
+        blocks and needs neither a deadline nor a shield: a task can say goodbye while cancelled."""
+        if not self.handshake_done:
+            return False
+        self._stream.close_notify()
+        return True
+
+    async def aclose(self, *, yield_after: bool = True) -> None:
+        """close_notify after a completed handshake; otherwise :meth:`abort` (a bounded linger).
 
         ``yield_after=False``: for a task that ends here, no scheduling point after close_notify."""
-        if self.handshake_done:
-            with (
-                trio.move_on_after(goodbye_within) as scope,
-                contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError),
-            ):
-                await self._stream.aclose(yield_after=yield_after)
-            if not scope.cancelled_caught:
-                return
-        await self.abort()
+        if not self.close_politely():
+            await self.abort()
+        elif yield_after:
+            await trio.lowlevel.checkpoint()
 
     async def abort(self) -> None:
         """Close without a TLS goodbye, lingering briefly so an alert already sent is not lost to a RST."""

@@ -198,13 +198,16 @@ class SocketTLSStream(SocketOwner, trio.abc.Stream):
 
     async def aclose(self, *, yield_after: bool = True) -> None:
         """Send close_notify (once, without waiting for the peer's) and close the socket."""
-        if self._closed:
+        self.close_notify()
+        if yield_after:
             await trio.lowlevel.checkpoint()
+
+    def close_notify(self) -> None:
+        """:meth:`aclose` without its scheduling point: nothing in it waits."""
+        if self._closed:
             return
         with contextlib.suppress(ssl.SSLError, OSError, ValueError):
             # unwrap() sends our close_notify; the WantRead that follows only means the peer's
             # close_notify has not arrived, which we do not wait for (as trio's SSLStream).
             self._sock.unwrap()
         self.close_now()
-        if yield_after:
-            await trio.lowlevel.checkpoint()

@@ -3,10 +3,11 @@
 Two adapters implement it, one per engine, both over a real socket that OpenSSL
 reads and writes itself: :class:`~mtls_ref.shared.tls.socket_stream.SocketTLSStream`
 (Python's ``ssl``, the system OpenSSL) and
-:class:`~mtls_ref.shared.tls.openssl_stream.OpenSSLSocketStream` (pyOpenSSL, the
-OpenSSL that cryptography ships). Where an engine cannot tell a fact it says so
-(``None``) rather than guess; :class:`EngineTraits` states up front what each
-engine can tell, for the banner and the pages.
+:class:`~mtls_ref.server.engine.openssl_stream.OpenSSLSocketStream` (pyOpenSSL, the
+OpenSSL that cryptography ships; the server's only, registered by its engine
+package). Where an engine cannot tell a fact it says so (``None``) rather than
+guess; :class:`EngineTraits` states up front what each engine can tell, for the
+banner and the pages.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ class TLSStream(Protocol):
     async def wait_send_all_might_not_block(self) -> None: ...
     async def aclose(self, *, yield_after: bool = True) -> None:
         """close_notify and close; ``yield_after=False`` skips the scheduling point after it."""
+
+    def close_notify(self) -> None:
+        """Send close_notify once, without waiting for the peer's, and close: never blocks."""
 
     async def linger_close(self, linger: float) -> None:
         """Close without a TLS goodbye, reading until the peer closes (bounded) so an alert survives."""

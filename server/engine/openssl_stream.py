@@ -33,8 +33,9 @@ import trio
 from cryptography import x509
 from OpenSSL import SSL, crypto
 
-from mtls_ref.shared.tls import openssl_lowlevel
 from mtls_ref.shared.tls.socket_stream import SocketOwner, restore_send_buffering
+
+from . import openssl_lowlevel
 
 __all__ = ["OpenSSLSocketStream"]
 
@@ -200,13 +201,16 @@ class OpenSSLSocketStream(SocketOwner, trio.abc.Stream):
 
     async def aclose(self, *, yield_after: bool = True) -> None:
         """Send close_notify (once, without waiting for the peer's) and close the socket."""
-        if self._closed:
+        self.close_notify()
+        if yield_after:
             await trio.lowlevel.checkpoint()
+
+    def close_notify(self) -> None:
+        """:meth:`aclose` without its scheduling point: nothing in it waits."""
+        if self._closed:
             return
         with contextlib.suppress(SSL.Error, OSError):
             # One call queues and tries to send our close_notify; a full socket buffer
             # (WantWrite) or a peer already gone only means it is not delivered.
             self._conn.shutdown()
         self.close_now()
-        if yield_after:
-            await trio.lowlevel.checkpoint()

@@ -25,9 +25,9 @@ newer one does a full P-256 mTLS handshake in about half the time (docs/performa
   only other protocols gets none, not an alert, and is sniffed by the handler);
 * the NSS key log through pyOpenSSL's keylog callback, into a checked 0600 file
   kept open (:class:`~mtls_ref.shared.tls.keylog.KeyLogFile`);
-* OpenSSL's message callback for the trace, only with ``trace`` or ``record_handshakes``, and a
-  C-level verify callback that keeps a refused peer's chain
-  (:mod:`.openssl_lowlevel`);
+* OpenSSL's message callback for the trace, only with ``trace`` or ``record_handshakes``
+  (otherwise its info callback, for the alerts written), and a C-level verify callback
+  that keeps a refused peer's chain (:mod:`.openssl_lowlevel`);
 * ``MODE_RELEASE_BUFFERS``: an idle connection gives its 34 KiB of record
   buffers back, which keeps a server holding thousands of connections small.
 
@@ -47,7 +47,6 @@ from OpenSSL import SSL, crypto
 from mtls_ref.shared.core.config import ServerConfig
 from mtls_ref.shared.core.errors import CertificateError, ConfigError
 from mtls_ref.shared.pki.keys import load_certificates, load_private_key, read_passphrase
-from mtls_ref.shared.tls import openssl_lowlevel
 from mtls_ref.shared.tls.context import (
     TLS12_CIPHERS,
     key_mismatch,
@@ -58,6 +57,8 @@ from mtls_ref.shared.tls.context import (
     server_alpn,
 )
 from mtls_ref.shared.tls.keylog import KeyLogFile
+
+from . import openssl_lowlevel
 
 __all__ = ["library_versions", "openssl_server_context"]
 
@@ -100,8 +101,8 @@ def openssl_server_context(config: ServerConfig) -> SSL.Context:
     if config.keylog is not None:
         _log_keys_to(ctx, KeyLogFile(config.keylog))
     # Every message, for the diagram (logged, or kept for the browser page); costs ~10% of a
-    # handshake, so only when asked. Otherwise only the alerts written, so the log names the
-    # alert on the wire (the full callback reports those too).
+    # handshake, so only when asked. Otherwise the info callback, for the alerts written, so the
+    # log names the alert on the wire (the message callback reports those too).
     if config.trace or config.record_handshakes:
         openssl_lowlevel.install_message_callback(ctx)
     else:
