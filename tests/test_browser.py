@@ -59,8 +59,10 @@ CHROMIUM_FLAGS = (
 PASSPHRASE = "browser-test-passphrase"
 # Chromium's error page for a handshake the server refused over the client certificate. It retries
 # such a request on a new connection, and when that retry races the server's close the page says
-# ERR_SOCKET_NOT_CONNECTED instead (against `openssl s_server -Verify 1` it always does).
-CLIENT_AUTH_ERRORS = ("ERR_BAD_SSL_CLIENT_AUTH_CERT", "ERR_SOCKET_NOT_CONNECTED")
+# ERR_SOCKET_NOT_CONNECTED instead (against `openssl s_server -Verify 1` it always does), or, seen
+# in 2 of 5 full-suite runs once the server offered h2, ERR_CONNECTION_CLOSED; the server's side
+# (certificate_required on the wire, in the log) is asserted whatever the page says.
+CLIENT_AUTH_ERRORS = ("ERR_BAD_SSL_CLIENT_AUTH_CERT", "ERR_SOCKET_NOT_CONNECTED", "ERR_CONNECTION_CLOSED")
 
 
 @dataclass(frozen=True)
