@@ -55,6 +55,7 @@ CHECKED_BY = {
     ),
     "test_client_grpc.py::test_grpc_on_the_command_line": ("mtls-client --grpc --port 50051 --trace off",),
     "test_grpc_server.py::test_mtls_client_grpc_against_our_server": ("mtls-client --grpc --trace off",),
+    "test_grpc_server.py::test_the_readme_grpcio_script_runs_as_written": ("python grpc_check.py",),
     "test_pair_loopback.py::test_no_certificate_is_diagnosed": (
         "mtls-client --no-cert --tls 1.2 --trace off",
     ),
@@ -158,10 +159,15 @@ def shell_commands(text: str) -> list[str]:
     return commands
 
 
+def readme_section(title: str) -> str:
+    """The README's section under the heading ``## title``."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    return readme.split(f"\n## {title}\n", 1)[1].split("\n## ", 1)[0]
+
+
 def readme_tour() -> str:
     """The README's "A short tour" section."""
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    return readme.split("\n## A short tour\n", 1)[1].split("\n## ", 1)[0]
+    return readme_section("A short tour")
 
 
 def anchors(page: Path) -> set[str]:

@@ -6,7 +6,9 @@ the test's event loop; its channel trusts the test CA and presents alice's certi
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -21,6 +23,7 @@ from mtls_ref.shared.pki.authority import IssuedFiles
 
 from .support.pki import Pki
 from .support.tls import log_events, start_server
+from .test_docs import fenced_blocks, readme_section
 
 pytestmark = pytest.mark.interop
 
@@ -173,3 +176,37 @@ async def test_mtls_client_grpc_against_our_server(pki: Pki, capsys: pytest.Capt
     assert f"> {HEALTH_CHECK}\n< SERVING\n> {WHOAMI}\n< {{" in out
     assert '"spiffe_id": "spiffe://mtls-ref.test/alice"' in out
     assert f"result: FAILED (forbidden): {WHOAMI} failed with gRPC status PERMISSION_DENIED: " in out
+
+
+async def test_the_readme_grpcio_script_runs_as_written(pki: Pki, tmp_path: Path) -> None:
+    """The README's grpc_check.py, as written but for the port, run by Python in a folder whose certs/ holds
+    the test PKI's CA, client key and chain: it prints SERVING and the client's SPIFFE ID, the lines the
+    README shows after `python grpc_check.py` (there for the demo client)."""
+    blocks = fenced_blocks(readme_section("HTTP/2 and gRPC"))
+    [script] = ["\n".join(lines) for language, lines in blocks if language == "python"]
+    [shown] = [
+        lines for language, lines in blocks if language == "console" and "$ python grpc_check.py" in lines
+    ]
+    assert shown == ["$ python grpc_check.py", "SERVING", "spiffe://mtls-ref.test/demo-client"]
+    assert script.count('"localhost:8443"') == 1
+    (tmp_path / "certs").mkdir()
+    for name, source in (
+        ("ca.pem", pki.ca_cert),
+        ("client.key", pki.client.key),
+        ("client-chain.pem", pki.client.chain),
+    ):
+        (tmp_path / "certs" / name).symlink_to(source)
+    async with trio.open_nursery() as nursery:
+        server, port, _ = await start_server(nursery, pki)
+        (tmp_path / "grpc_check.py").write_text(script.replace("localhost:8443", f"localhost:{port}"))
+        with trio.fail_after(30):
+            done = await trio.run_process(
+                [sys.executable, "grpc_check.py"],
+                cwd=tmp_path,
+                capture_stdout=True,
+                capture_stderr=True,
+                check=False,
+            )
+        server.shutdown()
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stdout.decode().splitlines() == ["SERVING", "spiffe://mtls-ref.test/alice"]
