@@ -7,7 +7,10 @@ from pathlib import Path
 
 import trio
 
+from mtls_ref.server.cli import build_parser
 from mtls_ref.shared.core.cli_support import SERVER_MODULE, module_command
+from mtls_ref.shared.grpc import HEALTH_CHECK, WHOAMI
+from mtls_ref.shared.tls.context import ALPN_H2
 
 from .support.pki import Pki
 from .support.planted import MARKER, PLANTED, write_tree
@@ -116,3 +119,15 @@ async def test_workers_share_the_port(pki: Pki, tmp_path: Path) -> None:
             server.kill()
             await server.wait()
         await server.stderr.aclose()
+
+
+def test_server_help_names_every_protocol_of_the_port() -> None:
+    """`mtls-server --help` names each protocol the port speaks: the line protocol, HTTP/1.1, HTTP/2 by its
+    ALPN name, and the two gRPC methods served over it."""
+    words = " ".join(build_parser().format_help().split())
+    methods = [path.lstrip("/") for path in (HEALTH_CHECK, WHOAMI)]
+    assert [
+        name
+        for name in ("a line protocol", "HTTP/1.1", f"HTTP/2 (ALPN {ALPN_H2})", *methods)
+        if name not in words
+    ] == []
