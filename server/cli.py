@@ -33,9 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
         "section of the config.",
         epilog="mtls-server badservers --badset DIR serves every bad server at once to test a client "
         "(see 'mtls-server badservers --help'). Try it by hand (s_client sends only the first "
-        "certificate of -cert, so pass the chain with -cert_chain): openssl s_client -connect "
-        "127.0.0.1:8443 -cert certs/client.pem -cert_chain certs/client-chain.pem -key certs/client.key "
-        "-CAfile certs/ca.pem, then type WHOAMI.",
+        "certificate of -cert, so pass the intermediate with -cert_chain; the whole chain there would "
+        "send the leaf twice): openssl s_client -connect 127.0.0.1:8443 -quiet -CAfile certs/ca.pem "
+        "-cert certs/client.pem -cert_chain certs/intermediate.pem -key certs/client.key, then type "
+        "WHOAMI.",
     )
     FLAGS.add_to(parser)
     parser.add_argument("--worker-child", action="store_true", help=argparse.SUPPRESS)

@@ -11,6 +11,7 @@ import trio
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from mtls_ref.client.session import ClientReport, Exit, run_client
+from mtls_ref.server.cli import build_parser
 from mtls_ref.shared.core.config import ClientConfig
 from mtls_ref.shared.pki.keys import load_certificates
 from mtls_ref.shared.tls.context import client_context
@@ -190,6 +191,13 @@ def documented_line_protocol_command() -> str:
     found = re.search(r"^\$ (openssl s_client .*?(?:\\\n.*?)*)$", section, re.MULTILINE)
     assert found is not None, "docs/server.md: no '$ openssl s_client' command under 'The line protocol'"
     return found.group(1).replace("\\\n", " ")
+
+
+def test_server_help_shows_the_documented_s_client_command() -> None:
+    """`mtls-server --help` suggests the very s_client command that docs/server.md shows and the next test
+    runs, not one that sends the leaf twice."""
+    help_words = " ".join(build_parser().format_help().split())
+    assert " ".join(documented_line_protocol_command().split()) in help_words
 
 
 async def test_documented_s_client_sends_the_leaf_once(pki: Pki, openssl: str, tmp_path: Path) -> None:
