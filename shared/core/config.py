@@ -136,8 +136,9 @@ class ServerConfig:
         | flag("seconds without a request, or with a peer not reading our reply, before hanging up"),
     )
     shutdown_grace: float = field(default=5.0, metadata=bounds(0))
-    # Seconds a client without ALPN gets to speak first (an HTTP request line
-    # switches to HTTP/1.1); after that the line protocol greets.
+    # Seconds a client whose ALPN offer holds none of h2, http/1.1 and mtls-ref/1 (which pick
+    # at once) gets to speak first (an HTTP request line switches to HTTP/1.1); after that the
+    # line protocol greets.
     protocol_sniff: float = field(default=0.3, metadata=bounds(0, 10))
     max_line: int = field(default=4096, metadata=bounds(64, 1 << 20))
     # Authenticated connections at once (per worker); a client past it is told the server is busy.
@@ -151,7 +152,8 @@ class ServerConfig:
     max_handshakes: int = field(default=128, metadata=bounds(1, 1_000_000))
     # ... of which one source address may hold at most this many.
     max_handshakes_per_source: int = field(default=32, metadata=bounds(1, 1_000_000))
-    # Seconds a client has to send a whole request line or HTTP request head once it started.
+    # Seconds a client has to send a whole request line or HTTP request head once it started
+    # (HTTP/2: a frame or header block, once its first bytes came).
     request_timeout: float = field(default=10.0, metadata=bounds(0.001))
     # Processes sharing the port (SO_REUSEPORT): one per core to use them all.
     workers: int = field(
