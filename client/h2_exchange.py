@@ -48,7 +48,8 @@ MAX_HEADER_LIST: Final = 65536
 # Reads for one response, each within the deadline: a server that trickles a frame at a time (or
 # PINGs) cannot keep us past this many. 1 MiB of body in 16 KiB records is 64 of them.
 MAX_READS: Final = 4096
-_NOT_H2_FIX: Final = "is this an HTTP/2 server? without HTTP/2, use --http"
+# For --http2 and --grpc alike: gRPC has no HTTP/1.1 form, so --http only helps the former.
+_NOT_H2_FIX: Final = "is this an HTTP/2 server? gRPC needs one; for HTTPS without HTTP/2, use --http"
 
 Fields = tuple[tuple[bytes, bytes], ...]
 

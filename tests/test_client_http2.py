@@ -55,7 +55,7 @@ async def test_a_server_that_does_not_choose_h2_is_named(pki: Pki, nginx: str) -
     assert report.summary == (
         "the server did not choose HTTP/2 in ALPN (it chose http/1.1); we offered h2, http/1.1"
     )
-    assert report.fix == "is this an HTTP/2 server? without HTTP/2, use --http"
+    assert report.fix == "is this an HTTP/2 server? gRPC needs one; for HTTPS without HTTP/2, use --http"
 
 
 def test_a_path_without_a_slash_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
