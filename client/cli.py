@@ -43,8 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="mtls-client",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Connect to an mTLS server with a client certificate, verify the server "
-        "(CA and hostname), show the TLS handshake as a sequence diagram, and exchange lines. "
-        "Flags override the [client] section of the config.",
+        "(CA and hostname), show the TLS handshake as a sequence diagram, and exchange lines "
+        "(mtls-server's line protocol; --http2 and --grpc work against mtls-server too, on the same "
+        "port). Flags override the [client] section of the config.",
         epilog=f"exit codes:\n{EXIT_CODES_HELP}\n\n"
         "Against a server other than mtls-server, use --raw: each --send line is sent and one "
         "line read back (e.g. openssl s_server -rev), --http for HTTPS servers, --http2 for HTTP/2 "

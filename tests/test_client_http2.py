@@ -1,4 +1,5 @@
-"""``mtls-client --http2`` against nginx with HTTP/2 and ``ssl_verify_client on`` (nobody here wrote it)."""
+"""``mtls-client --http2`` against nginx with HTTP/2 and ``ssl_verify_client on`` (nobody here wrote it), and
+against our own server."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from mtls_ref.shared.tls.context import client_context
 
 from .support.nginx import mtls_nginx
 from .support.pki import Pki
-from .support.tls import client_config, no_cert
+from .support.tls import client_config, no_cert, start_server
 
 pytestmark = pytest.mark.interop
 
@@ -64,4 +65,21 @@ def test_a_path_without_a_slash_is_a_usage_error(capsys: pytest.CaptureFixture[s
     assert (
         capsys.readouterr().err
         == "mtls-client: error: --http2 takes a path starting with '/', not 'whoami'\n"
+    )
+
+
+async def test_http2_get_from_our_server(pki: Pki) -> None:
+    """Against mtls-server's own port (as the README and --help say it works), GET /whoami over h2 is 200
+    with alice's identity; a path the server does not serve is its 404, exit 7."""
+    async with trio.open_nursery() as nursery:
+        server, port, _ = await start_server(nursery, pki)
+        report = await get(client_config(pki, port=port), "/whoami")
+        missing = await get(client_config(pki, port=port), "/nope")
+        server.shutdown()
+    assert report.result is Exit.OK, render_report(report, trace="off")
+    assert '"spiffe_id": "spiffe://mtls-ref.test/alice"' in render_report(report, trace="off")
+    assert "> GET /whoami HTTP/2\n< HTTP/2 200\n" in render_report(report, trace="off")
+    assert (missing.result, missing.summary) == (
+        Exit.PROTOCOL,
+        "the TLS handshake passed, but the server answered HTTP 404",
     )
