@@ -236,6 +236,15 @@ def test_the_tour_shows_only_what_the_pages_show() -> None:
     assert [line for line in shown if line not in in_docs and f"$ {line}" not in in_docs] == []
 
 
+def test_the_readme_names_every_package_test_deps_installs() -> None:
+    """The README's Development section names the Debian package of each program in .ci/test-peers.txt."""
+    development = readme_section("Development").lower()
+    peers = (REPO / ".ci" / "test-peers.txt").read_text(encoding="utf-8").splitlines()
+    packages = {line.split()[1] for line in peers if line.strip() and not line.startswith("#")}
+    assert len(packages) > 5
+    assert sorted(package for package in packages if package not in development) == []
+
+
 def test_the_plugin_page_holds_the_suite_the_packaging_test_runs() -> None:
     """docs/pytest-plugin.md's example suite is, verbatim, the one test_packaging runs from a wheel."""
     assert FOREIGN_TESTS.strip() in (DOCS / "pytest-plugin.md").read_text(encoding="utf-8")
