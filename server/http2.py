@@ -127,6 +127,9 @@ class _H2Server:
                 SettingCodes.MAX_HEADER_LIST_SIZE: MAX_HEADER_LIST_SIZE,
             },
         )
+        # Initial values need no ACK, so h2 never applies this one to its HPACK decoder (it does so
+        # on an ACKed change): without this line the decoder keeps h2's default of 64 KiB.
+        self.conn.decoder.max_header_list_size = MAX_HEADER_LIST_SIZE
         self.guard = FloodGuard()
         self.streams: dict[int, _Stream] = {}
         self.send_lock = trio.Lock()

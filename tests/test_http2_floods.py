@@ -251,3 +251,23 @@ def test_guard_bounds_bytes_that_complete_nothing() -> None:
     assert guard.received(MAX_PENDING_BYTES, []) is None
     verdict = guard.received(1, [])
     assert verdict is not None and "CONTINUATION" in verdict
+
+
+@pytest.mark.parametrize(("size", "served"), [(12 * 1024, True), (20 * 1024, False)])
+async def test_the_advertised_header_list_limit_is_enforced(pki: Pki, size: int, served: bool) -> None:
+    """A header list under the advertised MAX_HEADER_LIST_SIZE (16 KiB) is answered; one over it gets
+    GOAWAY ENHANCE_YOUR_CALM, though it is under the 64 KiB default of h2 the server replaced."""
+    async with trio.open_nursery() as nursery:
+        server, port, log = await start_server(nursery, pki)
+        with trio.fail_after(10):
+            client = await H2Client.open(port, h2_context(pki))
+            answer = await client.request("/healthz", extra=(("x-padding", "a" * size),))
+            await client.aclose()
+        server.shutdown()
+    if served:
+        assert answer.headers[b":status"] == b"200" and client.goaway is None
+    else:
+        assert client.goaway is not None and client.goaway.error_code == ErrorCodes.ENHANCE_YOUR_CALM
+        assert not answer.headers
+        (connection,) = log_events(log, "connection")
+        assert "protocol error" in connection["reason"], connection
