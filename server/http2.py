@@ -10,9 +10,12 @@ takes everything h2 has queued, so frames leave in h2's order.
 
 Flow control: a response body goes out as far as the peer's window allows (the
 smaller of the stream's and the connection's), then its task waits for a
-WINDOW_UPDATE. Received DATA is counted and acknowledged at once, so the
-client's window reopens; a body is never kept beyond its request's limit
-(:func:`.routes.body_limit`; an App's requests up to its route's ``max_body``).
+WINDOW_UPDATE. A stream that finds MAX_QUEUED bytes waiting to be written
+writes them before queuing more, so a peer that opens its windows and reads
+nothing holds one piece of response, not one per stream. Received DATA is
+counted and acknowledged at once, so the client's window reopens; a body is
+never kept beyond its request's limit (:func:`.routes.body_limit`; an App's
+requests up to its route's ``max_body``).
 
 Every read and write is under the connection's one :class:`IdleDeadline`:
 ``idle_timeout`` without progress either way ends it (a peer that does not
@@ -79,7 +82,10 @@ MAX_CONCURRENT_STREAMS: Final = 100
 # As HTTP/1.1's request head limit (http.MAX_HEAD_BYTES): h2 refuses a larger header list.
 MAX_HEADER_LIST_SIZE: Final = 16 * 1024
 RECEIVE_SIZE: Final = 65536
+# What a stream may find queued and still add to: more waits for the write (one piece of /bytes/N).
+MAX_QUEUED: Final = BULK_CHUNK
 CLOSE_WITHIN: Final = 2.0  # a goodbye (GOAWAY) to a peer that may not read
+_ZEROS: Final = bytes(BULK_CHUNK)  # /bytes/N's pieces: one for all streams, not 256 KiB each
 
 
 @dataclass(slots=True, eq=False)
@@ -317,17 +323,22 @@ class _H2Server:
     async def _send_bytes(self, stream_id: int, todo: SendBytes) -> None:
         """``GET /bytes/N``: N zero bytes, as fast as the peer's windows let them go."""
         self.conn.send_headers(stream_id, [(b":status", b"200"), *todo.headers()], end_stream=not todo.count)
-        chunk = bytes(BULK_CHUNK)
         remaining = todo.count
         while remaining:
             piece = min(remaining, BULK_CHUNK)
             remaining -= piece
-            await self._send_body(stream_id, chunk[:piece], end=not remaining)
+            await self._send_body(stream_id, _ZEROS[:piece], end=not remaining)
 
     async def _send_body(self, stream_id: int, body: bytes, *, end: bool) -> None:
         """Queue ``body`` in frames as the flow-control windows allow, flushing as it goes."""
         view = memoryview(body)
         while view:
+            self._take()
+            if len(self.outbox) >= MAX_QUEUED:
+                # Another stream's piece waits to be written: write it first. Else a peer that opens
+                # its windows and reads nothing has every stream queue a piece (100 x 256 KiB, twice).
+                await self._flush()
+                continue
             window = self.conn.local_flow_control_window(stream_id)
             if window <= 0:
                 opened = self.window_opened

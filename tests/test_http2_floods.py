@@ -8,16 +8,20 @@ flood (CVE-2024-27316). Every loop is bounded in count and in time.
 from __future__ import annotations
 
 import subprocess
+import tracemalloc
 from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 from h2 import events as h2e
 from h2.errors import ErrorCodes
 from hpack import Encoder
 from hyperframe.frame import ContinuationFrame, HeadersFrame, PingFrame
 
 from mtls_ref.server.h2_guard import CONTROL_ALLOWANCE, MAX_PENDING_BYTES, RESET_ALLOWANCE, FloodGuard
+from mtls_ref.server.http2 import MAX_CONCURRENT_STREAMS
+from mtls_ref.server.routes import BULK_CHUNK
 from mtls_ref.shared.core.cli_support import SERVER_MODULE, module_command
 
 from .support.h2_client import H2Client, h2_context
@@ -271,3 +275,25 @@ async def test_the_advertised_header_list_limit_is_enforced(pki: Pki, size: int,
         assert not answer.headers
         (connection,) = log_events(log, "connection")
         assert "protocol error" in connection["reason"], connection
+
+
+async def test_a_client_that_does_not_read_holds_one_piece_of_response_not_one_per_stream(pki: Pki) -> None:
+    """A client opens every window to the maximum, asks /bytes/N on every stream, and reads nothing:
+    while the server's write waits, the other streams queue nothing more (a piece each was 100 x
+    256 KiB, and each stream's own zero chunk as much again: 53 MB held a connection, now 1.1 MB)."""
+    async with trio.open_nursery() as nursery:
+        server, port, _log = await start_server(nursery, pki)
+        tracemalloc.start()
+        try:
+            with trio.fail_after(10):
+                client = await H2Client.open(port, h2_context(pki), window=2**31 - 2**16)
+                for _ in range(MAX_CONCURRENT_STREAMS):
+                    client.start(f"/bytes/{1 << 30}")
+                await client.flush()
+                await trio.testing.wait_all_tasks_blocked(cushion=0.2)  # the server's write waits on us
+                held, _ = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        await client.aclose()
+        server.shutdown()
+    assert held < 16 * BULK_CHUNK, f"{held >> 10} KiB held for a client that reads nothing"
