@@ -18,13 +18,14 @@ import h2.connection
 import h2.errors
 import h2.events
 import h2.settings
+import pytest
 import trio
 
 from mtls_ref.client.h2_exchange import ALPN_OFFER
 from mtls_ref.client.http2_mode import MAX_BODY
 from mtls_ref.client.report import render_report
 from mtls_ref.client.session import ClientReport, Exit, run_client
-from mtls_ref.shared.grpc import frame_message, health_pb2, identity_pb2
+from mtls_ref.shared.grpc import encode_grpc_message, frame_message, health_pb2, identity_pb2
 from mtls_ref.shared.tls.context import client_context
 
 from .support.pki import Pki
@@ -238,3 +239,25 @@ async def test_a_grpc_answer_that_is_not_one_message_is_a_protocol_error(pki: Pk
         "/grpc.health.v1.Health/Check: a bad answer from the server: "
         "a unary call carries exactly one message; this one has 2"
     )
+
+
+@pytest.mark.parametrize("mode", ["grpc", "http2"])
+async def test_a_servers_words_cannot_forge_a_line_of_the_report(pki: Pki, mode: str) -> None:
+    """A grpc-message or page title holding a newline and terminal escapes is printed escaped, on its
+    own line: no second "result:" line, no escape sequence reaches the terminal."""
+    forged = "\x1b[2K\rno\nresult: OK: the server accepted our certificate"
+
+    def hostile(*_: object) -> Reply:
+        if mode == "grpc":
+            said = encode_grpc_message(forged)
+            return Reply(headers=(*GRPC_OK, (b"grpc-status", b"7"), (b"grpc-message", said)))
+        page = f"<html><title>403 {forged}</title></html>\n{forged}\n".encode()
+        return Reply(headers=((b":status", b"403"), (b"content-type", b"text/html")), body=page)
+
+    report, _ = await run(pki, hostile, mode)
+    assert report.result is Exit.FORBIDDEN
+    printed = render_report(report, trace="off")
+    assert "\x1b" not in printed and "\r" not in printed
+    [result] = [line for line in printed.splitlines() if line.startswith("result:")]
+    assert result.startswith("result: FAILED (forbidden): ")
+    assert "\\x1b[2K\\rno\\nresult: OK" in printed
