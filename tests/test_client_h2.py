@@ -7,9 +7,10 @@ it reads each request whole, then runs the test's script, which says what to sen
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import ssl
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -51,10 +52,16 @@ class Seen:
 
 
 Script = Callable[[h2.connection.H2Connection, int, dict[bytes, bytes], bytes], Reply | None]
+Send = Callable[[], Awaitable[None]]
+# A task started for each request after its script: it acts on the connection over time, and sends
+# what it queued with the Send it is given.
+OnRequest = Callable[[h2.connection.H2Connection, int, Send], Awaitable[None]]
 
 
 @asynccontextmanager
-async def scripted_h2(pki: Pki, script: Script, *, window: int = 65535) -> AsyncIterator[tuple[int, Seen]]:
+async def scripted_h2(
+    pki: Pki, script: Script, *, window: int = 65535, on_request: OnRequest | None = None
+) -> AsyncIterator[tuple[int, Seen]]:
     """An HTTP/2 server (ALPN h2) whose ``script`` answers each request; ``window``: its initial window
     for what we send it. A script returning None has acted on the connection itself (reset, GOAWAY)."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -74,27 +81,38 @@ async def scripted_h2(pki: Pki, script: Script, *, window: int = 65535) -> Async
         bodies: dict[int, bytearray] = {}
         heads: dict[int, dict[bytes, bytes]] = {}
         pending: list[tuple[int, Reply]] = []
+        sending = trio.Lock()
+
+        async def send() -> None:
+            async with sending:
+                with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                    await tls.send_all(conn.data_to_send())
+
         with trio.move_on_after(10):
-            await tls.send_all(conn.data_to_send())
-            while data := await tls.receive_some(65536):
-                for event in conn.receive_data(data):
-                    if isinstance(event, h2.events.RequestReceived):
-                        heads[event.stream_id or 0] = {bytes(k): bytes(v) for k, v in event.headers or ()}
-                        bodies[event.stream_id or 0] = bytearray()
-                    elif isinstance(event, h2.events.DataReceived):
-                        bodies[event.stream_id or 0] += event.data or b""
-                        conn.acknowledge_received_data(
-                            event.flow_controlled_length or 0, event.stream_id or 0
-                        )
-                    elif isinstance(event, h2.events.StreamEnded):
-                        sid = event.stream_id or 0
-                        seen.requests.append((heads[sid], bytes(bodies[sid])))
-                        reply = script(conn, sid, heads[sid], bytes(bodies[sid]))
-                        if reply is not None:
-                            conn.send_headers(sid, reply.headers)
-                            pending.append((sid, reply))
-                pending = [(sid, reply) for sid, reply in pending if not _send_some(conn, sid, reply)]
-                await tls.send_all(conn.data_to_send())
+            async with trio.open_nursery() as tasks:
+                await send()
+                while data := await tls.receive_some(65536):
+                    for event in conn.receive_data(data):
+                        if isinstance(event, h2.events.RequestReceived):
+                            heads[event.stream_id or 0] = {bytes(k): bytes(v) for k, v in event.headers or ()}
+                            bodies[event.stream_id or 0] = bytearray()
+                        elif isinstance(event, h2.events.DataReceived):
+                            bodies[event.stream_id or 0] += event.data or b""
+                            conn.acknowledge_received_data(
+                                event.flow_controlled_length or 0, event.stream_id or 0
+                            )
+                        elif isinstance(event, h2.events.StreamEnded):
+                            sid = event.stream_id or 0
+                            seen.requests.append((heads[sid], bytes(bodies[sid])))
+                            reply = script(conn, sid, heads[sid], bytes(bodies[sid]))
+                            if reply is not None:
+                                conn.send_headers(sid, reply.headers)
+                                pending.append((sid, reply))
+                            if on_request is not None:
+                                tasks.start_soon(on_request, conn, sid, send)
+                    pending = [(sid, reply) for sid, reply in pending if not _send_some(conn, sid, reply)]
+                    await send()
+                tasks.cancel_scope.cancel()  # the client has gone: so have its requests
             await tls.aclose()
 
     async with trio.open_nursery() as nursery:
@@ -261,3 +279,33 @@ async def test_a_servers_words_cannot_forge_a_line_of_the_report(pki: Pki, mode:
     [result] = [line for line in printed.splitlines() if line.startswith("result:")]
     assert result.startswith("result: FAILED (forbidden): ")
     assert "\\x1b[2K\\rno\\nresult: OK" in printed
+
+
+@pytest.mark.parametrize("mode", ["grpc", "http2"])
+async def test_a_response_that_never_ends_is_bounded_by_one_deadline(pki: Pki, mode: str) -> None:
+    """Headers, then a PING every half deadline and never END_STREAM: each read is within the
+    deadline, yet the call ends at the deadline (grpc-timeout promises it), not after MAX_READS reads."""
+    timeout = 0.5
+
+    async def trickle(conn: h2.connection.H2Connection, sid: int, send: Send) -> None:
+        conn.send_headers(sid, GRPC_OK if mode == "grpc" else ok(b"").headers)
+        for count in range(1000):  # bounded, and far longer than the client may wait
+            conn.ping(count.to_bytes(8, "big"))
+            await send()
+            await trio.sleep(timeout / 2)  # the peer's pace, just inside each read's deadline
+
+    async with scripted_h2(pki, _never_answer, on_request=trickle) as (port, _):
+        config = client_config(pki, port=port, timeout=timeout)
+        with trio.fail_after(10):
+            report = await run_client(
+                config, client_context(config, alpn=ALPN_OFFER), mode=mode, messages=["/"]
+            )
+    assert report.result is Exit.PROTOCOL
+    assert report.summary.startswith(
+        "no complete response to POST " if mode == "grpc" else "no complete response to GET /"
+    )
+    assert report.summary.endswith(f"within {timeout:g}s"), report.summary
+
+
+def _never_answer(*_: object) -> None:
+    return None
