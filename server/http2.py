@@ -21,6 +21,9 @@ Every read and write is under the connection's one :class:`IdleDeadline`:
 ``idle_timeout`` without progress either way ends it (a peer that does not
 read is dropped), and bytes that complete no frame or header block must be
 followed by one that does within ``request_timeout`` (a slow header block).
+A request body is a stream's own affair, which other streams' traffic hides
+from that deadline: ``idle_timeout`` without a byte of it gets 408 and
+RST_STREAM, as an HTTP/1.1 body that stalls ends its connection.
 
 Shutdown: when ``stopping`` is set, the client gets a GOAWAY naming the last
 stream we took; those streams finish (within the server's ``shutdown_grace``),
@@ -281,8 +284,12 @@ class _H2Server:
     ) -> None:
         try:
             with stream.scope:
-                await stream.ended.wait()
-                if stream.too_large:
+                if not await self._body_arrives(stream):
+                    stalled = f"no byte of the request body in {self.idle_timeout:g}s\n"
+                    await self._answer(stream.id, Answer(408, b"text/plain", stalled.encode()))
+                    with contextlib.suppress(StreamClosedError):
+                        self.conn.reset_stream(stream.id, ErrorCodes.NO_ERROR)
+                elif stream.too_large:
                     if route is not None and route.too_large is not None:
                         await self._respond(stream.id, route.too_large)
                     else:
@@ -306,6 +313,18 @@ class _H2Server:
             self.streams.pop(stream.id, None)
             if self.last_stream is not None and not self.streams:
                 self._end("server shutting down: GOAWAY sent, streams finished")
+
+    async def _body_arrives(self, stream: _Stream) -> bool:
+        """Wait for the request body's end; False when idle_timeout passed without a byte of it (the
+        connection's deadline cannot tell: other streams keep it busy). Each turn needs a byte more,
+        and a body ends by its limit."""
+        while not stream.ended.is_set():
+            received = stream.received
+            with trio.move_on_after(self.idle_timeout):
+                await stream.ended.wait()
+            if stream.received == received and not stream.ended.is_set():
+                return False
+        return True
 
     async def _answer(self, stream_id: int, answer: Answer, *, head: bool = False) -> None:
         status = str(answer.status).encode()

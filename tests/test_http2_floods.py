@@ -24,7 +24,7 @@ from mtls_ref.server.http2 import MAX_CONCURRENT_STREAMS
 from mtls_ref.server.routes import BULK_CHUNK
 from mtls_ref.shared.core.cli_support import SERVER_MODULE, module_command
 
-from .support.h2_client import H2Client, h2_context
+from .support.h2_client import Exchange, H2Client, h2_context
 from .support.pki import Pki
 from .support.processes import read_until
 from .support.server_process import stop_server_process, write_config
@@ -297,3 +297,29 @@ async def test_a_client_that_does_not_read_holds_one_piece_of_response_not_one_p
         await client.aclose()
         server.shutdown()
     assert held < 16 * BULK_CHUNK, f"{held >> 10} KiB held for a client that reads nothing"
+
+
+async def test_a_request_body_that_stalls_is_408_while_other_streams_keep_the_connection(pki: Pki) -> None:
+    """A stream whose body stops (no END_STREAM) gets 408 and RST_STREAM after idle_timeout, as an
+    HTTP/1.1 body that stalls is dropped, though requests on other streams keep the connection busy:
+    else a client holds its stream slots for as long as it likes."""
+    async with trio.open_nursery() as nursery:
+        server, port, _log = await start_server(nursery, pki, idle_timeout=0.5)
+        with trio.fail_after(10):
+            client = await H2Client.open(port, h2_context(pki))
+            stalled = client.conn.get_next_available_stream_id()
+            sink = [(":method", "POST"), (":path", "/sink"), (":scheme", "https"), (":authority", "x")]
+            client.conn.send_headers(stalled, sink)
+            client.conn.send_data(stalled, b"x" * 100)  # and never the rest
+            client.answers[stalled] = Exchange()
+            busy = 0
+            while not client.answers[stalled].headers and busy < 10_000 and not client.closed:
+                assert (await client.request("/healthz")).headers[b":status"] == b"200"
+                busy += 1
+            await client.until(lambda: client.answers[stalled].reset is not None)
+            await client.aclose()
+        server.shutdown()
+    answer = client.answers[stalled]
+    assert answer.headers[b":status"] == b"408" and answer.reset == ErrorCodes.NO_ERROR, answer
+    assert bytes(answer.body) == b"no byte of the request body in 0.5s\n"
+    assert client.goaway is None and busy >= 1
