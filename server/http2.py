@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -155,7 +156,7 @@ class _H2Server:
         return f"<H2 server streams={len(self.streams)} {self.guard!r}>"
 
     async def run(self, stopping: trio.Event | None) -> tuple[int, str]:
-        with self.deadline.scope:
+        with self.deadline.scope, _cancelled_alone():
             async with trio.open_nursery() as nursery:
                 self.nursery = nursery
                 self.conn.initiate_connection()  # our SETTINGS go out with the first answer
@@ -417,6 +418,22 @@ class _H2Server:
         await self._flush()
         if not self.streams:
             self._end("server shutting down: GOAWAY sent")
+
+
+@contextlib.contextmanager
+def _cancelled_alone() -> Iterator[None]:
+    """Cancelled from outside (the server's shutdown_grace), the nursery raises a group of its tasks'
+    Cancelled; its caller (the handler, which logs "server shutting down") expects Cancelled itself."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        cancelled, others = group.split(trio.Cancelled)
+        if cancelled is None or others is not None:
+            raise
+        leaf: BaseException = cancelled
+        while isinstance(leaf, BaseExceptionGroup):
+            leaf = leaf.exceptions[0]
+        raise leaf from None
 
 
 def _code_name(code: ErrorCodes | int | None) -> str:
