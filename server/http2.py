@@ -26,8 +26,9 @@ from that deadline: ``idle_timeout`` without a byte of it gets 408 and
 RST_STREAM, as an HTTP/1.1 body that stalls ends its connection.
 
 Shutdown: when ``stopping`` is set, the client gets a GOAWAY naming the last
-stream we took; those streams finish (within the server's ``shutdown_grace``),
-later ones are refused, and the connection ends with its last stream. h2's
+stream we took; those streams finish (within the server's ``shutdown_grace``,
+which cuts a write to a peer that does not read too), later ones are refused,
+and the connection ends with its last stream. h2's
 ``close_connection`` would also close its state machine (no DATA could follow
 on the streams in flight), so that GOAWAY is built by hyperframe, h2's own
 framing layer, and queued after what h2 has pending. Reloading credentials
@@ -150,6 +151,7 @@ class _H2Server:
         self.broken = False  # a write did not finish in time: the TLS stream is unusable
         self.bound = math.inf  # when bytes that completed nothing must be followed by some that do
         self.deadline = IdleDeadline(idle_timeout)
+        self.writing: trio.CancelScope | None = None  # the shielded write under way
         self.nursery: trio.Nursery  # set in run(), before anything reads it
 
     def __repr__(self) -> str:
@@ -162,7 +164,14 @@ class _H2Server:
                 self.conn.initiate_connection()  # our SETTINGS go out with the first answer
                 if stopping is not None:
                     nursery.start_soon(self._go_away_on, stopping)
-                self._end(await self._read())
+                try:
+                    self._end(await self._read())
+                except trio.Cancelled:
+                    if self.ended is None and self.writing is not None:
+                        # Cancelled from outside (shutdown_grace): a shielded write waiting on a peer
+                        # that does not read would otherwise outlast it, up to idle_timeout.
+                        self.writing.cancel()
+                    raise
         if self.broken:  # a write cut short leaves the TLS stream unusable: no GOAWAY, no close_notify
             await self.tls.abort()
         elif self.deadline.expired and self.ended is None:
@@ -390,11 +399,14 @@ class _H2Server:
             # Shielded: a reset stream's task is cancelled, and a write it had begun, cut in half,
             # would leave the TLS stream unusable for every other stream. The deadline bounds it.
             with trio.CancelScope(deadline=deadline, shield=True) as scope:
+                self.writing = scope
                 try:
                     await self.tls.send_all(data)
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     self._end("peer closed the connection during a response")
                     return
+                finally:
+                    self.writing = None
             if scope.cancelled_caught:
                 self.broken = True
                 self._end(f"the peer did not read within {self.idle_timeout:g}s; dropped")

@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 import trio
+import trio.testing
 from h2.errors import ErrorCodes
 from hyperframe.frame import DataFrame, GoAwayFrame
 
@@ -318,3 +319,19 @@ async def test_a_stream_cut_at_the_end_of_the_grace_period_is_logged_as_shutdown
             await client.aclose()
     (connection,) = log_events(log, "connection")
     assert (connection["outcome"], connection["reason"]) == ("accepted", "server shutting down"), connection
+
+
+async def test_shutdown_grace_bounds_a_write_to_a_client_that_does_not_read(pki: Pki) -> None:
+    """A client that opened its windows and reads nothing holds a write of ours in flight: at the end
+    of shutdown_grace the server still stops (not at idle_timeout, however long), and says why."""
+    with trio.fail_after(10):  # idle_timeout is 30 s: only the grace period can end it in time
+        async with trio.open_nursery() as nursery:
+            server, port, log = await start_server(nursery, pki, shutdown_grace=0.2, idle_timeout=30.0)
+            client = await H2Client.open(port, h2_context(pki), window=1 << 30)
+            client.start(f"/bytes/{1 << 30}")
+            await client.flush()
+            await trio.testing.wait_all_tasks_blocked(cushion=0.1)  # the server's write waits on us
+            server.shutdown()
+        await client.aclose()
+    (connection,) = log_events(log, "connection")
+    assert connection["reason"] == "server shutting down", connection
