@@ -15,7 +15,8 @@ request body is sent as the peer's windows allow (waiting for WINDOW_UPDATE),
 and each DATA frame received is acknowledged, so the server's windows reopen.
 What we take is bounded: the response body (``max_body``), the header list
 (advertised in SETTINGS and enforced by ``h2``), and the number of reads for
-one response, each within the deadline.
+one response, each within the deadline, and the whole exchange within it too
+(gRPC's ``grpc-timeout`` tells the server so).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import h2.connection
 import h2.events
 import h2.exceptions
 import h2.settings
+import trio
 
 from mtls_ref.shared.core.errors import MTLSError
 from mtls_ref.shared.pki.keys import load_certificates
@@ -138,19 +140,21 @@ class H2Client:
             *headers,
         ]
         self._h2.send_headers(stream_id, request, end_stream=not body)
-        await self._flush(f"{method} {path}")
-        await self._send_body(stream_id, body, what=f"the body of {method} {path}")
-        for _ in range(MAX_READS):
-            if stream.ended:
-                break
-            await self._receive(max_body)
-        else:
-            raise fail(
-                self._channel.report,
-                Exit.PROTOCOL,
-                summary=f"no end to the response to {method} {path} after {MAX_READS} reads",
-                fix="see the server's log",
-            )
+        # One deadline for the whole exchange, beside each read's: a server that sends a PING (or a
+        # byte) just inside each read's deadline would otherwise hold us MAX_READS deadlines long.
+        with trio.move_on_after(config.timeout) as exchange:
+            await self._flush(f"{method} {path}")
+            await self._send_body(stream_id, body, what=f"the body of {method} {path}")
+            for _ in range(MAX_READS):
+                if stream.ended:
+                    break
+                await self._receive(max_body)
+            else:
+                raise self._protocol_error(
+                    f"no end to the response to {method} {path} after {MAX_READS} reads"
+                )
+        if exchange.cancelled_caught:
+            raise self._protocol_error(f"no complete response to {method} {path} within {config.timeout:g}s")
         del self._streams[stream_id]
         if stream.headers is None:  # h2 ends a stream with headers first; a reset raised already
             raise self._protocol_error("a response without headers")

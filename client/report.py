@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Final
 
 from mtls_ref.shared.tls.render import render_json, render_mermaid, render_terminal
@@ -15,6 +16,9 @@ __all__ = ["MACHINE_TRACES", "TRACE_MODES", "render_report", "render_trace"]
 TRACE_MODES: Final = ("terminal", "mermaid", "json", "off")
 # Traces for programs (Mermaid's parser, a JSON reader): printed alone on stdout.
 MACHINE_TRACES: Final = ("mermaid", "json")
+# C0 and C1 controls and DEL: in a server's words (a grpc-message, a page's title, a body) a newline
+# would start a line of the report's own ("result: OK") and an escape would drive the terminal.
+_CONTROL: Final = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 
 def render_trace(report: ClientReport, mode: str) -> str:
@@ -49,7 +53,7 @@ def render_report(report: ClientReport, *, trace: str = "terminal", as_json: boo
         lines.append(f"  client cert     server asked: {asked}; we sent: {sent}")
     diagram = render_trace(report, trace)
     if diagram:
-        lines += ["", diagram, ""]
+        lines += ["", *diagram.split("\n"), ""]
     if report.greeting is not None:
         lines.append(f"< {report.greeting}")
     for request, reply in report.exchanges:
@@ -62,4 +66,9 @@ def render_report(report: ClientReport, *, trace: str = "terminal", as_json: boo
     lines.append(f"result: {verdict}: {report.summary}{alert}")
     if report.fix:
         lines.append(f"fix: {report.fix}")
-    return "\n".join(lines)
+    return "\n".join(_one_line(line) for line in lines)
+
+
+def _one_line(text: str) -> str:
+    """``text`` with its control characters escaped as Python writes them (``\\n``, ``\\x1b``)."""
+    return _CONTROL.sub(lambda match: repr(match.group())[1:-1], text)

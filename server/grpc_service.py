@@ -10,19 +10,20 @@ tested in memory.
 
 Every refusal is a gRPC status with a message, decided in this order:
 
-1. not a POST: HTTP 405 with INTERNAL, as grpc-go answers it; a content-type
-   that is not ``application/grpc``: HTTP 415 and no gRPC status, as
-   PROTOCOL-HTTP2.md says, so no plain HTTP client takes a gRPC error for 200 OK;
-2. ``grpc.health.v1.Health/Check`` is answered for every client whose
+1. ``grpc.health.v1.Health/Check`` is answered for every client whose
    certificate verified, the allow-list notwithstanding. A health probe
    (grpc_health_probe, a Kubernetes gRPC probe) asks whether the server
    serves, not what this identity may do; refusing it would make a probe with a
    certificate of its own declare a healthy server dead, and SERVING tells a
    refused client nothing the handshake did not;
-3. a client the allow-list refuses gets PERMISSION_DENIED for everything else,
+2. a client the allow-list refuses gets PERMISSION_DENIED for everything else,
    named and explained as the HTTP 403 and the line protocol's ``ERR
-   forbidden`` explain it (``forbidden_document``), before the method is even
-   looked up: a refused client learns nothing of what the server offers;
+   forbidden`` explain it (``forbidden_document``), before its method, framing
+   or body size is even looked at (its body is not read): a refused client
+   learns nothing of what the server offers, as routes' 403 comes first too;
+3. not a POST: HTTP 405 with INTERNAL, as grpc-go answers it; a content-type
+   that is not ``application/grpc``: HTTP 415 and no gRPC status, as
+   PROTOCOL-HTTP2.md says, so no plain HTTP client takes a gRPC error for 200 OK;
 4. an unknown method is UNIMPLEMENTED; a body that breaks the framing gets the
    status :mod:`~mtls_ref.shared.grpc.framing` gives it; a message protobuf
    cannot parse is INVALID_ARGUMENT; Check on an unknown service is NOT_FOUND
@@ -117,6 +118,9 @@ def answer_grpc(
     path: bytes, headers: Sequence[tuple[bytes, bytes]], body: bytes, info: SessionInfo
 ) -> GrpcAnswer:
     """The answer to one unary call on ``path`` (the order of checks: the module docstring)."""
+    name = path.decode("utf-8", "replace")
+    if _refused(name, info):
+        return _refusal(info)
     method = next((value for name, value in headers if name == b":method"), b"")
     if method != b"POST":
         shown = method.decode("ascii", "replace")
@@ -127,11 +131,6 @@ def answer_grpc(
             body=b"gRPC calls carry content-type application/grpc\n",
             trailers=(),
         )
-    name = path.decode("utf-8", "replace")
-    if name != HEALTH_CHECK and not info.decision.allowed:
-        refusal = forbidden_document(info)
-        said = f"{refusal['identity']} is not allowed: {refusal['reason']}"
-        return grpc_error(GrpcStatus.PERMISSION_DENIED, said)
     handler = _METHODS.get(name)
     if handler is None:
         served = " and ".join(_METHODS)
@@ -141,6 +140,18 @@ def answer_grpc(
     except GrpcError as exc:
         return grpc_error(exc.status, exc.message)
     return handler(request, info)
+
+
+def _refused(name: str, info: SessionInfo) -> bool:
+    """Whether the allow-list refuses this call (Check is answered for every verified client)."""
+    return name != HEALTH_CHECK and not info.decision.allowed
+
+
+def _refusal(info: SessionInfo) -> GrpcAnswer:
+    refusal = forbidden_document(info)
+    return grpc_error(
+        GrpcStatus.PERMISSION_DENIED, f"{refusal['identity']} is not allowed: {refusal['reason']}"
+    )
 
 
 def _check(request: bytes, info: SessionInfo) -> GrpcAnswer:
@@ -201,10 +212,14 @@ MAX_REQUEST_BODY: Final = MAX_REQUEST_MESSAGE + HEADER_SIZE
 def grpc_route(head: RequestHead, fields: Headers, info: SessionInfo) -> AppRoute | None:
     """gRPC calls (content-type ``application/grpc``) to :func:`answer_grpc`; other requests to the routes.
 
-    The body is bounded at :data:`MAX_REQUEST_BODY`; a larger one is RESOURCE_EXHAUSTED.
+    The body is bounded at :data:`MAX_REQUEST_BODY`; a larger one is RESOURCE_EXHAUSTED. A refused
+    call's body is not read: its first byte gets the PERMISSION_DENIED it would get whole.
     """
     if not is_grpc_request(fields):
         return None
+    if _refused(head.path.decode("utf-8", "replace"), info):
+        refused = _response(_refusal(info))
+        return AppRoute(handler=lambda _body: refused, max_body=0, too_large=refused)
     request = ((b":method", head.method), *fields)
     return AppRoute(
         handler=lambda body: _response(answer_grpc(head.path, request, body, info)),

@@ -10,18 +10,25 @@ takes everything h2 has queued, so frames leave in h2's order.
 
 Flow control: a response body goes out as far as the peer's window allows (the
 smaller of the stream's and the connection's), then its task waits for a
-WINDOW_UPDATE. Received DATA is counted and acknowledged at once, so the
-client's window reopens; a body is never kept beyond its request's limit
-(:func:`.routes.body_limit`; an App's requests up to its route's ``max_body``).
+WINDOW_UPDATE. A stream that finds MAX_QUEUED bytes waiting to be written
+writes them before queuing more, so a peer that opens its windows and reads
+nothing holds one piece of response, not one per stream. Received DATA is
+counted and acknowledged at once, so the client's window reopens; a body is
+never kept beyond its request's limit (:func:`.routes.body_limit`; an App's
+requests up to its route's ``max_body``).
 
 Every read and write is under the connection's one :class:`IdleDeadline`:
 ``idle_timeout`` without progress either way ends it (a peer that does not
 read is dropped), and bytes that complete no frame or header block must be
 followed by one that does within ``request_timeout`` (a slow header block).
+A request body is a stream's own affair, which other streams' traffic hides
+from that deadline: ``idle_timeout`` without a byte of it gets 408 and
+RST_STREAM, as an HTTP/1.1 body that stalls ends its connection.
 
 Shutdown: when ``stopping`` is set, the client gets a GOAWAY naming the last
-stream we took; those streams finish (within the server's ``shutdown_grace``),
-later ones are refused, and the connection ends with its last stream. h2's
+stream we took; those streams finish (within the server's ``shutdown_grace``,
+which cuts a write to a peer that does not read too), later ones are refused,
+and the connection ends with its last stream. h2's
 ``close_connection`` would also close its state machine (no DATA could follow
 on the streams in flight), so that GOAWAY is built by hyperframe, h2's own
 framing layer, and queued after what h2 has pending. Reloading credentials
@@ -40,6 +47,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -79,7 +87,10 @@ MAX_CONCURRENT_STREAMS: Final = 100
 # As HTTP/1.1's request head limit (http.MAX_HEAD_BYTES): h2 refuses a larger header list.
 MAX_HEADER_LIST_SIZE: Final = 16 * 1024
 RECEIVE_SIZE: Final = 65536
+# What a stream may find queued and still add to: more waits for the write (one piece of /bytes/N).
+MAX_QUEUED: Final = BULK_CHUNK
 CLOSE_WITHIN: Final = 2.0  # a goodbye (GOAWAY) to a peer that may not read
+_ZEROS: Final = bytes(BULK_CHUNK)  # /bytes/N's pieces: one for all streams, not 256 KiB each
 
 
 @dataclass(slots=True, eq=False)
@@ -127,6 +138,9 @@ class _H2Server:
                 SettingCodes.MAX_HEADER_LIST_SIZE: MAX_HEADER_LIST_SIZE,
             },
         )
+        # Initial values need no ACK, so h2 never applies this one to its HPACK decoder (it does so
+        # on an ACKed change): without this line the decoder keeps h2's default of 64 KiB.
+        self.conn.decoder.max_header_list_size = MAX_HEADER_LIST_SIZE
         self.guard = FloodGuard()
         self.streams: dict[int, _Stream] = {}
         self.send_lock = trio.Lock()
@@ -137,19 +151,27 @@ class _H2Server:
         self.broken = False  # a write did not finish in time: the TLS stream is unusable
         self.bound = math.inf  # when bytes that completed nothing must be followed by some that do
         self.deadline = IdleDeadline(idle_timeout)
+        self.writing: trio.CancelScope | None = None  # the shielded write under way
         self.nursery: trio.Nursery  # set in run(), before anything reads it
 
     def __repr__(self) -> str:
         return f"<H2 server streams={len(self.streams)} {self.guard!r}>"
 
     async def run(self, stopping: trio.Event | None) -> tuple[int, str]:
-        with self.deadline.scope:
+        with self.deadline.scope, _cancelled_alone():
             async with trio.open_nursery() as nursery:
                 self.nursery = nursery
                 self.conn.initiate_connection()  # our SETTINGS go out with the first answer
                 if stopping is not None:
                     nursery.start_soon(self._go_away_on, stopping)
-                self._end(await self._read())
+                try:
+                    self._end(await self._read())
+                except trio.Cancelled:
+                    if self.ended is None and self.writing is not None:
+                        # Cancelled from outside (shutdown_grace): a shielded write waiting on a peer
+                        # that does not read would otherwise outlast it, up to idle_timeout.
+                        self.writing.cancel()
+                    raise
         if self.broken:  # a write cut short leaves the TLS stream unusable: no GOAWAY, no close_notify
             await self.tls.abort()
         elif self.deadline.expired and self.ended is None:
@@ -272,8 +294,12 @@ class _H2Server:
     ) -> None:
         try:
             with stream.scope:
-                await stream.ended.wait()
-                if stream.too_large:
+                if not await self._body_arrives(stream):
+                    stalled = f"no byte of the request body in {self.idle_timeout:g}s\n"
+                    await self._answer(stream.id, Answer(408, b"text/plain", stalled.encode()))
+                    with contextlib.suppress(StreamClosedError):
+                        self.conn.reset_stream(stream.id, ErrorCodes.NO_ERROR)
+                elif stream.too_large:
                     if route is not None and route.too_large is not None:
                         await self._respond(stream.id, route.too_large)
                     else:
@@ -298,6 +324,18 @@ class _H2Server:
             if self.last_stream is not None and not self.streams:
                 self._end("server shutting down: GOAWAY sent, streams finished")
 
+    async def _body_arrives(self, stream: _Stream) -> bool:
+        """Wait for the request body's end; False when idle_timeout passed without a byte of it (the
+        connection's deadline cannot tell: other streams keep it busy). Each turn needs a byte more,
+        and a body ends by its limit."""
+        while not stream.ended.is_set():
+            received = stream.received
+            with trio.move_on_after(self.idle_timeout):
+                await stream.ended.wait()
+            if stream.received == received and not stream.ended.is_set():
+                return False
+        return True
+
     async def _answer(self, stream_id: int, answer: Answer, *, head: bool = False) -> None:
         status = str(answer.status).encode()
         self.conn.send_headers(stream_id, [(b":status", status), *answer.headers()], end_stream=head)
@@ -314,17 +352,22 @@ class _H2Server:
     async def _send_bytes(self, stream_id: int, todo: SendBytes) -> None:
         """``GET /bytes/N``: N zero bytes, as fast as the peer's windows let them go."""
         self.conn.send_headers(stream_id, [(b":status", b"200"), *todo.headers()], end_stream=not todo.count)
-        chunk = bytes(BULK_CHUNK)
         remaining = todo.count
         while remaining:
             piece = min(remaining, BULK_CHUNK)
             remaining -= piece
-            await self._send_body(stream_id, chunk[:piece], end=not remaining)
+            await self._send_body(stream_id, _ZEROS[:piece], end=not remaining)
 
     async def _send_body(self, stream_id: int, body: bytes, *, end: bool) -> None:
         """Queue ``body`` in frames as the flow-control windows allow, flushing as it goes."""
         view = memoryview(body)
         while view:
+            self._take()
+            if len(self.outbox) >= MAX_QUEUED:
+                # Another stream's piece waits to be written: write it first. Else a peer that opens
+                # its windows and reads nothing has every stream queue a piece (100 x 256 KiB, twice).
+                await self._flush()
+                continue
             window = self.conn.local_flow_control_window(stream_id)
             if window <= 0:
                 opened = self.window_opened
@@ -356,11 +399,14 @@ class _H2Server:
             # Shielded: a reset stream's task is cancelled, and a write it had begun, cut in half,
             # would leave the TLS stream unusable for every other stream. The deadline bounds it.
             with trio.CancelScope(deadline=deadline, shield=True) as scope:
+                self.writing = scope
                 try:
                     await self.tls.send_all(data)
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     self._end("peer closed the connection during a response")
                     return
+                finally:
+                    self.writing = None
             if scope.cancelled_caught:
                 self.broken = True
                 self._end(f"the peer did not read within {self.idle_timeout:g}s; dropped")
@@ -384,6 +430,22 @@ class _H2Server:
         await self._flush()
         if not self.streams:
             self._end("server shutting down: GOAWAY sent")
+
+
+@contextlib.contextmanager
+def _cancelled_alone() -> Iterator[None]:
+    """Cancelled from outside (the server's shutdown_grace), the nursery raises a group of its tasks'
+    Cancelled; its caller (the handler, which logs "server shutting down") expects Cancelled itself."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        cancelled, others = group.split(trio.Cancelled)
+        if cancelled is None or others is not None:
+            raise
+        leaf: BaseException = cancelled
+        while isinstance(leaf, BaseExceptionGroup):
+            leaf = leaf.exceptions[0]
+        raise leaf from None
 
 
 def _code_name(code: ErrorCodes | int | None) -> str:

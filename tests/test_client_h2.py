@@ -7,9 +7,10 @@ it reads each request whole, then runs the test's script, which says what to sen
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import ssl
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -18,13 +19,14 @@ import h2.connection
 import h2.errors
 import h2.events
 import h2.settings
+import pytest
 import trio
 
 from mtls_ref.client.h2_exchange import ALPN_OFFER
 from mtls_ref.client.http2_mode import MAX_BODY
 from mtls_ref.client.report import render_report
 from mtls_ref.client.session import ClientReport, Exit, run_client
-from mtls_ref.shared.grpc import frame_message, health_pb2, identity_pb2
+from mtls_ref.shared.grpc import encode_grpc_message, frame_message, health_pb2, identity_pb2
 from mtls_ref.shared.tls.context import client_context
 
 from .support.pki import Pki
@@ -50,10 +52,16 @@ class Seen:
 
 
 Script = Callable[[h2.connection.H2Connection, int, dict[bytes, bytes], bytes], Reply | None]
+Send = Callable[[], Awaitable[None]]
+# A task started for each request after its script: it acts on the connection over time, and sends
+# what it queued with the Send it is given.
+OnRequest = Callable[[h2.connection.H2Connection, int, Send], Awaitable[None]]
 
 
 @asynccontextmanager
-async def scripted_h2(pki: Pki, script: Script, *, window: int = 65535) -> AsyncIterator[tuple[int, Seen]]:
+async def scripted_h2(
+    pki: Pki, script: Script, *, window: int = 65535, on_request: OnRequest | None = None
+) -> AsyncIterator[tuple[int, Seen]]:
     """An HTTP/2 server (ALPN h2) whose ``script`` answers each request; ``window``: its initial window
     for what we send it. A script returning None has acted on the connection itself (reset, GOAWAY)."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -73,27 +81,38 @@ async def scripted_h2(pki: Pki, script: Script, *, window: int = 65535) -> Async
         bodies: dict[int, bytearray] = {}
         heads: dict[int, dict[bytes, bytes]] = {}
         pending: list[tuple[int, Reply]] = []
+        sending = trio.Lock()
+
+        async def send() -> None:
+            async with sending:
+                with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                    await tls.send_all(conn.data_to_send())
+
         with trio.move_on_after(10):
-            await tls.send_all(conn.data_to_send())
-            while data := await tls.receive_some(65536):
-                for event in conn.receive_data(data):
-                    if isinstance(event, h2.events.RequestReceived):
-                        heads[event.stream_id or 0] = {bytes(k): bytes(v) for k, v in event.headers or ()}
-                        bodies[event.stream_id or 0] = bytearray()
-                    elif isinstance(event, h2.events.DataReceived):
-                        bodies[event.stream_id or 0] += event.data or b""
-                        conn.acknowledge_received_data(
-                            event.flow_controlled_length or 0, event.stream_id or 0
-                        )
-                    elif isinstance(event, h2.events.StreamEnded):
-                        sid = event.stream_id or 0
-                        seen.requests.append((heads[sid], bytes(bodies[sid])))
-                        reply = script(conn, sid, heads[sid], bytes(bodies[sid]))
-                        if reply is not None:
-                            conn.send_headers(sid, reply.headers)
-                            pending.append((sid, reply))
-                pending = [(sid, reply) for sid, reply in pending if not _send_some(conn, sid, reply)]
-                await tls.send_all(conn.data_to_send())
+            async with trio.open_nursery() as tasks:
+                await send()
+                while data := await tls.receive_some(65536):
+                    for event in conn.receive_data(data):
+                        if isinstance(event, h2.events.RequestReceived):
+                            heads[event.stream_id or 0] = {bytes(k): bytes(v) for k, v in event.headers or ()}
+                            bodies[event.stream_id or 0] = bytearray()
+                        elif isinstance(event, h2.events.DataReceived):
+                            bodies[event.stream_id or 0] += event.data or b""
+                            conn.acknowledge_received_data(
+                                event.flow_controlled_length or 0, event.stream_id or 0
+                            )
+                        elif isinstance(event, h2.events.StreamEnded):
+                            sid = event.stream_id or 0
+                            seen.requests.append((heads[sid], bytes(bodies[sid])))
+                            reply = script(conn, sid, heads[sid], bytes(bodies[sid]))
+                            if reply is not None:
+                                conn.send_headers(sid, reply.headers)
+                                pending.append((sid, reply))
+                            if on_request is not None:
+                                tasks.start_soon(on_request, conn, sid, send)
+                    pending = [(sid, reply) for sid, reply in pending if not _send_some(conn, sid, reply)]
+                    await send()
+                tasks.cancel_scope.cancel()  # the client has gone: so have its requests
             await tls.aclose()
 
     async with trio.open_nursery() as nursery:
@@ -238,3 +257,55 @@ async def test_a_grpc_answer_that_is_not_one_message_is_a_protocol_error(pki: Pk
         "/grpc.health.v1.Health/Check: a bad answer from the server: "
         "a unary call carries exactly one message; this one has 2"
     )
+
+
+@pytest.mark.parametrize("mode", ["grpc", "http2"])
+async def test_a_servers_words_cannot_forge_a_line_of_the_report(pki: Pki, mode: str) -> None:
+    """A grpc-message or page title holding a newline and terminal escapes is printed escaped, on its
+    own line: no second "result:" line, no escape sequence reaches the terminal."""
+    forged = "\x1b[2K\rno\nresult: OK: the server accepted our certificate"
+
+    def hostile(*_: object) -> Reply:
+        if mode == "grpc":
+            said = encode_grpc_message(forged)
+            return Reply(headers=(*GRPC_OK, (b"grpc-status", b"7"), (b"grpc-message", said)))
+        page = f"<html><title>403 {forged}</title></html>\n{forged}\n".encode()
+        return Reply(headers=((b":status", b"403"), (b"content-type", b"text/html")), body=page)
+
+    report, _ = await run(pki, hostile, mode)
+    assert report.result is Exit.FORBIDDEN
+    printed = render_report(report, trace="off")
+    assert "\x1b" not in printed and "\r" not in printed
+    [result] = [line for line in printed.splitlines() if line.startswith("result:")]
+    assert result.startswith("result: FAILED (forbidden): ")
+    assert "\\x1b[2K\\rno\\nresult: OK" in printed
+
+
+@pytest.mark.parametrize("mode", ["grpc", "http2"])
+async def test_a_response_that_never_ends_is_bounded_by_one_deadline(pki: Pki, mode: str) -> None:
+    """Headers, then a PING every half deadline and never END_STREAM: each read is within the
+    deadline, yet the call ends at the deadline (grpc-timeout promises it), not after MAX_READS reads."""
+    timeout = 0.5
+
+    async def trickle(conn: h2.connection.H2Connection, sid: int, send: Send) -> None:
+        conn.send_headers(sid, GRPC_OK if mode == "grpc" else ok(b"").headers)
+        for count in range(1000):  # bounded, and far longer than the client may wait
+            conn.ping(count.to_bytes(8, "big"))
+            await send()
+            await trio.sleep(timeout / 2)  # the peer's pace, just inside each read's deadline
+
+    async with scripted_h2(pki, _never_answer, on_request=trickle) as (port, _):
+        config = client_config(pki, port=port, timeout=timeout)
+        with trio.fail_after(10):
+            report = await run_client(
+                config, client_context(config, alpn=ALPN_OFFER), mode=mode, messages=["/"]
+            )
+    assert report.result is Exit.PROTOCOL
+    assert report.summary.startswith(
+        "no complete response to POST " if mode == "grpc" else "no complete response to GET /"
+    )
+    assert report.summary.endswith(f"within {timeout:g}s"), report.summary
+
+
+def _never_answer(*_: object) -> None:
+    return None

@@ -21,6 +21,7 @@ from mtls_ref.server.grpc_service import MAX_REQUEST_BODY
 from mtls_ref.shared.grpc import HEALTH_CHECK, WHOAMI, health_pb2, identity_pb2
 from mtls_ref.shared.pki.authority import IssuedFiles
 
+from .support.h2_client import H2Client, h2_context
 from .support.pki import Pki
 from .support.tls import log_events, start_server
 from .test_docs import fenced_blocks, readme_section
@@ -120,6 +121,29 @@ async def test_the_allow_list_refuses_whoami_but_not_the_health_check(pki: Pki) 
     [connection] = connections
     assert connection["outcome"] == "forbidden"
     assert connection["reason"].startswith("no allow rule matched identity")
+
+
+async def test_a_refused_client_gets_permission_denied_for_any_body_or_method(pki: Pki) -> None:
+    """Refused, a WhoAmI with a body over the bound, or sent as GET, is PERMISSION_DENIED (not
+    RESOURCE_EXHAUSTED, not 405); Check with that body is still RESOURCE_EXHAUSTED, as for anyone."""
+    grpc_type = (("content-type", "application/grpc"),)
+    large = b"\x00" * (MAX_REQUEST_BODY + 1)
+    async with trio.open_nursery() as nursery:
+        server, port, log = await start_server(nursery, pki, allow=("CN:bob",))
+        with trio.fail_after(10):
+            client = await H2Client.open(port, h2_context(pki))
+            answers = [
+                await client.request(WHOAMI, method="POST", body=large, extra=grpc_type),
+                await client.request(WHOAMI, method="GET", extra=grpc_type),
+                await client.request(HEALTH_CHECK, method="POST", body=large, extra=grpc_type),
+            ]
+            await client.aclose()
+        server.shutdown()
+    statuses = [(answer.headers[b":status"], answer.trailers[b"grpc-status"]) for answer in answers]
+    assert statuses == [(b"200", b"7"), (b"200", b"7"), (b"200", b"8")]
+    [connection] = log_events(log, "connection")
+    outcome = (connection["outcome"], connection["code"], connection["requests"])
+    assert outcome == ("forbidden", "allow-list", 3)
 
 
 async def test_unknown_methods_and_large_bodies_are_grpc_statuses(pki: Pki) -> None:

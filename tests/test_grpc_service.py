@@ -123,6 +123,15 @@ def test_a_refused_client_learns_nothing_of_the_methods() -> None:
     assert answer.status is GrpcStatus.PERMISSION_DENIED
 
 
+@pytest.mark.parametrize("method", [b"GET", b"PUT"])
+def test_a_refused_client_gets_permission_denied_whatever_the_method(method: bytes) -> None:
+    """Refused, a call that is not a POST is PERMISSION_DENIED too, not the 405 an allowed client gets."""
+    headers = ((b":method", method), (b"content-type", b"application/grpc"))
+    answer = answer_grpc(WHOAMI, headers, b"", session(allow=("CN:bob",)))
+    assert answer.headers[0] == (b":status", b"200")
+    assert answer.status is GrpcStatus.PERMISSION_DENIED
+
+
 def test_health_check_answers_a_client_the_allow_list_refuses() -> None:
     """A probe's certificate need not be on the allow-list: Check still says SERVING."""
     assert reply(answer_grpc(CHECK, GRPC, check(""), session(allow=("CN:bob",)))) == b"\x08\x01"

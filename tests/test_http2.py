@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 import trio
+import trio.testing
 from h2.errors import ErrorCodes
 from hyperframe.frame import DataFrame, GoAwayFrame
 
@@ -297,3 +298,40 @@ async def test_a_body_over_the_limit_is_413_and_the_stream_reset(pki: Pki, curl:
         server.shutdown()
     assert out.split() == ["413", "200"], err
     assert b'mtls_http_requests_total{protocol="h2"} 2.0' in server.metrics.exposition()
+
+
+async def test_a_stream_cut_at_the_end_of_the_grace_period_is_logged_as_shutdown(pki: Pki) -> None:
+    """A stream that outlasts shutdown_grace (its body never ends) is cut there: the connection's log
+    line says the server shut it down, as for HTTP/1.1, and not the allow-list's words."""
+    async with trio.open_nursery() as nursery:
+        server, port, log = await start_server(nursery, pki, shutdown_grace=0.2, idle_timeout=30.0)
+        with trio.fail_after(10):
+            client = await H2Client.open(port, h2_context(pki))
+            stream_id = client.conn.get_next_available_stream_id()
+            sink = [(":method", "POST"), (":path", "/sink"), (":scheme", "https"), (":authority", "x")]
+            client.conn.send_headers(stream_id, sink)
+            client.conn.send_data(stream_id, b"x")  # and no more: the stream stays open
+            await client.flush()
+            await client.events()  # the server's SETTINGS: it has the request
+            server.shutdown()
+            async for _ in client.raw_frames():  # GOAWAY, then the close at the grace's end
+                pass
+            await client.aclose()
+    (connection,) = log_events(log, "connection")
+    assert (connection["outcome"], connection["reason"]) == ("accepted", "server shutting down"), connection
+
+
+async def test_shutdown_grace_bounds_a_write_to_a_client_that_does_not_read(pki: Pki) -> None:
+    """A client that opened its windows and reads nothing holds a write of ours in flight: at the end
+    of shutdown_grace the server still stops (not at idle_timeout, however long), and says why."""
+    with trio.fail_after(10):  # idle_timeout is 30 s: only the grace period can end it in time
+        async with trio.open_nursery() as nursery:
+            server, port, log = await start_server(nursery, pki, shutdown_grace=0.2, idle_timeout=30.0)
+            client = await H2Client.open(port, h2_context(pki), window=1 << 30)
+            client.start(f"/bytes/{1 << 30}")
+            await client.flush()
+            await trio.testing.wait_all_tasks_blocked(cushion=0.1)  # the server's write waits on us
+            server.shutdown()
+        await client.aclose()
+    (connection,) = log_events(log, "connection")
+    assert connection["reason"] == "server shutting down", connection

@@ -8,19 +8,23 @@ flood (CVE-2024-27316). Every loop is bounded in count and in time.
 from __future__ import annotations
 
 import subprocess
+import tracemalloc
 from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 from h2 import events as h2e
 from h2.errors import ErrorCodes
 from hpack import Encoder
 from hyperframe.frame import ContinuationFrame, HeadersFrame, PingFrame
 
 from mtls_ref.server.h2_guard import CONTROL_ALLOWANCE, MAX_PENDING_BYTES, RESET_ALLOWANCE, FloodGuard
+from mtls_ref.server.http2 import MAX_CONCURRENT_STREAMS
+from mtls_ref.server.routes import BULK_CHUNK
 from mtls_ref.shared.core.cli_support import SERVER_MODULE, module_command
 
-from .support.h2_client import H2Client, h2_context
+from .support.h2_client import Exchange, H2Client, h2_context
 from .support.pki import Pki
 from .support.processes import read_until
 from .support.server_process import stop_server_process, write_config
@@ -251,3 +255,71 @@ def test_guard_bounds_bytes_that_complete_nothing() -> None:
     assert guard.received(MAX_PENDING_BYTES, []) is None
     verdict = guard.received(1, [])
     assert verdict is not None and "CONTINUATION" in verdict
+
+
+@pytest.mark.parametrize(("size", "served"), [(12 * 1024, True), (20 * 1024, False)])
+async def test_the_advertised_header_list_limit_is_enforced(pki: Pki, size: int, served: bool) -> None:
+    """A header list under the advertised MAX_HEADER_LIST_SIZE (16 KiB) is answered; one over it gets
+    GOAWAY ENHANCE_YOUR_CALM, though it is under the 64 KiB default of h2 the server replaced."""
+    async with trio.open_nursery() as nursery:
+        server, port, log = await start_server(nursery, pki)
+        with trio.fail_after(10):
+            client = await H2Client.open(port, h2_context(pki))
+            answer = await client.request("/healthz", extra=(("x-padding", "a" * size),))
+            await client.aclose()
+        server.shutdown()
+    if served:
+        assert answer.headers[b":status"] == b"200" and client.goaway is None
+    else:
+        assert client.goaway is not None and client.goaway.error_code == ErrorCodes.ENHANCE_YOUR_CALM
+        assert not answer.headers
+        (connection,) = log_events(log, "connection")
+        assert "protocol error" in connection["reason"], connection
+
+
+async def test_a_client_that_does_not_read_holds_one_piece_of_response_not_one_per_stream(pki: Pki) -> None:
+    """A client opens every window to the maximum, asks /bytes/N on every stream, and reads nothing:
+    while the server's write waits, the other streams queue nothing more (a piece each was 100 x
+    256 KiB, and each stream's own zero chunk as much again: 53 MB held a connection, now 1.1 MB)."""
+    async with trio.open_nursery() as nursery:
+        server, port, _log = await start_server(nursery, pki)
+        tracemalloc.start()
+        try:
+            with trio.fail_after(10):
+                client = await H2Client.open(port, h2_context(pki), window=2**31 - 2**16)
+                for _ in range(MAX_CONCURRENT_STREAMS):
+                    client.start(f"/bytes/{1 << 30}")
+                await client.flush()
+                await trio.testing.wait_all_tasks_blocked(cushion=0.2)  # the server's write waits on us
+                held, _ = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        await client.aclose()
+        server.shutdown()
+    assert held < 16 * BULK_CHUNK, f"{held >> 10} KiB held for a client that reads nothing"
+
+
+async def test_a_request_body_that_stalls_is_408_while_other_streams_keep_the_connection(pki: Pki) -> None:
+    """A stream whose body stops (no END_STREAM) gets 408 and RST_STREAM after idle_timeout, as an
+    HTTP/1.1 body that stalls is dropped, though requests on other streams keep the connection busy:
+    else a client holds its stream slots for as long as it likes."""
+    async with trio.open_nursery() as nursery:
+        server, port, _log = await start_server(nursery, pki, idle_timeout=0.5)
+        with trio.fail_after(10):
+            client = await H2Client.open(port, h2_context(pki))
+            stalled = client.conn.get_next_available_stream_id()
+            sink = [(":method", "POST"), (":path", "/sink"), (":scheme", "https"), (":authority", "x")]
+            client.conn.send_headers(stalled, sink)
+            client.conn.send_data(stalled, b"x" * 100)  # and never the rest
+            client.answers[stalled] = Exchange()
+            busy = 0
+            while not client.answers[stalled].headers and busy < 10_000 and not client.closed:
+                assert (await client.request("/healthz")).headers[b":status"] == b"200"
+                busy += 1
+            await client.until(lambda: client.answers[stalled].reset is not None)
+            await client.aclose()
+        server.shutdown()
+    answer = client.answers[stalled]
+    assert answer.headers[b":status"] == b"408" and answer.reset == ErrorCodes.NO_ERROR, answer
+    assert bytes(answer.body) == b"no byte of the request body in 0.5s\n"
+    assert client.goaway is None and busy >= 1

@@ -250,7 +250,8 @@ class ClientConfig:
     tls_min: str = field(default="1.2", metadata=choices(*TLS_VERSIONS))
     tls_max: str = field(default="1.3", metadata=choices(*TLS_VERSIONS))
     timeout: float = field(
-        default=10.0, metadata=bounds(0.001) | flag("deadline for connect, handshake and each read")
+        default=10.0,
+        metadata=bounds(0.001) | flag("deadline for connect, handshake, each read and each HTTP/2 exchange"),
     )
     keylog: Path | None = field(default=None, metadata=flag(_KEYLOG_HELP, metavar="FILE"))
 
