@@ -105,6 +105,9 @@ class H2Client:
                 h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: MAX_HEADER_LIST,
             },
         )
+        # Initial values need no ACK, so h2 would never apply this one to its HPACK decoder (it keeps
+        # its own 64 KiB): set it there too, or changing MAX_HEADER_LIST would silently do nothing.
+        self._h2.decoder.max_header_list_size = MAX_HEADER_LIST
         self._h2.initiate_connection()
         try:
             await self._flush("the HTTP/2 preface")

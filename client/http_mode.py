@@ -40,6 +40,8 @@ _HTML_TITLE: Final = re.compile(r"<title>\s*(?:\d{3}\s+)?(.*?)\s*</title>", re.I
 _HTTP_START: Final = b"HTTP/"
 # An error page's title comes in its first lines; nginx's whole error page is under 1 KiB.
 _BODY_READ_LIMIT: Final = 16384
+# 1xx responses taken before the final one (the server's forward mode allows a backend as many).
+_MAX_INTERIM: Final = 16
 
 
 async def exchange(channel: Channel, messages: Sequence[str]) -> None:
@@ -88,6 +90,7 @@ def judge_status(report: ClientReport, code: int, request: str) -> None:
 async def _response_head(http: h11.Connection, channel: Channel) -> h11.Response:
     """Feed h11 until it yields the final response head; what it cannot parse is the verdict."""
     start = b""  # the first bytes received, to show what came instead of HTTP
+    interim = 0
     while True:
         event = _next_event(http, start, channel)
         if event is h11.NEED_DATA:
@@ -96,7 +99,16 @@ async def _response_head(http: h11.Connection, channel: Channel) -> h11.Response
             http.receive_data(data)
         elif isinstance(event, h11.Response):
             return event
-        elif not isinstance(event, h11.InformationalResponse):  # cannot happen before the response
+        elif isinstance(event, h11.InformationalResponse):
+            interim += 1
+            if interim > _MAX_INTERIM:  # each arrives in time, so only a count ends an endless run
+                raise fail(
+                    channel.report,
+                    Exit.PROTOCOL,
+                    summary=f"the server sent more than {_MAX_INTERIM} 1xx responses and no final one",
+                    fix="the server is misbehaving; its HTTP stack should send one final response",
+                )
+        else:  # cannot happen before the response
             raise fail(
                 channel.report, Exit.PROTOCOL, summary=f"unexpected HTTP event {event!r}", fix=_NOT_HTTP_FIX
             )

@@ -86,6 +86,13 @@ async def test_interim_responses_are_skipped_for_the_final_one(pki: Pki) -> None
     assert (b"host", b"localhost") in request.headers
 
 
+async def test_endless_interim_responses_end_the_session(pki: Pki) -> None:
+    """A server that sends 1xx after 1xx, each in time, never a final response: the count ends it."""
+    report, _ = await get(pki, [b"HTTP/1.1 100 Continue\r\n\r\n" * 40])
+    assert report.result is Exit.PROTOCOL
+    assert "more than 16 1xx responses" in report.summary
+
+
 async def test_a_refusal_split_across_records_is_read_whole(pki: Pki) -> None:
     """A 403 whose status line, headers and error page come in separate TLS records: exit 6, reason named."""
     report, _ = await get(
