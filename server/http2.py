@@ -3,10 +3,13 @@
 Theory of operation
 -------------------
 Chosen when the client negotiates ALPN ``h2``. One task reads: bytes in,
-``h2`` events out. Each request gets a task of its own, so a slow
-``/bytes/N`` never holds up a ``/whoami`` on the same connection; a stream the
-client resets has its task cancelled. Whoever writes holds the send lock and
-takes everything h2 has queued, so frames leave in h2's order.
+``h2`` events out. A request is answered by the reader itself when it is
+complete and its answer fits the peer's window (every small answer: a task
+switch costs more than the answer), and all the frames of one read leave in one
+TLS write. A streamed body (``/bytes/N``) or an answer waiting for a window gets
+a task of its own, so it never holds up a ``/whoami`` on the same connection; a
+stream the client resets has its task cancelled. Whoever writes holds the send
+lock and takes everything h2 has queued, so frames leave in h2's order.
 
 Flow control: a response body goes out as far as the peer's window allows (the
 smaller of the stream's and the connection's), then its task waits for a
@@ -40,8 +43,9 @@ from __future__ import annotations
 
 import contextlib
 import math
-from dataclasses import dataclass, field
-from typing import Final
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from typing import Any, Final
 
 import trio
 from h2 import events as h2e
@@ -62,8 +66,8 @@ from .routes import (
     SERVER_HEADER,
     TOO_LARGE,
     Answer,
+    Headers,
     Plan,
-    RequestHead,
     SendBytes,
     Sink,
     body_limit,
@@ -86,11 +90,13 @@ CLOSE_WITHIN: Final = 2.0  # a goodbye (GOAWAY) to a peer that may not read
 class _Stream:
     id: int
     limit: int  # most body bytes read before a 413
+    head_only: bool  # HEAD: the answer's headers without its body
+    todo: Plan | None  # ours to answer, or the App's:
+    route: AppRoute | None
     body: bytearray | None  # kept only for an App
-    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
-    ended: trio.Event = field(default_factory=trio.Event)  # the request body is complete (or too large)
     received: int = 0
     too_large: bool = False
+    scope: trio.CancelScope | None = None  # its task's, once the answer needs one
 
 
 async def serve_http2(
@@ -206,10 +212,10 @@ class _H2Server:
                     await self._flush()
                     return f"client sent GOAWAY ({_code_name(event.error_code)})"
                 self._dispatch(event)
-            # The streams just opened run first (a whole small answer needs no wait), so their
-            # frames leave with ours (SETTINGS ACK, WINDOW_UPDATE) in one write.
-            await trio.lowlevel.cancel_shielded_checkpoint()
+            # Everything this read caused (answers, SETTINGS ACK, WINDOW_UPDATE) in one write.
             await self._flush()
+            if self.last_stream is not None and not self.streams:
+                return "server shutting down: GOAWAY sent, streams finished"
 
     def _progress(self, *, done: bool) -> None:
         if done:
@@ -224,10 +230,10 @@ class _H2Server:
         elif isinstance(event, h2e.DataReceived):
             self._data(event)
         elif isinstance(event, h2e.StreamEnded):
-            if (stream := self.streams.get(event.stream_id)) is not None:
-                stream.ended.set()
+            if (stream := self.streams.get(event.stream_id)) is not None and stream.scope is None:
+                self._finish(stream)
         elif isinstance(event, h2e.StreamReset):
-            if (stream := self.streams.pop(event.stream_id, None)) is not None:
+            if (stream := self.streams.pop(event.stream_id, None)) is not None and stream.scope is not None:
                 stream.scope.cancel()
         elif isinstance(event, h2e.WindowUpdated | h2e.RemoteSettingsChanged):
             self.window_opened.set()  # every waiting stream looks at its window again
@@ -245,9 +251,8 @@ class _H2Server:
         else:
             todo = plan(head, self.info)
             limit = body_limit(todo)
-        stream = _Stream(stream_id, limit, bytearray() if route is not None else None)
-        self.streams[stream_id] = stream
-        self.nursery.start_soon(self._serve_stream, stream, head, todo, route)
+        body = bytearray() if route is not None else None
+        self.streams[stream_id] = _Stream(stream_id, limit, head.method == b"HEAD", todo, route, body)
 
     def _data(self, event: h2e.DataReceived) -> None:
         if event.stream_id is None or event.data is None:
@@ -255,61 +260,91 @@ class _H2Server:
         # Counted and dropped (or kept for an App, within its limit): the window reopens at once.
         self.conn.acknowledge_received_data(event.flow_controlled_length or 0, event.stream_id)
         stream = self.streams.get(event.stream_id)
-        if stream is None or stream.too_large:
+        if stream is None or stream.too_large or stream.scope is not None:
             return
         stream.received += len(event.data)
         if stream.received > stream.limit:
             stream.too_large = True
             stream.body = None
-            stream.ended.set()
+            self._finish(stream)
         elif stream.body is not None:
             stream.body += event.data
 
     # -- answering ---------------------------------------------------------------------------------
 
-    async def _serve_stream(
-        self, stream: _Stream, head: RequestHead, todo: Plan | None, route: AppRoute | None
+    def _finish(self, stream: _Stream) -> None:
+        """The request is complete (or over its limit): answer it now, or hand what must wait to a task."""
+        todo = stream.todo
+        try:
+            if isinstance(todo, SendBytes) and not stream.too_large:
+                self._spawn(stream, self._send_bytes(stream.id, todo))
+                return
+            headers, body, trailers = self._answer(stream)
+            self.conn.send_headers(stream.id, headers, end_stream=not body and not trailers)
+            # A 413 leaves before its RST_STREAM, in a write of its own: curl reports a reset that
+            # comes with the answer as a stream error, not as the answer.
+            if stream.too_large or (body and len(body) > self.conn.local_flow_control_window(stream.id)):
+                self._spawn(stream, self._send_rest(stream, body, trailers))
+                return
+            if body:
+                self._queue_data(stream.id, memoryview(body), end=not trailers)
+            self._ended(stream, trailers)
+        except ProtocolError:
+            pass  # the stream was reset, or the connection closed, under us: nothing more to say on it
+        if stream.scope is None:
+            self.streams.pop(stream.id, None)
+
+    def _answer(self, stream: _Stream) -> tuple[list[tuple[bytes, bytes]], bytes, Headers]:
+        """The whole answer to a complete request (or one over its limit): headers, body, trailers."""
+        route, todo = stream.route, stream.todo
+        if route is not None:
+            if not stream.too_large:
+                return _response_parts(route.handler(bytes(stream.body or b"")))
+            if route.too_large is not None:
+                return _response_parts(route.too_large)
+        if stream.too_large:
+            answer = TOO_LARGE
+        elif isinstance(todo, Sink):
+            answer = sink_answer(stream.received)
+        elif isinstance(todo, Answer):
+            answer = todo
+        else:  # a SendBytes is never answered whole
+            raise TypeError(f"no whole answer for {todo!r}")
+        body = b"" if stream.head_only and not stream.too_large else answer.body
+        return [(b":status", str(answer.status).encode()), *answer.headers()], body, ()
+
+    def _ended(self, stream: _Stream, trailers: Headers) -> None:
+        """The body is queued: the trailers, and after a 413 a reset; one more answer counted."""
+        if trailers:
+            self.conn.send_headers(stream.id, list(trailers), end_stream=True)
+        if stream.too_large:  # RFC 9113 §8.1: stop sending (unless END_STREAM came with the body)
+            with contextlib.suppress(StreamClosedError):
+                self.conn.reset_stream(stream.id, ErrorCodes.NO_ERROR)
+        self.guard.answered += 1
+
+    def _spawn(self, stream: _Stream, work: Coroutine[Any, Any, None]) -> None:
+        stream.scope = scope = trio.CancelScope()
+        self.nursery.start_soon(self._run_stream, stream, scope, work)
+
+    async def _run_stream(
+        self, stream: _Stream, scope: trio.CancelScope, work: Coroutine[Any, Any, None]
     ) -> None:
         try:
-            with stream.scope:
-                await stream.ended.wait()
-                if stream.too_large:
-                    if route is not None and route.too_large is not None:
-                        await self._respond(stream.id, route.too_large)
-                    else:
-                        await self._answer(stream.id, TOO_LARGE)
-                    # RFC 9113 §8.1: stop sending (unless END_STREAM came with the body: the stream is closed)
-                    with contextlib.suppress(StreamClosedError):
-                        self.conn.reset_stream(stream.id, ErrorCodes.NO_ERROR)
-                elif route is not None:
-                    await self._respond(stream.id, route.handler(bytes(stream.body or b"")))
-                elif isinstance(todo, Sink):
-                    await self._answer(stream.id, sink_answer(stream.received))
-                elif isinstance(todo, SendBytes):
-                    await self._send_bytes(stream.id, todo)
-                elif todo is not None:
-                    await self._answer(stream.id, todo, head=head.method == b"HEAD")
+            with scope:
+                await work
                 await self._flush()
-                self.guard.answered += 1
         except ProtocolError:
             pass  # the stream was reset, or the connection closed, under us: nothing more to say on it
         finally:
+            work.close()  # never started if the scope was cancelled first
             self.streams.pop(stream.id, None)
             if self.last_stream is not None and not self.streams:
                 self._end("server shutting down: GOAWAY sent, streams finished")
 
-    async def _answer(self, stream_id: int, answer: Answer, *, head: bool = False) -> None:
-        status = str(answer.status).encode()
-        self.conn.send_headers(stream_id, [(b":status", status), *answer.headers()], end_stream=head)
-        if not head:
-            await self._send_body(stream_id, answer.body, end=True)
-
-    async def _respond(self, stream_id: int, response: Response) -> None:
-        status = str(response.status).encode()
-        self.conn.send_headers(stream_id, [(b":status", status), SERVER_HEADER, *response.headers])
-        await self._send_body(stream_id, response.body, end=not response.trailers)
-        if response.trailers:
-            self.conn.send_headers(stream_id, list(response.trailers), end_stream=True)
+    async def _send_rest(self, stream: _Stream, body: bytes, trailers: Headers) -> None:
+        """The body of an answer whose headers went out, as the windows open."""
+        await self._send_body(stream.id, body, end=not trailers)
+        self._ended(stream, trailers)
 
     async def _send_bytes(self, stream_id: int, todo: SendBytes) -> None:
         """``GET /bytes/N``: N zero bytes, as fast as the peer's windows let them go."""
@@ -320,6 +355,7 @@ class _H2Server:
             piece = min(remaining, BULK_CHUNK)
             remaining -= piece
             await self._send_body(stream_id, chunk[:piece], end=not remaining)
+        self.guard.answered += 1
 
     async def _send_body(self, stream_id: int, body: bytes, *, end: bool) -> None:
         """Queue ``body`` in frames as the flow-control windows allow, flushing as it goes."""
@@ -332,16 +368,18 @@ class _H2Server:
                 await opened.wait()
                 continue
             size = min(window, len(view))
-            frame = self.conn.max_outbound_frame_size
-            for start in range(0, size, frame):
-                piece = view[start : min(start + frame, size)]
-                last = start + frame >= size and size == len(view)
-                self.conn.send_data(stream_id, piece, end_stream=end and last)
+            self._queue_data(stream_id, view[:size], end=end and size == len(view))
             view = view[size:]
-            self.guard.sent += size
             await self._flush()
-        if not body and end:
-            self.conn.end_stream(stream_id)
+
+    def _queue_data(self, stream_id: int, view: memoryview, *, end: bool) -> None:
+        """``view`` (within the window) as DATA frames of the peer's largest frame size."""
+        frame = self.conn.max_outbound_frame_size
+        size = len(view)
+        for start in range(0, size, frame):
+            last = start + frame >= size
+            self.conn.send_data(stream_id, view[start : start + frame], end_stream=end and last)
+        self.guard.sent += size
 
     async def _flush(self, *, within: float | None = None) -> None:
         """Write whatever h2 (and our GOAWAY) queued, in order, by the connection's deadline (or
@@ -384,6 +422,12 @@ class _H2Server:
         await self._flush()
         if not self.streams:
             self._end("server shutting down: GOAWAY sent")
+
+
+def _response_parts(response: Response) -> tuple[list[tuple[bytes, bytes]], bytes, Headers]:
+    """An App's response as the headers to send, its body and its trailers."""
+    status = str(response.status).encode()
+    return [(b":status", status), SERVER_HEADER, *response.headers], response.body, response.trailers
 
 
 def _code_name(code: ErrorCodes | int | None) -> str:
