@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 from collections.abc import Callable
 from typing import Final
 
@@ -172,7 +173,8 @@ async def _serve(
         cipher=record.cipher,
         ca_subject=settings.ca_subject,
         resumed=record.resumed,
-        verified_chain=lambda: _chain_subjects(tls.verified_chain()),
+        # Once per connection: whoami and the page ask on every request, and it is the dearest part.
+        verified_chain=functools.cache(lambda: _chain_subjects(tls.verified_chain())),
         alpn=tls.selected_alpn_protocol,
         crl=settings.crl,
         handshake=recorder if isinstance(recorder, HandshakeRecorder) else None,
