@@ -66,12 +66,12 @@ from .routes import (
     SERVER_HEADER,
     TOO_LARGE,
     Answer,
+    ConnectionAnswers,
     Headers,
     Plan,
     SendBytes,
     Sink,
     body_limit,
-    plan,
     sink_answer,
 )
 from .views import SessionInfo
@@ -142,6 +142,7 @@ class _H2Server:
             },
         )
         self.guard = FloodGuard()
+        self.answers = ConnectionAnswers(info)
         self.streams: dict[int, _Stream] = {}
         self.send_lock = trio.Lock()
         self.window_opened = trio.Event()
@@ -257,7 +258,7 @@ class _H2Server:
         if route is not None:
             limit = route.max_body
         else:
-            todo = plan(head, self.info)
+            todo = self.answers.plan(head)
             limit = body_limit(todo)
         body = bytearray() if route is not None else None
         self.streams[stream_id] = _Stream(stream_id, limit, head.method == b"HEAD", todo, route, body)

@@ -16,7 +16,16 @@ from h2.exceptions import ProtocolError
 
 from mtls_ref.server.grpc_service import grpc_route
 from mtls_ref.server.http2 import H2_CONFIG, h2_fields
-from mtls_ref.server.routes import TOO_LARGE, Answer, RequestHead, SendBytes, plan, sink_answer
+from mtls_ref.server.routes import (
+    REMEMBERED,
+    TOO_LARGE,
+    Answer,
+    ConnectionAnswers,
+    RequestHead,
+    SendBytes,
+    plan,
+    sink_answer,
+)
 from mtls_ref.server.views import SessionInfo
 from mtls_ref.shared.grpc import frame_message, health_pb2
 from mtls_ref.shared.tls.identity import AllowList, PeerIdentity
@@ -99,3 +108,18 @@ def test_the_strict_client_refuses_a_field_no_peer_should_get() -> None:
         server.send_headers(1, [(b":status", b"200"), bad], end_stream=True)
         with pytest.raises(ProtocolError):
             client.receive_data(server.data_to_send())
+
+
+def test_a_connection_remembers_its_documents_but_not_its_pages() -> None:
+    """A repeated /whoami is the same answer, made once; the HTML page (it counts days) is made anew;
+    a client inventing targets fills at most REMEMBERED places and still gets right answers."""
+    answers = ConnectionAnswers(session(allowed=True))
+    whoami = RequestHead(method=b"GET", target=b"/whoami")
+    assert answers.plan(whoami) is answers.plan(whoami)
+    page = RequestHead(method=b"GET", target=b"/", accept=HTML)
+    first, again = answers.plan(page), answers.plan(page)
+    assert isinstance(first, Answer) and first.content_type.startswith(HTML) and first is not again
+    for n in range(2 * REMEMBERED):
+        missing = answers.plan(RequestHead(method=b"GET", target=b"/healthz?%d" % n))
+        assert isinstance(missing, Answer) and missing.body == b"ok\n"
+    assert len(answers.known) == REMEMBERED
