@@ -9,7 +9,8 @@ switch costs more than the answer), and all the frames of one read leave in one
 TLS write. A streamed body (``/bytes/N``) or an answer waiting for a window gets
 a task of its own, so it never holds up a ``/whoami`` on the same connection; a
 stream the client resets has its task cancelled. Whoever writes holds the send
-lock and takes everything h2 has queued, so frames leave in h2's order.
+lock and takes everything h2 has queued, so frames leave in h2's order. What an
+answer is made of (fields, body, trailers) is :mod:`.h2_answers`'.
 
 Flow control: a response body goes out as far as the peer's window allows (the
 smaller of the stream's and the connection's), then its task waits for a
@@ -44,12 +45,10 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Coroutine
-from dataclasses import dataclass
 from typing import Any, Final
 
 import trio
 from h2 import events as h2e
-from h2.config import H2Configuration
 from h2.connection import H2Connection
 from h2.errors import ErrorCodes
 from h2.exceptions import ProtocolError, StreamClosedError
@@ -59,24 +58,20 @@ from hyperframe.frame import GoAwayFrame
 from mtls_ref.shared.core.deadline import IdleDeadline
 from mtls_ref.shared.tls.connection import TLSConnection
 
-from .h2_app import App, AppRoute, Response, request_head
+from .h2_answers import H2_CONFIG, Stream, h2_fields, whole_answer
+from .h2_app import App, request_head
 from .h2_guard import FloodGuard
 from .routes import (
     BULK_CHUNK,
-    SERVER_HEADER,
-    TOO_LARGE,
-    Answer,
     ConnectionAnswers,
     Headers,
     Plan,
     SendBytes,
-    Sink,
     body_limit,
-    sink_answer,
 )
 from .views import SessionInfo
 
-__all__ = ["H2_CONFIG", "h2_fields", "serve_http2"]
+__all__ = ["serve_http2"]
 
 # nginx's http2_max_concurrent_streams is 128, Go's 250; h2 refuses a stream beyond it.
 MAX_CONCURRENT_STREAMS: Final = 100
@@ -84,27 +79,6 @@ MAX_CONCURRENT_STREAMS: Final = 100
 MAX_HEADER_LIST_SIZE: Final = 16 * 1024
 RECEIVE_SIZE: Final = 65536
 CLOSE_WITHIN: Final = 2.0  # a goodbye (GOAWAY) to a peer that may not read
-
-
-# What we receive h2 checks and normalizes; what we send is our own (h2_fields; the tests show a
-# strict h2 client every kind of answer), and checking it again on every answer cost a sixth of a
-# small request's CPU.
-H2_CONFIG: Final = H2Configuration(
-    client_side=False, header_encoding=None, validate_outbound_headers=False, normalize_outbound_headers=False
-)
-
-
-@dataclass(slots=True, eq=False)
-class _Stream:
-    id: int
-    limit: int  # most body bytes read before a 413
-    head_only: bool  # HEAD: the answer's headers without its body
-    todo: Plan | None  # ours to answer, or the App's:
-    route: AppRoute | None
-    body: bytearray | None  # kept only for an App
-    received: int = 0
-    too_large: bool = False
-    scope: trio.CancelScope | None = None  # its task's, once the answer needs one
 
 
 async def serve_http2(
@@ -143,7 +117,7 @@ class _H2Server:
         )
         self.guard = FloodGuard()
         self.answers = ConnectionAnswers(info)
-        self.streams: dict[int, _Stream] = {}
+        self.streams: dict[int, Stream] = {}
         self.send_lock = trio.Lock()
         self.window_opened = trio.Event()
         self.outbox = bytearray()  # taken from h2, not yet written (with our own GOAWAY, in order)
@@ -261,7 +235,7 @@ class _H2Server:
             todo = self.answers.plan(head)
             limit = body_limit(todo)
         body = bytearray() if route is not None else None
-        self.streams[stream_id] = _Stream(stream_id, limit, head.method == b"HEAD", todo, route, body)
+        self.streams[stream_id] = Stream(stream_id, limit, head.method == b"HEAD", todo, route, body)
 
     def _data(self, event: h2e.DataReceived) -> None:
         if event.stream_id is None or event.data is None:
@@ -281,14 +255,14 @@ class _H2Server:
 
     # -- answering ---------------------------------------------------------------------------------
 
-    def _finish(self, stream: _Stream) -> None:
+    def _finish(self, stream: Stream) -> None:
         """The request is complete (or over its limit): answer it now, or hand what must wait to a task."""
         todo = stream.todo
         try:
             if isinstance(todo, SendBytes) and not stream.too_large:
                 self._spawn(stream, self._send_bytes(stream.id, todo))
                 return
-            headers, body, trailers = self._answer(stream)
+            headers, body, trailers = whole_answer(stream)
             self.conn.send_headers(stream.id, headers, end_stream=not body and not trailers)
             # A 413 leaves before its RST_STREAM, in a write of its own: curl reports a reset that
             # comes with the answer as a stream error, not as the answer.
@@ -303,27 +277,7 @@ class _H2Server:
         if stream.scope is None:
             self.streams.pop(stream.id, None)
 
-    def _answer(self, stream: _Stream) -> tuple[list[tuple[bytes, bytes]], bytes, Headers]:
-        """The whole answer to a complete request (or one over its limit): headers, body, trailers."""
-        route, todo = stream.route, stream.todo
-        if route is not None:
-            if not stream.too_large:
-                response = route.handler(bytes(stream.body or b""))
-                return h2_fields(response), response.body, response.trailers
-            if route.too_large is not None:
-                return h2_fields(route.too_large), route.too_large.body, route.too_large.trailers
-        if stream.too_large:
-            answer = TOO_LARGE
-        elif isinstance(todo, Sink):
-            answer = sink_answer(stream.received)
-        elif isinstance(todo, Answer):
-            answer = todo
-        else:  # a SendBytes is never answered whole
-            raise TypeError(f"no whole answer for {todo!r}")
-        body = b"" if stream.head_only and not stream.too_large else answer.body
-        return h2_fields(answer), body, ()
-
-    def _ended(self, stream: _Stream, trailers: Headers) -> None:
+    def _ended(self, stream: Stream, trailers: Headers) -> None:
         """The body is queued: the trailers, and after a 413 a reset; one more answer counted."""
         if trailers:
             self.conn.send_headers(stream.id, list(trailers), end_stream=True)
@@ -332,12 +286,12 @@ class _H2Server:
                 self.conn.reset_stream(stream.id, ErrorCodes.NO_ERROR)
         self.guard.answered += 1
 
-    def _spawn(self, stream: _Stream, work: Coroutine[Any, Any, None]) -> None:
+    def _spawn(self, stream: Stream, work: Coroutine[Any, Any, None]) -> None:
         stream.scope = scope = trio.CancelScope()
         self.nursery.start_soon(self._run_stream, stream, scope, work)
 
     async def _run_stream(
-        self, stream: _Stream, scope: trio.CancelScope, work: Coroutine[Any, Any, None]
+        self, stream: Stream, scope: trio.CancelScope, work: Coroutine[Any, Any, None]
     ) -> None:
         try:
             with scope:
@@ -351,7 +305,7 @@ class _H2Server:
             if self.last_stream is not None and not self.streams:
                 self._end("server shutting down: GOAWAY sent, streams finished")
 
-    async def _send_rest(self, stream: _Stream, body: bytes, trailers: Headers) -> None:
+    async def _send_rest(self, stream: Stream, body: bytes, trailers: Headers) -> None:
         """The body of an answer whose headers went out, as the windows open."""
         await self._send_body(stream.id, body, end=not trailers)
         self._ended(stream, trailers)
@@ -432,15 +386,6 @@ class _H2Server:
         await self._flush()
         if not self.streams:
             self._end("server shutting down: GOAWAY sent")
-
-
-def h2_fields(answer: Answer | SendBytes | Response) -> list[tuple[bytes, bytes]]:
-    """The header fields HTTP/2 sends for ``answer``, ``:status`` first."""
-    if isinstance(answer, SendBytes):
-        return [(b":status", b"200"), *answer.headers()]
-    if isinstance(answer, Answer):
-        return [(b":status", str(answer.status).encode()), *answer.headers()]
-    return [(b":status", str(answer.status).encode()), SERVER_HEADER, *answer.headers]
 
 
 def _code_name(code: ErrorCodes | int | None) -> str:

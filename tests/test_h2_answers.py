@@ -15,7 +15,7 @@ from h2.events import ResponseReceived, TrailersReceived
 from h2.exceptions import ProtocolError
 
 from mtls_ref.server.grpc_service import grpc_route
-from mtls_ref.server.http2 import H2_CONFIG, h2_fields
+from mtls_ref.server.h2_answers import H2_CONFIG, h2_fields
 from mtls_ref.server.routes import (
     REMEMBERED,
     TOO_LARGE,
