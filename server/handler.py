@@ -33,12 +33,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 from collections.abc import Callable
 from typing import Final
 
 import trio
 from cryptography import x509
 
+from mtls_ref.shared.core.cancellation import cancelled_alone
 from mtls_ref.shared.core.protocol import Reply
 from mtls_ref.shared.tls.connection import TLSConnection
 from mtls_ref.shared.tls.context import ALPN_H2, ALPN_HTTP, ALPN_LINE
@@ -93,7 +95,8 @@ async def handle_connection(
     )
     established = False
     try:
-        with recording(recorder):
+        # A nursery below (HTTP/2's streams, a relay) raises its tasks' Cancelled as a group.
+        with recording(recorder), cancelled_alone():
             await handshake(tls, settings, record, recorder, slot)
             if slot is not None:
                 established = slot.established()
@@ -172,7 +175,8 @@ async def _serve(
         cipher=record.cipher,
         ca_subject=settings.ca_subject,
         resumed=record.resumed,
-        verified_chain=lambda: _chain_subjects(tls.verified_chain()),
+        # Once per connection: whoami and the page ask on every request, and it is the dearest part.
+        verified_chain=functools.cache(lambda: _chain_subjects(tls.verified_chain())),
         alpn=tls.selected_alpn_protocol,
         crl=settings.crl,
         handshake=recorder if isinstance(recorder, HandshakeRecorder) else None,

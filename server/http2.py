@@ -3,16 +3,18 @@
 Theory of operation
 -------------------
 Chosen when the client negotiates ALPN ``h2``. One task reads: bytes in,
-``h2`` events out. Each request gets a task of its own, so a slow
-``/bytes/N`` never holds up a ``/whoami`` on the same connection; a stream the
-client resets has its task cancelled. Whoever writes holds the send lock and
-takes everything h2 has queued, so frames leave in h2's order.
+``h2`` events out. A request is answered by the reader itself when it is
+complete and its answer fits the peer's window (every small answer: a task
+switch costs more than the answer), and all the frames of one read leave in one
+TLS write. A streamed body (``/bytes/N``) or an answer waiting for a window gets
+a task of its own, so it never holds up a ``/whoami`` on the same connection; a
+stream the client resets has its task cancelled. Whoever writes holds the send
+lock and takes everything h2 has queued, so frames leave in h2's order. What an
+answer is made of (fields, body, trailers) is :mod:`.h2_answers`'.
 
 Flow control: a response body goes out as far as the peer's window allows (the
 smaller of the stream's and the connection's), then its task waits for a
-WINDOW_UPDATE. A stream that finds MAX_QUEUED bytes waiting to be written
-writes them before queuing more, so a peer that opens its windows and reads
-nothing holds one piece of response, not one per stream. Received DATA is
+WINDOW_UPDATE (the write side is :mod:`.h2_writes`). Received DATA is
 counted and acknowledged at once, so the client's window reopens; a body is
 never kept beyond its request's limit (:func:`.routes.body_limit`; an App's
 requests up to its route's ``max_body``).
@@ -47,13 +49,11 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import Final
+from collections.abc import Coroutine
+from typing import Any, Final
 
 import trio
 from h2 import events as h2e
-from h2.config import H2Configuration
 from h2.connection import H2Connection
 from h2.errors import ErrorCodes
 from h2.exceptions import ProtocolError, StreamClosedError
@@ -63,20 +63,17 @@ from hyperframe.frame import GoAwayFrame
 from mtls_ref.shared.core.deadline import IdleDeadline
 from mtls_ref.shared.tls.connection import TLSConnection
 
-from .h2_app import App, AppRoute, Response, request_head
+from .h2_answers import H2_CONFIG, Stream, h2_fields, whole_answer
+from .h2_app import App, request_head
 from .h2_guard import FloodGuard
+from .h2_writes import H2Writes
 from .routes import (
     BULK_CHUNK,
-    SERVER_HEADER,
-    TOO_LARGE,
-    Answer,
+    ConnectionAnswers,
+    Headers,
     Plan,
-    RequestHead,
     SendBytes,
-    Sink,
     body_limit,
-    plan,
-    sink_answer,
 )
 from .views import SessionInfo
 
@@ -87,21 +84,8 @@ MAX_CONCURRENT_STREAMS: Final = 100
 # As HTTP/1.1's request head limit (http.MAX_HEAD_BYTES): h2 refuses a larger header list.
 MAX_HEADER_LIST_SIZE: Final = 16 * 1024
 RECEIVE_SIZE: Final = 65536
-# What a stream may find queued and still add to: more waits for the write (one piece of /bytes/N).
-MAX_QUEUED: Final = BULK_CHUNK
 CLOSE_WITHIN: Final = 2.0  # a goodbye (GOAWAY) to a peer that may not read
-_ZEROS: Final = bytes(BULK_CHUNK)  # /bytes/N's pieces: one for all streams, not 256 KiB each
-
-
-@dataclass(slots=True, eq=False)
-class _Stream:
-    id: int
-    limit: int  # most body bytes read before a 413
-    body: bytearray | None  # kept only for an App
-    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
-    ended: trio.Event = field(default_factory=trio.Event)  # the request body is complete (or too large)
-    received: int = 0
-    too_large: bool = False
+_ZEROS: Final = memoryview(bytes(BULK_CHUNK))  # /bytes/N's pieces: one for all streams, never copied
 
 
 async def serve_http2(
@@ -118,7 +102,7 @@ async def serve_http2(
     return await server.run(stopping)
 
 
-class _H2Server:
+class _H2Server(H2Writes):
     def __init__(
         self,
         tls: TLSConnection,
@@ -130,7 +114,7 @@ class _H2Server:
     ) -> None:
         self.tls, self.info, self.app = tls, info, app
         self.idle_timeout, self.request_timeout = idle_timeout, request_timeout
-        self.conn = H2Connection(config=H2Configuration(client_side=False, header_encoding=None))
+        self.conn = H2Connection(config=H2_CONFIG)
         self.conn.local_settings = Settings(
             client=False,
             initial_values={
@@ -142,7 +126,8 @@ class _H2Server:
         # on an ACKed change): without this line the decoder keeps h2's default of 64 KiB.
         self.conn.decoder.max_header_list_size = MAX_HEADER_LIST_SIZE
         self.guard = FloodGuard()
-        self.streams: dict[int, _Stream] = {}
+        self.answers = ConnectionAnswers(info)
+        self.streams: dict[int, Stream] = {}
         self.send_lock = trio.Lock()
         self.window_opened = trio.Event()
         self.outbox = bytearray()  # taken from h2, not yet written (with our own GOAWAY, in order)
@@ -152,13 +137,14 @@ class _H2Server:
         self.bound = math.inf  # when bytes that completed nothing must be followed by some that do
         self.deadline = IdleDeadline(idle_timeout)
         self.writing: trio.CancelScope | None = None  # the shielded write under way
+        self.stall_check = 0.0  # when to look for request bodies that stalled next
         self.nursery: trio.Nursery  # set in run(), before anything reads it
 
     def __repr__(self) -> str:
         return f"<H2 server streams={len(self.streams)} {self.guard!r}>"
 
     async def run(self, stopping: trio.Event | None) -> tuple[int, str]:
-        with self.deadline.scope, _cancelled_alone():
+        with self.deadline.scope:
             async with trio.open_nursery() as nursery:
                 self.nursery = nursery
                 self.conn.initiate_connection()  # our SETTINGS go out with the first answer
@@ -228,10 +214,13 @@ class _H2Server:
                     await self._flush()
                     return f"client sent GOAWAY ({_code_name(event.error_code)})"
                 self._dispatch(event)
-            # The streams just opened run first (a whole small answer needs no wait), so their
-            # frames leave with ours (SETTINGS ACK, WINDOW_UPDATE) in one write.
-            await trio.lowlevel.cancel_shielded_checkpoint()
+            if self.streams and (now := trio.current_time()) >= self.stall_check:
+                self.stall_check = now + self.idle_timeout / 4
+                self._answer_stalled(now)
+            # Everything this read caused (answers, SETTINGS ACK, WINDOW_UPDATE) in one write.
             await self._flush()
+            if self.last_stream is not None and not self.streams:
+                return "server shutting down: GOAWAY sent, streams finished"
 
     def _progress(self, *, done: bool) -> None:
         if done:
@@ -246,10 +235,10 @@ class _H2Server:
         elif isinstance(event, h2e.DataReceived):
             self._data(event)
         elif isinstance(event, h2e.StreamEnded):
-            if (stream := self.streams.get(event.stream_id)) is not None:
-                stream.ended.set()
+            if (stream := self.streams.get(event.stream_id)) is not None and stream.scope is None:
+                self._finish(stream)
         elif isinstance(event, h2e.StreamReset):
-            if (stream := self.streams.pop(event.stream_id, None)) is not None:
+            if (stream := self.streams.pop(event.stream_id, None)) is not None and stream.scope is not None:
                 stream.scope.cancel()
         elif isinstance(event, h2e.WindowUpdated | h2e.RemoteSettingsChanged):
             self.window_opened.set()  # every waiting stream looks at its window again
@@ -265,11 +254,11 @@ class _H2Server:
         if route is not None:
             limit = route.max_body
         else:
-            todo = plan(head, self.info)
+            todo = self.answers.plan(head)
             limit = body_limit(todo)
-        stream = _Stream(stream_id, limit, bytearray() if route is not None else None)
+        body = bytearray() if route is not None else None
+        stream = Stream(stream_id, limit, head.method == b"HEAD", todo, route, body, trio.current_time())
         self.streams[stream_id] = stream
-        self.nursery.start_soon(self._serve_stream, stream, head, todo, route)
 
     def _data(self, event: h2e.DataReceived) -> None:
         if event.stream_id is None or event.data is None:
@@ -277,147 +266,92 @@ class _H2Server:
         # Counted and dropped (or kept for an App, within its limit): the window reopens at once.
         self.conn.acknowledge_received_data(event.flow_controlled_length or 0, event.stream_id)
         stream = self.streams.get(event.stream_id)
-        if stream is None or stream.too_large:
+        if stream is None or stream.too_large or stream.scope is not None:
             return
         stream.received += len(event.data)
+        stream.since = trio.current_time()
         if stream.received > stream.limit:
             stream.too_large = True
             stream.body = None
-            stream.ended.set()
+            self._finish(stream)
         elif stream.body is not None:
             stream.body += event.data
 
+    def _answer_stalled(self, now: float) -> None:
+        """408 to each request body with no byte for idle_timeout (looked at as reads come: a stream
+        alone on its connection is ended by the connection's deadline)."""
+        waiting = [s for s in self.streams.values() if s.scope is None and now - s.since >= self.idle_timeout]
+        for stream in waiting:
+            stream.stall(self.idle_timeout)
+            self._finish(stream)
+
     # -- answering ---------------------------------------------------------------------------------
 
-    async def _serve_stream(
-        self, stream: _Stream, head: RequestHead, todo: Plan | None, route: AppRoute | None
+    def _finish(self, stream: Stream) -> None:
+        """The request is complete (or over its limit): answer it now, or hand what must wait to a task."""
+        todo = stream.todo
+        try:
+            if isinstance(todo, SendBytes) and not stream.too_large:
+                self._spawn(stream, self._send_bytes(stream.id, todo))
+                return
+            headers, body, trailers = whole_answer(stream)
+            self.conn.send_headers(stream.id, headers, end_stream=not body and not trailers)
+            # A 413 leaves before its RST_STREAM, in a write of its own: curl reports a reset that
+            # comes with the answer as a stream error, not as the answer.
+            waits = bool(body) and len(body) > self.conn.local_flow_control_window(stream.id)
+            if stream.too_large or stream.stalled or waits:
+                self._spawn(stream, self._send_rest(stream, body, trailers))
+                return
+            if body:
+                self._queue_data(stream.id, memoryview(body), end=not trailers)
+            self._ended(stream, trailers)
+        except ProtocolError:
+            pass  # the stream was reset, or the connection closed, under us: nothing more to say on it
+        if stream.scope is None:
+            self.streams.pop(stream.id, None)
+
+    def _ended(self, stream: Stream, trailers: Headers) -> None:
+        """The body is queued: the trailers, and after a 413 a reset; one more answer counted."""
+        if trailers:
+            self.conn.send_headers(stream.id, list(trailers), end_stream=True)
+        if stream.too_large or stream.stalled:  # RFC 9113 §8.1: stop sending (unless END_STREAM came)
+            with contextlib.suppress(StreamClosedError):
+                self.conn.reset_stream(stream.id, ErrorCodes.NO_ERROR)
+        self.guard.answered += 1
+
+    def _spawn(self, stream: Stream, work: Coroutine[Any, Any, None]) -> None:
+        stream.scope = scope = trio.CancelScope()
+        self.nursery.start_soon(self._run_stream, stream, scope, work)
+
+    async def _run_stream(
+        self, stream: Stream, scope: trio.CancelScope, work: Coroutine[Any, Any, None]
     ) -> None:
         try:
-            with stream.scope:
-                if not await self._body_arrives(stream):
-                    stalled = f"no byte of the request body in {self.idle_timeout:g}s\n"
-                    await self._answer(stream.id, Answer(408, b"text/plain", stalled.encode()))
-                    with contextlib.suppress(StreamClosedError):
-                        self.conn.reset_stream(stream.id, ErrorCodes.NO_ERROR)
-                elif stream.too_large:
-                    if route is not None and route.too_large is not None:
-                        await self._respond(stream.id, route.too_large)
-                    else:
-                        await self._answer(stream.id, TOO_LARGE)
-                    # RFC 9113 §8.1: stop sending (unless END_STREAM came with the body: the stream is closed)
-                    with contextlib.suppress(StreamClosedError):
-                        self.conn.reset_stream(stream.id, ErrorCodes.NO_ERROR)
-                elif route is not None:
-                    await self._respond(stream.id, route.handler(bytes(stream.body or b"")))
-                elif isinstance(todo, Sink):
-                    await self._answer(stream.id, sink_answer(stream.received))
-                elif isinstance(todo, SendBytes):
-                    await self._send_bytes(stream.id, todo)
-                elif todo is not None:
-                    await self._answer(stream.id, todo, head=head.method == b"HEAD")
+            with scope:
+                await work
                 await self._flush()
-                self.guard.answered += 1
         except ProtocolError:
             pass  # the stream was reset, or the connection closed, under us: nothing more to say on it
         finally:
+            work.close()  # never started if the scope was cancelled first
             self.streams.pop(stream.id, None)
             if self.last_stream is not None and not self.streams:
                 self._end("server shutting down: GOAWAY sent, streams finished")
 
-    async def _body_arrives(self, stream: _Stream) -> bool:
-        """Wait for the request body's end; False when idle_timeout passed without a byte of it (the
-        connection's deadline cannot tell: other streams keep it busy). Each turn needs a byte more,
-        and a body ends by its limit."""
-        while not stream.ended.is_set():
-            received = stream.received
-            with trio.move_on_after(self.idle_timeout):
-                await stream.ended.wait()
-            if stream.received == received and not stream.ended.is_set():
-                return False
-        return True
-
-    async def _answer(self, stream_id: int, answer: Answer, *, head: bool = False) -> None:
-        status = str(answer.status).encode()
-        self.conn.send_headers(stream_id, [(b":status", status), *answer.headers()], end_stream=head)
-        if not head:
-            await self._send_body(stream_id, answer.body, end=True)
-
-    async def _respond(self, stream_id: int, response: Response) -> None:
-        status = str(response.status).encode()
-        self.conn.send_headers(stream_id, [(b":status", status), SERVER_HEADER, *response.headers])
-        await self._send_body(stream_id, response.body, end=not response.trailers)
-        if response.trailers:
-            self.conn.send_headers(stream_id, list(response.trailers), end_stream=True)
+    async def _send_rest(self, stream: Stream, body: bytes, trailers: Headers) -> None:
+        """The body of an answer whose headers went out, as the windows open."""
+        await self._send_body(stream.id, body, end=not trailers)
+        self._ended(stream, trailers)
 
     async def _send_bytes(self, stream_id: int, todo: SendBytes) -> None:
         """``GET /bytes/N``: N zero bytes, as fast as the peer's windows let them go."""
-        self.conn.send_headers(stream_id, [(b":status", b"200"), *todo.headers()], end_stream=not todo.count)
+        self.conn.send_headers(stream_id, h2_fields(todo), end_stream=not todo.count)
         remaining = todo.count
         while remaining:
             piece = min(remaining, BULK_CHUNK)
             remaining -= piece
             await self._send_body(stream_id, _ZEROS[:piece], end=not remaining)
-
-    async def _send_body(self, stream_id: int, body: bytes, *, end: bool) -> None:
-        """Queue ``body`` in frames as the flow-control windows allow, flushing as it goes."""
-        view = memoryview(body)
-        while view:
-            self._take()
-            if len(self.outbox) >= MAX_QUEUED:
-                # Another stream's piece waits to be written: write it first. Else a peer that opens
-                # its windows and reads nothing has every stream queue a piece (100 x 256 KiB, twice).
-                await self._flush()
-                continue
-            window = self.conn.local_flow_control_window(stream_id)
-            if window <= 0:
-                opened = self.window_opened
-                await self._flush()
-                await opened.wait()
-                continue
-            size = min(window, len(view))
-            frame = self.conn.max_outbound_frame_size
-            for start in range(0, size, frame):
-                piece = view[start : min(start + frame, size)]
-                last = start + frame >= size and size == len(view)
-                self.conn.send_data(stream_id, piece, end_stream=end and last)
-            view = view[size:]
-            self.guard.sent += size
-            await self._flush()
-        if not body and end:
-            self.conn.end_stream(stream_id)
-
-    async def _flush(self, *, within: float | None = None) -> None:
-        """Write whatever h2 (and our GOAWAY) queued, in order, by the connection's deadline (or
-        ``within`` seconds). A failed or late write ends the connection (the callers are cancelled)."""
-        async with self.send_lock:
-            self._take()
-            data = bytes(self.outbox)
-            self.outbox.clear()
-            if not data or self.broken:
-                return
-            deadline = self.deadline.scope.deadline if within is None else trio.current_time() + within
-            # Shielded: a reset stream's task is cancelled, and a write it had begun, cut in half,
-            # would leave the TLS stream unusable for every other stream. The deadline bounds it.
-            with trio.CancelScope(deadline=deadline, shield=True) as scope:
-                self.writing = scope
-                try:
-                    await self.tls.send_all(data)
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    self._end("peer closed the connection during a response")
-                    return
-                finally:
-                    self.writing = None
-            if scope.cancelled_caught:
-                self.broken = True
-                self._end(f"the peer did not read within {self.idle_timeout:g}s; dropped")
-                return
-            self.deadline.progress(bound=self.bound)
-
-    def _take(self) -> bool:
-        """Move what h2 queued to the outbox, keeping the order; whether there was any."""
-        data = self.conn.data_to_send()
-        self.outbox += data
-        return bool(data)
+        self.guard.answered += 1
 
     async def _go_away_on(self, stopping: trio.Event) -> None:
         """At shutdown: GOAWAY naming the last stream taken; the connection ends with its last stream."""
@@ -430,22 +364,6 @@ class _H2Server:
         await self._flush()
         if not self.streams:
             self._end("server shutting down: GOAWAY sent")
-
-
-@contextlib.contextmanager
-def _cancelled_alone() -> Iterator[None]:
-    """Cancelled from outside (the server's shutdown_grace), the nursery raises a group of its tasks'
-    Cancelled; its caller (the handler, which logs "server shutting down") expects Cancelled itself."""
-    try:
-        yield
-    except BaseExceptionGroup as group:
-        cancelled, others = group.split(trio.Cancelled)
-        if cancelled is None or others is not None:
-            raise
-        leaf: BaseException = cancelled
-        while isinstance(leaf, BaseExceptionGroup):
-            leaf = leaf.exceptions[0]
-        raise leaf from None
 
 
 def _code_name(code: ErrorCodes | int | None) -> str:

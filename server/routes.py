@@ -25,6 +25,7 @@ __all__ = [
     "SERVER_HEADER",
     "TOO_LARGE",
     "Answer",
+    "ConnectionAnswers",
     "Headers",
     "Plan",
     "RequestHead",
@@ -54,6 +55,9 @@ _METHODS: Final = {
     b"/sink": (b"POST",),
 }
 _BYTES_METHODS: Final = (b"GET",)
+# Answers one connection remembers (ConnectionAnswers): a client asks for a handful of resources;
+# one inventing targets (queries) only stops being remembered.
+REMEMBERED: Final = 32
 # / and the 403 come as HTML or as text/JSON, chosen by Accept: every variant says so, or a cache
 # could hand a browser the text (RFC 9110 §12.5.5). The HTML variants carry it in PAGE_HEADERS.
 VARY_ACCEPT: Final = ((b"vary", b"Accept"),)
@@ -141,6 +145,30 @@ def plan(request: RequestHead, info: SessionInfo) -> Plan:
     if path == b"/":
         return Answer(200, b"text/plain; charset=utf-8", home_page(info).encode(), VARY_ACCEPT)
     return Answer(200, b"text/plain", b"ok\n")  # /healthz
+
+
+class ConnectionAnswers:
+    """:func:`plan` for one connection's requests, remembering the whole answers that depend only on the
+    request and the connection (whoami's JSON, /, /healthz, the errors), so a client repeating a request
+    costs a lookup. The HTML pages are made anew: they count the days a certificate has left."""
+
+    __slots__ = ("info", "known")
+
+    def __init__(self, info: SessionInfo) -> None:
+        self.info = info
+        self.known: dict[tuple[bytes, bytes, bytes], Answer] = {}
+
+    def __repr__(self) -> str:
+        return f"<ConnectionAnswers known={len(self.known)}>"
+
+    def plan(self, request: RequestHead) -> Plan:
+        key = (request.method, request.target, request.accept)
+        if (known := self.known.get(key)) is not None:
+            return known
+        todo = plan(request, self.info)
+        if isinstance(todo, Answer) and todo.content_type != HTML and len(self.known) < REMEMBERED:
+            self.known[key] = todo
+        return todo
 
 
 def sink_answer(received: int) -> Answer:

@@ -302,19 +302,25 @@ def run(plan: Plan, work: Path, out: dict[str, Any]) -> None:
         if plan.forward:
             _forward_figures(plan, creds, work, out)
         if plan.nginx:
-            out["h2"] = h2.h2_figures(
-                creds,
-                work,
-                nginx=require_peer("nginx"),
-                seconds=plan.seconds,
-                rounds=plan.rounds,
-                processes=plan.processes,
-            )
+            h2_rows(plan, creds, work, out)
         if plan.workers:
             for workers in (1, 2):
                 with serving("ours", creds, work, workers=workers) as running:
                     tgt = target("ours", creds, running.port, "1.3")
                     out["workers"][str(workers)] = handshakes(running, tgt, plan)
+
+
+def h2_rows(plan: Plan, creds: servers.Credentials, work: Path, out: dict[str, Any]) -> None:
+    """The HTTP/2 figures, ours against nginx (``work/bytes`` is nginx's root)."""
+    (work / "bytes").mkdir(exist_ok=True)
+    out["h2"] = h2.h2_figures(
+        creds,
+        work,
+        nginx=require_peer("nginx"),
+        seconds=plan.seconds,
+        rounds=plan.rounds,
+        processes=plan.processes,
+    )
 
 
 def _forward_figures(plan: Plan, creds: servers.Credentials, work: Path, out: dict[str, Any]) -> None:
@@ -480,9 +486,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--json", type=Path, default=Path("bench-results.json"), help="where to write figures"
     )
+    parser.add_argument(
+        "--h2", action="store_true", help="only the HTTP/2 rows, ours against nginx, with the plan's load"
+    )
     args = parser.parse_args(argv)
     plan = PLANS["smoke" if args.smoke else "quick" if args.quick else "full"]
     peers = ["openssl", *(["nginx"] if plan.nginx else []), *(["haproxy"] if plan.forward else [])]
+    if args.h2:
+        peers = ["nginx"]
     try:
         for peer in peers:  # before minutes of measuring, not in the middle of them
             require_peer(peer)
@@ -506,9 +517,12 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="mtls-bench-") as tmp:
         Path(tmp).chmod(0o755)  # nginx workers run as www-data and must read the files served
-        run(plan, Path(tmp), out)
+        if args.h2:
+            h2_rows(plan, credentials(Path(tmp), plan.key_types[0]), Path(tmp), out)
+        else:
+            run(plan, Path(tmp), out)
     out["seconds"] = time.monotonic() - started
     args.json.write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
-    print(report(out))
+    print("\n".join(h2.h2_report(out["h2"])) if args.h2 else report(out))
     print(f"\n(run took {out['seconds']:.0f}s; figures in {args.json})")
     return 0
