@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import struct
 import subprocess
@@ -233,3 +234,25 @@ async def test_http_header_identity_replaces_a_forged_xfcc(pki: Pki, curl: str) 
     assert "CN=admin" not in seen
     (entry,) = log_events(log, "connection")
     assert entry["protocol"] == "forward" and entry["outcome"] == "accepted"
+
+
+async def test_a_relay_cut_at_the_end_of_the_grace_period_is_logged_as_shutdown(pki: Pki) -> None:
+    """A relayed connection still open when shutdown_grace ends is cut there, and its log line says the
+    server shut it down, as for the line protocol and HTTP/2."""
+    received: list[bytes] = []
+    async with echo_backend(received) as backend, trio.open_nursery() as nursery:
+        server, port, log = await start_server(
+            nursery, pki, forward=f"127.0.0.1:{backend}", forward_identity="none", shutdown_grace=0.2
+        )
+        with trio.fail_after(10):
+            config = client_config(pki, port=port)
+            tls = await trio.open_ssl_over_tcp_stream("127.0.0.1", port, ssl_context=client_context(config))
+            await tls.send_all(b"held open\n")
+            assert await tls.receive_some(100) == b"held open\n"  # relayed: the client is in
+            server.shutdown()
+            with contextlib.suppress(trio.BrokenResourceError):
+                while await tls.receive_some(100):  # until the cut at the grace's end
+                    pass
+            await tls.aclose()
+    (entry,) = log_events(log, "connection")
+    assert (entry["protocol"], entry["reason"]) == ("forward", "server shutting down"), entry
