@@ -195,9 +195,10 @@ async def _serve(
         return  # a refused client gets close_notify: the backend's protocol is not ours to speak
     record.protocol, initial = await _choose_protocol(tls, settings)
     if record.protocol == "h2":
-        record.requests, ended = await serve_http2(
+        ended = await serve_http2(
             tls,
             dataclasses.replace(info, http_version="HTTP/2"),
+            record,
             idle_timeout=settings.idle_timeout,
             request_timeout=settings.request_timeout,
             stopping=settings.stopping,
@@ -207,10 +208,11 @@ async def _serve(
             record.reason = ended
         return
     if record.protocol == "http":
-        record.requests, ended = await serve_http(
+        ended = await serve_http(
             tls,
             initial,
             dataclasses.replace(info, http_version="HTTP/1.1"),
+            record,
             idle_timeout=settings.idle_timeout,
             request_timeout=settings.request_timeout,
         )

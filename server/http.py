@@ -20,7 +20,18 @@ import trio
 
 from mtls_ref.shared.tls.connection import TLSConnection
 
-from .routes import BULK_CHUNK, TOO_LARGE, Answer, RequestHead, SendBytes, Sink, body_limit, plan, sink_answer
+from .routes import (
+    BULK_CHUNK,
+    TOO_LARGE,
+    Answer,
+    RequestHead,
+    RequestTally,
+    SendBytes,
+    Sink,
+    body_limit,
+    plan,
+    sink_answer,
+)
 from .views import SessionInfo
 
 __all__ = ["HTTP_REQUEST_LINE", "serve_http"]
@@ -43,28 +54,33 @@ class _Limits:
 
 
 async def serve_http(
-    tls: TLSConnection, initial: bytes, info: SessionInfo, *, idle_timeout: float, request_timeout: float
-) -> tuple[int, str]:
-    """Serve requests until the client closes or idles; returns (requests, how it ended)."""
+    tls: TLSConnection,
+    initial: bytes,
+    info: SessionInfo,
+    tally: RequestTally,
+    *,
+    idle_timeout: float,
+    request_timeout: float,
+) -> str:
+    """Serve requests until the client closes or idles, counting them in ``tally``; returns how it ended."""
     conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
     limits = _Limits(idle_timeout, request_timeout)
     if initial:
         conn.receive_data(initial)
-    requests = 0
     try:
         while True:
             event = await _next_head(conn, tls, limits)
             if isinstance(event, h11.ConnectionClosed):
-                return requests, "peer closed the connection"
+                return "peer closed the connection"
             if not isinstance(event, h11.Request):
                 continue
-            requests += 1
+            tally.requests += 1
             head = _request_head(event)
             todo = plan(head, info)
             received = await _drain_body(conn, tls, idle_timeout, limit=body_limit(todo))
             if received is None:
                 await _respond(conn, tls, TOO_LARGE, limits, close=True)
-                return requests, "request body too large"
+                return "request body too large"
             # RFC 9112 §6.3: a request framed by both Transfer-Encoding and Content-Length
             # may be a smuggling attempt; answer it, then close.
             ambiguous = _header(event, b"transfer-encoding") and _header(event, b"content-length")
@@ -77,8 +93,8 @@ async def serve_http(
                 await _respond(conn, tls, todo, limits, head=event.method == b"HEAD", close=close)
             if close or conn.our_state is h11.MUST_CLOSE:
                 if ambiguous:
-                    return requests, "request had both Transfer-Encoding and Content-Length; closed"
-                return requests, "forbidden" if close else "response ends the connection"
+                    return "request had both Transfer-Encoding and Content-Length; closed"
+                return "forbidden" if close else "response ends the connection"
             conn.start_next_cycle()
     except h11.RemoteProtocolError as exc:
         if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
@@ -86,9 +102,9 @@ async def serve_http(
             with contextlib.suppress(h11.LocalProtocolError, _Closed):
                 answer = Answer(status, b"text/plain", f"{exc}\n".encode())
                 await _respond(conn, tls, answer, limits, close=True)
-        return requests, f"bad HTTP request: {exc}"
+        return f"bad HTTP request: {exc}"
     except _Closed as closed:
-        return requests, str(closed)
+        return str(closed)
 
 
 async def _next_head(conn: h11.Connection, tls: TLSConnection, limits: _Limits) -> object:

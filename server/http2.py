@@ -72,6 +72,7 @@ from .routes import (
     ConnectionAnswers,
     Headers,
     Plan,
+    RequestTally,
     SendBytes,
     body_limit,
 )
@@ -91,14 +92,16 @@ _ZEROS: Final = memoryview(bytes(BULK_CHUNK))  # /bytes/N's pieces: one for all 
 async def serve_http2(
     tls: TLSConnection,
     info: SessionInfo,
+    tally: RequestTally,
     *,
     idle_timeout: float,
     request_timeout: float,
     stopping: trio.Event | None = None,
     app: App | None = None,
-) -> tuple[int, str]:
-    """Serve streams until the client or the server ends the connection; returns (requests, how it ended)."""
-    server = _H2Server(tls, info, idle_timeout=idle_timeout, request_timeout=request_timeout, app=app)
+) -> str:
+    """Serve streams until the client or the server ends the connection, counting the requests taken
+    in ``tally``; returns how it ended."""
+    server = _H2Server(tls, info, tally, idle_timeout=idle_timeout, request_timeout=request_timeout, app=app)
     return await server.run(stopping)
 
 
@@ -107,12 +110,13 @@ class _H2Server(H2Writes):
         self,
         tls: TLSConnection,
         info: SessionInfo,
+        tally: RequestTally,
         *,
         idle_timeout: float,
         request_timeout: float,
         app: App | None,
     ) -> None:
-        self.tls, self.info, self.app = tls, info, app
+        self.tls, self.info, self.tally, self.app = tls, info, tally, app
         self.idle_timeout, self.request_timeout = idle_timeout, request_timeout
         self.conn = H2Connection(config=H2_CONFIG)
         self.conn.local_settings = Settings(
@@ -143,7 +147,7 @@ class _H2Server(H2Writes):
     def __repr__(self) -> str:
         return f"<H2 server streams={len(self.streams)} {self.guard!r}>"
 
-    async def run(self, stopping: trio.Event | None) -> tuple[int, str]:
+    async def run(self, stopping: trio.Event | None) -> str:
         with self.deadline.scope:
             async with trio.open_nursery() as nursery:
                 self.nursery = nursery
@@ -169,7 +173,7 @@ class _H2Server(H2Writes):
             with contextlib.suppress(ProtocolError):  # h2 had closed already (a GOAWAY went out)
                 self.conn.close_connection()
             await self._goodbye()
-        return self.guard.requests, self.ended or "connection ended"
+        return self.ended or "connection ended"
 
     def _end(self, reason: str) -> None:
         if self.ended is None:
@@ -248,6 +252,7 @@ class _H2Server(H2Writes):
         if self.last_stream is not None and stream_id > self.last_stream:
             self.conn.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)  # after our GOAWAY
             return
+        self.tally.requests += 1
         head, regular = request_head(fields)
         route = self.app(head, regular, self.info) if self.app is not None else None
         todo: Plan | None = None

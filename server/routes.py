@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Protocol
 
 from .page import PAGE_HEADERS, accepts_html, forbidden_html, home_html, request_host
 from .views import SessionInfo, forbidden_document, home_page, whoami_document
@@ -29,6 +29,7 @@ __all__ = [
     "Headers",
     "Plan",
     "RequestHead",
+    "RequestTally",
     "SendBytes",
     "Sink",
     "body_limit",
@@ -61,6 +62,13 @@ REMEMBERED: Final = 32
 # / and the 403 come as HTML or as text/JSON, chosen by Accept: every variant says so, or a cache
 # could hand a browser the text (RFC 9110 §12.5.5). The HTML variants carry it in PAGE_HEADERS.
 VARY_ACCEPT: Final = ((b"vary", b"Accept"),)
+
+
+class RequestTally(Protocol):
+    """Where an HTTP loop counts the requests it takes, as it takes them (the connection's record), so
+    the count stands even when the server cuts the connection at the end of its shutdown grace."""
+
+    requests: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

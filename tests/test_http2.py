@@ -319,6 +319,7 @@ async def test_a_stream_cut_at_the_end_of_the_grace_period_is_logged_as_shutdown
             await client.aclose()
     (connection,) = log_events(log, "connection")
     assert (connection["outcome"], connection["reason"]) == ("accepted", "server shutting down"), connection
+    assert connection["requests"] == 1, connection  # counted when taken, not when the loop returns
 
 
 async def test_shutdown_grace_bounds_a_write_to_a_client_that_does_not_read(pki: Pki) -> None:
