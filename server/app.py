@@ -71,6 +71,7 @@ class Server:
             handshake_timeout=config.handshake_timeout,
             idle_timeout=config.idle_timeout,
             request_timeout=config.request_timeout,
+            shutdown_grace=config.shutdown_grace,
             max_line=config.max_line,
             allow=self.allow,
             trace=config.trace,
@@ -108,8 +109,9 @@ class Server:
     def reload(self, why: str = "requested") -> bool:
         """Re-read cert, key, CA and CRL into a new context for new connections.
 
-        Live connections keep the context they were accepted with. A broken or
-        mismatched file leaves the old context serving, and the log says why.
+        Live connections keep the context they were accepted with; HTTP/2 ones get GOAWAY, so their
+        clients reconnect under the new one. A broken or mismatched file leaves the old context
+        serving, and the log says why.
         """
         try:
             context = build_server_context(self.config)
@@ -121,12 +123,15 @@ class Server:
             )
             return False
         self.context, self.trust_anchors, self.credentials = context, anchors, credentials
+        before = self.settings.reloaded
         self.settings = dataclasses.replace(
             self.settings,
             ca_subject=_ca_subject(self.ca_certificate),
             trusted=anchors,
             crl=describe_crls(credentials.crls),
+            reloaded=trio.Event(),
         )
+        before.set()  # HTTP/2 connections accepted before it say GOAWAY (the CA or CRL may have changed)
         self.log.event(
             "reloaded",
             why=why,

@@ -54,7 +54,7 @@ from .forward_headers import unforwardable_name
 from .forward_mode import forward_connection
 from .handshake import handshake
 from .http import HTTP_REQUEST_LINE, serve_http
-from .http2 import serve_http2
+from .http2 import GoAwayOn, serve_http2
 from .line_loop import RECEIVE_SIZE, PeerNotReading, send_reply, serve_lines
 from .log import EventLog
 from .record import Code, ConnectionRecord, ConnectionReport, Outcome, Refused, refuse
@@ -201,7 +201,10 @@ async def _serve(
             record,
             idle_timeout=settings.idle_timeout,
             request_timeout=settings.request_timeout,
-            stopping=settings.stopping,
+            go_away=(
+                GoAwayOn(settings.stopping, "server shutting down"),
+                GoAwayOn(settings.reloaded, "credentials reloaded", grace=settings.shutdown_grace),
+            ),
             app=settings.h2_app,
         )
         if decision.allowed:

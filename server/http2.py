@@ -27,14 +27,16 @@ A request body is a stream's own affair, which other streams' traffic hides
 from that deadline: ``idle_timeout`` without a byte of it gets 408 and
 RST_STREAM, as an HTTP/1.1 body that stalls ends its connection.
 
-Shutdown: when ``stopping`` is set, the client gets a GOAWAY naming the last
-stream we took; those streams finish (within the server's ``shutdown_grace``,
-which cuts a write to a peer that does not read too), later ones are refused,
-and the connection ends with its last stream. h2's
+Shutdown and reload: when the server stops, or reloads its credentials, the
+client gets a GOAWAY naming the last stream we took (:class:`GoAwayOn`); those
+streams finish within ``shutdown_grace`` (the server's own deadline at
+shutdown, which cuts a write to a peer that does not read too; the
+connection's after a reload), later ones are refused, and the connection ends
+with its last stream. A reload so reaches long-lived HTTP/2 and gRPC
+connections too: their clients reconnect, and the new CA and CRL judge them. h2's
 ``close_connection`` would also close its state machine (no DATA could follow
 on the streams in flight), so that GOAWAY is built by hyperframe, h2's own
-framing layer, and queued after what h2 has pending. Reloading credentials
-closes no connection, so it sends no GOAWAY.
+framing layer, and queued after what h2 has pending.
 
 Limits: MAX_CONCURRENT_STREAMS and MAX_HEADER_LIST_SIZE are advertised and
 enforced by h2 (with what else it bounds: see :mod:`.h2_guard`, which adds the
@@ -49,7 +51,8 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
+from dataclasses import dataclass
 from typing import Any, Final
 
 import trio
@@ -78,7 +81,7 @@ from .routes import (
 )
 from .views import SessionInfo
 
-__all__ = ["serve_http2"]
+__all__ = ["GoAwayOn", "serve_http2"]
 
 # nginx's http2_max_concurrent_streams is 128, Go's 250; h2 refuses a stream beyond it.
 MAX_CONCURRENT_STREAMS: Final = 100
@@ -89,6 +92,16 @@ CLOSE_WITHIN: Final = 2.0  # a goodbye (GOAWAY) to a peer that may not read
 _ZEROS: Final = memoryview(bytes(BULK_CHUNK))  # /bytes/N's pieces: one for all streams, never copied
 
 
+@dataclass(frozen=True, slots=True)
+class GoAwayOn:
+    """When ``event`` is set the connection sends GOAWAY, saying ``why``; its streams in flight then
+    have ``grace`` seconds (None: until the server's own deadline, as at shutdown)."""
+
+    event: trio.Event
+    why: str
+    grace: float | None = None
+
+
 async def serve_http2(
     tls: TLSConnection,
     info: SessionInfo,
@@ -96,13 +109,13 @@ async def serve_http2(
     *,
     idle_timeout: float,
     request_timeout: float,
-    stopping: trio.Event | None = None,
+    go_away: Sequence[GoAwayOn] = (),
     app: App | None = None,
 ) -> str:
     """Serve streams until the client or the server ends the connection, counting the requests taken
     in ``tally``; returns how it ended."""
     server = _H2Server(tls, info, tally, idle_timeout=idle_timeout, request_timeout=request_timeout, app=app)
-    return await server.run(stopping)
+    return await server.run(go_away)
 
 
 class _H2Server(H2Writes):
@@ -136,6 +149,7 @@ class _H2Server(H2Writes):
         self.window_opened = trio.Event()
         self.outbox = bytearray()  # taken from h2, not yet written (with our own GOAWAY, in order)
         self.last_stream: int | None = None  # set by our GOAWAY: streams above it are refused
+        self.going_away = ""  # why our GOAWAY went out
         self.ended: str | None = None
         self.broken = False  # a write did not finish in time: the TLS stream is unusable
         self.bound = math.inf  # when bytes that completed nothing must be followed by some that do
@@ -147,13 +161,13 @@ class _H2Server(H2Writes):
     def __repr__(self) -> str:
         return f"<H2 server streams={len(self.streams)} {self.guard!r}>"
 
-    async def run(self, stopping: trio.Event | None) -> str:
+    async def run(self, go_away: Sequence[GoAwayOn]) -> str:
         with self.deadline.scope:
             async with trio.open_nursery() as nursery:
                 self.nursery = nursery
                 self.conn.initiate_connection()  # our SETTINGS go out with the first answer
-                if stopping is not None:
-                    nursery.start_soon(self._go_away_on, stopping)
+                for signal in go_away:
+                    nursery.start_soon(self._go_away_on, signal)
                 try:
                     self._end(await self._read())
                 except trio.Cancelled:
@@ -224,7 +238,7 @@ class _H2Server(H2Writes):
             # Everything this read caused (answers, SETTINGS ACK, WINDOW_UPDATE) in one write.
             await self._flush()
             if self.last_stream is not None and not self.streams:
-                return "server shutting down: GOAWAY sent, streams finished"
+                return f"{self.going_away}: GOAWAY sent, streams finished"
 
     def _progress(self, *, done: bool) -> None:
         if done:
@@ -341,7 +355,7 @@ class _H2Server(H2Writes):
             work.close()  # never started if the scope was cancelled first
             self.streams.pop(stream.id, None)
             if self.last_stream is not None and not self.streams:
-                self._end("server shutting down: GOAWAY sent, streams finished")
+                self._end(f"{self.going_away}: GOAWAY sent, streams finished")
 
     async def _send_rest(self, stream: Stream, body: bytes, trailers: Headers) -> None:
         """The body of an answer whose headers went out, as the windows open."""
@@ -358,17 +372,24 @@ class _H2Server(H2Writes):
             await self._send_body(stream_id, _ZEROS[:piece], end=not remaining)
         self.guard.answered += 1
 
-    async def _go_away_on(self, stopping: trio.Event) -> None:
-        """At shutdown: GOAWAY naming the last stream taken; the connection ends with its last stream."""
-        await stopping.wait()
+    async def _go_away_on(self, signal: GoAwayOn) -> None:
+        """GOAWAY naming the last stream taken (once); the connection ends with its last stream, or
+        when the signal's grace is over."""
+        await signal.event.wait()
+        if self.last_stream is not None:
+            return  # the other signal's GOAWAY went out first
         self.last_stream = self.conn.highest_inbound_stream_id
+        self.going_away = signal.why
         goaway = GoAwayFrame(stream_id=0, last_stream_id=self.last_stream, error_code=ErrorCodes.NO_ERROR)
-        goaway.additional_data = b"server shutting down"
+        goaway.additional_data = signal.why.encode()
         self._take()
         self.outbox += goaway.serialize()
         await self._flush()
         if not self.streams:
-            self._end("server shutting down: GOAWAY sent")
+            self._end(f"{signal.why}: GOAWAY sent")
+        elif signal.grace is not None:
+            await trio.sleep(signal.grace)  # the streams' grace, not a wait for something to happen
+            self._end(f"{signal.why}: GOAWAY sent, streams still open after {signal.grace:g}s cut")
 
 
 def _code_name(code: ErrorCodes | int | None) -> str:

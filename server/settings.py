@@ -36,6 +36,10 @@ class HandlerSettings:
     h2_app: App | None = field(default=None, compare=False, repr=False)
     # Set when the server starts shutting down (kept across reloads): HTTP/2 sends GOAWAY then.
     stopping: trio.Event = field(default_factory=trio.Event, compare=False, repr=False)
+    # Set when the credentials are reloaded (a new one for the settings after): HTTP/2 connections
+    # accepted before send GOAWAY, so their clients reconnect under the new CA and CRL.
+    reloaded: trio.Event = field(default_factory=trio.Event, compare=False, repr=False)
+    shutdown_grace: float = 5.0  # what HTTP/2 streams in flight get after a reload's GOAWAY
 
 
 def forward_target(config: ServerConfig) -> ForwardTarget | None:

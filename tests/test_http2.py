@@ -12,6 +12,7 @@ import pytest
 import trio
 import trio.testing
 from h2.errors import ErrorCodes
+from h2.events import PingAckReceived
 from hyperframe.frame import DataFrame, GoAwayFrame
 
 from mtls_ref.server.h2_app import AppRoute, Response
@@ -336,3 +337,35 @@ async def test_shutdown_grace_bounds_a_write_to_a_client_that_does_not_read(pki:
         await client.aclose()
     (connection,) = log_events(log, "connection")
     assert connection["reason"] == "server shutting down", connection
+
+
+@pytest.mark.usefixtures("tls_engine")
+async def test_a_reload_sends_goaway_and_cuts_what_outlasts_the_grace(pki: Pki) -> None:
+    """Reloading the credentials sends GOAWAY to the HTTP/2 connections accepted before it (their clients
+    reconnect under the new CA and CRL): one with a stream in flight (a body that never ends) is cut
+    after shutdown_grace, and a new connection is served as before."""
+    async with trio.open_nursery() as nursery:
+        server, port, log = await start_server(nursery, pki, shutdown_grace=0.3, idle_timeout=30.0)
+        with trio.fail_after(10):
+            held = await H2Client.open(port, h2_context(pki))
+            assert (await held.request("/healthz")).headers[b":status"] == b"200"
+            stalled = held.conn.get_next_available_stream_id()
+            sink = [(":method", "POST"), (":path", "/sink"), (":scheme", "https"), (":authority", "x")]
+            held.conn.send_headers(stalled, sink)
+            held.conn.send_data(stalled, b"x")  # and no more: the stream stays in flight
+            held.conn.ping(b"in order")  # its ACK says the server has taken the stream
+            await held.flush()
+            while not any(isinstance(event, PingAckReceived) for event in await held.events()):
+                assert not held.closed
+            assert server.reload("test")
+            await held.until(lambda: held.goaway is not None)
+            await held.until(lambda: False)  # the cut, after the grace
+            fresh = await H2Client.open(port, h2_context(pki))
+            assert (await fresh.request("/healthz")).headers[b":status"] == b"200"
+            await fresh.aclose()
+            await held.aclose()
+        server.shutdown()
+    assert held.goaway is not None and held.goaway.error_code == ErrorCodes.NO_ERROR
+    assert held.goaway.additional_data == b"credentials reloaded"
+    first = log_events(log, "connection")[0]
+    assert first["reason"] == "credentials reloaded: GOAWAY sent, streams still open after 0.3s cut", first
