@@ -29,8 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
         "then speaks, on the same port, a line protocol (WHOAMI, ECHO <text>, PING, HELP, QUIT), "
         "HTTP/1.1, or HTTP/2 (ALPN h2) with gRPC (grpc.health.v1.Health/Check, "
         "mtls_ref.v1.Identity/WhoAmI). SIGHUP (or a change to cert/key/ca/crl files) reloads the "
-        "credentials for new connections (HTTP/2 ones open get GOAWAY); Ctrl-C/SIGTERM drains and stops. Flags override the [server] "
-        "section of the config.",
+        "credentials for new connections (open HTTP/2 ones get GOAWAY); Ctrl-C/SIGTERM drains and "
+        "stops. Flags override the [server] section of the config.",
         epilog="mtls-server badservers --badset DIR serves every bad server at once to test a client "
         "(see 'mtls-server badservers --help'). Try it by hand (s_client sends only the first "
         "certificate of -cert, so pass the intermediate with -cert_chain; the whole chain there would "
