@@ -384,12 +384,15 @@ class _H2Server(H2Writes):
         goaway.additional_data = signal.why.encode()
         self._take()
         self.outbox += goaway.serialize()
-        await self._flush()
-        if not self.streams:
-            self._end(f"{signal.why}: GOAWAY sent")
-        elif signal.grace is not None:
-            await trio.sleep(signal.grace)  # the streams' grace, not a wait for something to happen
-            self._end(f"{signal.why}: GOAWAY sent, streams still open after {signal.grace:g}s cut")
+        # The grace starts now: a write to a peer that does not read may hold the send lock.
+        with trio.move_on_after(math.inf if signal.grace is None else signal.grace):
+            await self._flush()
+            if not self.streams:
+                self._end(f"{signal.why}: GOAWAY sent")
+            await trio.sleep_forever()  # the last stream ends the connection (or the grace does)
+        self._end(f"{signal.why}: GOAWAY sent, streams still open after {signal.grace:g}s cut")
+        if self.writing is not None:  # a write to a peer that does not read is cut too
+            self.writing.cancel()
 
 
 def _code_name(code: ErrorCodes | int | None) -> str:

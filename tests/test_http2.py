@@ -16,6 +16,7 @@ from h2.events import PingAckReceived
 from hyperframe.frame import DataFrame, GoAwayFrame
 
 from mtls_ref.server.h2_app import AppRoute, Response
+from mtls_ref.server.record import ConnectionRecord, ConnectionReport
 from mtls_ref.server.routes import Headers, RequestHead
 from mtls_ref.server.views import SessionInfo
 
@@ -369,3 +370,28 @@ async def test_a_reload_sends_goaway_and_cuts_what_outlasts_the_grace(pki: Pki) 
     assert held.goaway.additional_data == b"credentials reloaded"
     first = log_events(log, "connection")[0]
     assert first["reason"] == "credentials reloaded: GOAWAY sent, streams still open after 0.3s cut", first
+
+
+async def test_a_reload_cuts_a_write_to_a_client_that_does_not_read_after_the_grace(pki: Pki) -> None:
+    """After a reload's GOAWAY, a client that opened its windows and reads nothing holds a write of
+    ours: the grace still ends the connection (not idle_timeout, however long)."""
+    with trio.fail_after(10):  # idle_timeout is 30 s: only the grace can end it in time
+        async with trio.open_nursery() as nursery:
+            server, port, log = await start_server(nursery, pki, shutdown_grace=0.2, idle_timeout=30.0)
+            logged = trio.Event()
+
+            def count(record: ConnectionRecord) -> None:
+                server.metrics.record(record)
+                logged.set()
+
+            server.report = ConnectionReport(server.log, count)
+            client = await H2Client.open(port, h2_context(pki), window=1 << 30)
+            client.start(f"/bytes/{1 << 30}")
+            await client.flush()
+            await trio.testing.wait_all_tasks_blocked(cushion=0.1)  # the server's write waits on us
+            assert server.reload("test")
+            await logged.wait()  # the connection's end, with the server still serving
+            server.shutdown()
+        await client.aclose()
+    (connection,) = log_events(log, "connection")
+    assert connection["reason"].startswith("credentials reloaded: GOAWAY sent"), connection
