@@ -154,7 +154,9 @@ async def test_http10_without_host_is_forwarded(pki: Pki) -> None:
 async def test_websocket_through_the_proxy(pki: Pki) -> None:
     """A real websocket client and server (the websockets package) talk through forward mode: the 101
     switches the connection to the byte relay in both directions."""
-    from websockets.sync.client import connect
+    import asyncio
+
+    from websockets.asyncio.client import connect
 
     context = client_context(client_config(pki))
     big = secrets.token_hex(50_000)  # random: permessage-deflate cannot shrink it
@@ -162,13 +164,20 @@ async def test_websocket_through_the_proxy(pki: Pki) -> None:
         async with trio.open_nursery() as nursery:
             server, port, log = await start_forwarding(nursery, pki, backend)
 
-            def talk() -> list[str]:
-                with connect(f"wss://127.0.0.1:{port}/echo", ssl=context, open_timeout=WAIT) as ws:
+            # The asyncio client, in a thread of its own: one thread drives its TLS connection. The
+            # sync client reads in a second thread while it writes, which OpenSSL does not allow on
+            # one connection; twice in many full-suite runs, on a loaded machine, its request never
+            # reached the server (the server's log: no byte of a request in idle_timeout).
+            async def exchange() -> list[str]:
+                async with connect(f"wss://127.0.0.1:{port}/echo", ssl=context, open_timeout=WAIT) as ws:
                     answers = []
                     for text in ("hello", big):
-                        ws.send(text)
-                        answers.append(str(ws.recv(timeout=WAIT)))
+                        await ws.send(text)
+                        answers.append(str(await asyncio.wait_for(ws.recv(), WAIT)))
                     return answers
+
+            def talk() -> list[str]:
+                return asyncio.run(exchange())
 
             try:
                 answers = await trio.to_thread.run_sync(talk)
@@ -273,7 +282,9 @@ async def test_a_client_that_never_reads_is_dropped(pki: Pki) -> None:
 async def test_an_upgraded_connection_never_keeps_the_server_from_others(pki: Pki, tmp_path: Path) -> None:
     """With a websocket open through the server process (the review's freeze: a 101 made the relay spin),
     three other clients each get a handshake and an answer within a second, and SIGTERM still stops it."""
-    from websockets.sync.client import connect
+    import asyncio
+
+    from websockets.asyncio.client import connect  # one thread drives its TLS (see the test above)
 
     config = write_config(pki, tmp_path)
     config.write_text(config.read_text().replace("[server]\n", "[server]\nshutdown_grace = 0.5\n"))
@@ -292,13 +303,16 @@ async def test_an_upgraded_connection_never_keeps_the_server_from_others(pki: Pk
             port = int(seen.split(b'"addresses": ["127.0.0.1:', 1)[1].split(b'"', 1)[0])
             opened, release = threading.Event(), threading.Event()
 
-            def hold_websocket() -> None:
+            async def hold() -> None:
                 context = client_context(client_config(pki))
-                with connect(f"wss://127.0.0.1:{port}/", ssl=context, open_timeout=5) as ws:
-                    ws.send("held open")
-                    assert ws.recv(timeout=5) == "held open"
+                async with connect(f"wss://127.0.0.1:{port}/", ssl=context, open_timeout=5) as ws:
+                    await ws.send("held open")
+                    assert await asyncio.wait_for(ws.recv(), 5) == "held open"
                     opened.set()
-                    release.wait(WAIT)
+                    await asyncio.to_thread(release.wait, WAIT)
+
+            def hold_websocket() -> None:
+                asyncio.run(hold())
 
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(trio.to_thread.run_sync, hold_websocket)
