@@ -4,7 +4,10 @@ Theory of operation
 -------------------
 A mode (line protocol, raw, HTTP) only says what it sends and what it waits
 for; the channel does the waiting. Each read and each write has the session's
-deadline (``config.timeout``), and every way it can end that is not data
+deadline (``config.timeout``), and so has each whole exchange (a request and
+all of its answer, :meth:`Channel.exchange`): a server that sends a byte, or an
+HTTP/2 PING, just inside each read's deadline cannot hold us longer than that.
+Every way it can end that is not data
 becomes the session's verdict at once (:class:`~.outcome.Stop`): a TLS error
 (under TLS 1.3 the server's verdict on our certificate arrives here, as an
 alert on our first read), the end of the stream, or the deadline.
@@ -21,8 +24,9 @@ The channel touches the connection only through ``receive_some`` and
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Final, TypeVar
 
 import trio
@@ -60,6 +64,7 @@ class Channel:
         self._lines = LineBuffer(REPLY_MAX_LINE)
         self._ready: list[str] = []
         self._received_any = False
+        self._exchange: tuple[float, str] | None = None  # the exchange under way: its end, and what it is
 
     def __repr__(self) -> str:
         return f"<Channel to {self.report.target} received_any={self._received_any}>"
@@ -67,6 +72,21 @@ class Channel:
     def selected_alpn_protocol(self) -> str | None:
         """The application protocol the server chose in the handshake (None: it chose none)."""
         return self._tls.selected_alpn_protocol()
+
+    @contextlib.contextmanager
+    def exchange(self, what: str) -> Iterator[None]:
+        """One request and all of its answer (``what`` names it: "a reply to 'PING'") within the deadline,
+        however the server spreads its bytes over the reads inside."""
+        self._exchange = (trio.current_time() + self._timeout, what)
+        try:
+            yield
+        finally:
+            self._exchange = None
+
+    def _until(self) -> float:
+        """When the wait that starts now ends: the deadline, or the exchange's end if sooner."""
+        end = trio.current_time() + self._timeout
+        return end if self._exchange is None else min(end, self._exchange[0])
 
     # -- writing --------------------------------------------------------------------------------
 
@@ -115,18 +135,21 @@ class Channel:
 
     async def _within_deadline(self, operation: Callable[[], Awaitable[T]], *, summary: str, fix: str) -> T:
         """``operation`` within the deadline; a broken stream or the deadline is the verdict."""
-        with trio.move_on_after(self._timeout):
+        with trio.move_on_at(self._until()):
             try:
                 return await operation()
             except trio.BrokenResourceError as exc:
                 raise self._verdicts.broken(exc, first_read=not self._received_any) from exc
+        if self._exchange is not None and trio.current_time() >= self._exchange[0]:
+            summary = f"no complete {self._exchange[1]} within {self._timeout:g}s"
+            fix = "the server answers too slowly, or never ends its answer; see the server's log"
         raise fail(self.report, Exit.PROTOCOL, summary=summary, fix=fix)
 
     # -- reads after the verdict ----------------------------------------------------------------
 
     async def receive_optional(self) -> bytes:
         """The next bytes, or ``b""`` at the end of the stream, on a TLS error or at the deadline."""
-        with trio.move_on_after(self._timeout):
+        with trio.move_on_at(self._until()):
             try:
                 return await self._tls.receive_some(RECEIVE_SIZE)
             except trio.BrokenResourceError:

@@ -30,7 +30,6 @@ import h2.connection
 import h2.events
 import h2.exceptions
 import h2.settings
-import trio
 
 from mtls_ref.shared.core.errors import MTLSError
 from mtls_ref.shared.pki.keys import load_certificates
@@ -143,9 +142,9 @@ class H2Client:
             *headers,
         ]
         self._h2.send_headers(stream_id, request, end_stream=not body)
-        # One deadline for the whole exchange, beside each read's: a server that sends a PING (or a
+        # The channel bounds the whole exchange, beside each read: a server that sends a PING (or a
         # byte) just inside each read's deadline would otherwise hold us MAX_READS deadlines long.
-        with trio.move_on_after(config.timeout) as exchange:
+        with self._channel.exchange(f"response to {method} {path}"):
             await self._flush(f"{method} {path}")
             await self._send_body(stream_id, body, what=f"the body of {method} {path}")
             for _ in range(MAX_READS):
@@ -156,8 +155,6 @@ class H2Client:
                 raise self._protocol_error(
                     f"no end to the response to {method} {path} after {MAX_READS} reads"
                 )
-        if exchange.cancelled_caught:
-            raise self._protocol_error(f"no complete response to {method} {path} within {config.timeout:g}s")
         del self._streams[stream_id]
         if stream.headers is None:  # h2 ends a stream with headers first; a reset raised already
             raise self._protocol_error("a response without headers")

@@ -51,11 +51,12 @@ async def exchange(channel: Channel, messages: Sequence[str]) -> None:
     request = h11.Request(
         method="GET", target="/", headers=[("Host", channel.config.expected_name), ("Connection", "close")]
     )
-    await channel.send((http.send(request) or b"") + (http.send(h11.EndOfMessage()) or b""), what="GET /")
-    response = await _response_head(http, channel)
-    status = f"{response.status_code} {response.reason.decode('latin-1')}".rstrip()
-    report.exchanges.append(("GET / HTTP/1.1", f"HTTP/{response.http_version.decode('ascii')} {status}"))
-    reason = await _body_reason(http, channel)
+    with channel.exchange("response to GET /"):
+        await channel.send((http.send(request) or b"") + (http.send(h11.EndOfMessage()) or b""), what="GET /")
+        response = await _response_head(http, channel)
+        status = f"{response.status_code} {response.reason.decode('latin-1')}".rstrip()
+        report.exchanges.append(("GET / HTTP/1.1", f"HTTP/{response.http_version.decode('ascii')} {status}"))
+        reason = await _body_reason(http, channel)
     report.http_status = status + (f": {reason}" if reason else "")
     judge_status(report, response.status_code, "GET /")
 

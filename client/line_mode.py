@@ -25,7 +25,8 @@ _ENDING_CODES: Final = frozenset({"line-too-long", "bad-encoding", "idle-timeout
 async def exchange(channel: Channel, messages: Sequence[str]) -> None:
     """Read the greeting, then send each message and read its reply, until ``OK bye``."""
     report = channel.report
-    greeting = await channel.line("a greeting")
+    with channel.exchange("greeting"):
+        greeting = await channel.line("a greeting")
     report.greeting = greeting
     reply = _parse(greeting, report)
     if not reply.ok and reply.code == "forbidden":
@@ -43,8 +44,9 @@ async def exchange(channel: Channel, messages: Sequence[str]) -> None:
             fix="see the server's log",
         )
     for message in messages:
-        await channel.send_line(message)
-        answer = await channel.line(f"a reply to {message!r}")
+        with channel.exchange(f"reply to {message!r}"):
+            await channel.send_line(message)
+            answer = await channel.line(f"a reply to {message!r}")
         report.exchanges.append((message, answer))
         parsed = _parse(answer, report)
         if parsed.ok and parsed.code == "bye":

@@ -22,8 +22,9 @@ async def exchange(channel: Channel, messages: Sequence[str]) -> None:
     """
     report = channel.report
     for message in messages:
-        await channel.send_line(message)
-        reply = await channel.line(f"a reply to {message!r}")
+        with channel.exchange(f"reply to {message!r}"):
+            await channel.send_line(message)
+            reply = await channel.line(f"a reply to {message!r}")
         report.exchanges.append((message, reply))
         if reply.startswith("ERR forbidden"):
             raise fail(

@@ -24,10 +24,11 @@ from .support.tls import client_config
 
 @asynccontextmanager
 async def scripted_https(
-    pki: Pki, pieces: Sequence[bytes], requests: list[h11.Request], *, hold: bool = False
+    pki: Pki, pieces: Sequence[bytes], requests: list[h11.Request], *, hold: bool = False, pause: float = 0.0
 ) -> AsyncIterator[int]:
     """An HTTPS server that records each request (read with h11), answers with ``pieces``, one send
-    each, then closes (or, with ``hold``, keeps the connection until the client closes it)."""
+    each (``pause`` seconds apart: a server that trickles), then closes (or, with ``hold``, keeps the
+    connection until the client closes it)."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(pki.server.chain, pki.server.key)
     context.load_verify_locations(pki.ca_cert)
@@ -44,6 +45,7 @@ async def scripted_https(
             for piece in pieces:
                 await tls.send_all(piece)
                 await trio.testing.wait_all_tasks_blocked()  # one record each; let the client take it
+                await trio.sleep(pause)  # the trickling server's own pace, not a wait for the client
             while hold and await tls.receive_some(65536):
                 pass
             await tls.aclose()
@@ -55,11 +57,11 @@ async def scripted_https(
 
 
 async def get(
-    pki: Pki, pieces: Sequence[bytes], *, hold: bool = False
+    pki: Pki, pieces: Sequence[bytes], *, hold: bool = False, pause: float = 0.0, deadline: float = 5.0
 ) -> tuple[ClientReport, list[h11.Request]]:
     requests: list[h11.Request] = []
-    async with scripted_https(pki, pieces, requests, hold=hold) as port:
-        config = client_config(pki, port=port)
+    async with scripted_https(pki, pieces, requests, hold=hold, pause=pause) as port:
+        config = client_config(pki, port=port, timeout=deadline)
         with trio.fail_after(15):
             report = await run_client(config, client_context(config, alpn=[ALPN_HTTP]), mode="http")
     return report, requests
@@ -91,6 +93,16 @@ async def test_endless_interim_responses_end_the_session(pki: Pki) -> None:
     report, _ = await get(pki, [b"HTTP/1.1 100 Continue\r\n\r\n" * 40])
     assert report.result is Exit.PROTOCOL
     assert "more than 16 1xx responses" in report.summary
+
+
+async def test_a_response_trickled_within_each_read_deadline_is_bounded_as_a_whole(pki: Pki) -> None:
+    """A byte every 0.2 s, each read well within the 0.5 s deadline, never a whole head: the exchange's
+    own deadline ends it (one byte just inside each read's deadline would hold the client for hours)."""
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    with trio.fail_after(5):
+        report, _ = await get(pki, [bytes([byte]) for byte in head], pause=0.2, deadline=0.5)
+    assert report.result is Exit.PROTOCOL
+    assert report.summary == "no complete response to GET / within 0.5s", report.summary
 
 
 async def test_a_refusal_split_across_records_is_read_whole(pki: Pki) -> None:

@@ -251,7 +251,8 @@ class ClientConfig:
     tls_max: str = field(default="1.3", metadata=choices(*TLS_VERSIONS))
     timeout: float = field(
         default=10.0,
-        metadata=bounds(0.001) | flag("deadline for connect, handshake, each read and each HTTP/2 exchange"),
+        metadata=bounds(0.001)
+        | flag("deadline for connect, handshake, each read, and each whole request and its answer"),
     )
     keylog: Path | None = field(default=None, metadata=flag(_KEYLOG_HELP, metavar="FILE"))
 
