@@ -199,12 +199,6 @@ class OpenSSLSocketStream(SocketOwner, trio.abc.Stream):
         if not waited and yield_after:
             await trio.lowlevel.cancel_shielded_checkpoint()
 
-    async def aclose(self, *, yield_after: bool = True) -> None:
-        """Send close_notify (once, without waiting for the peer's) and close the socket."""
-        self.close_notify()
-        if yield_after:
-            await trio.lowlevel.checkpoint()
-
     def close_notify(self) -> None:
         """:meth:`aclose` without its scheduling point: nothing in it waits."""
         if self._closed:

@@ -31,6 +31,9 @@ from mtls_ref.shared.core.errors import ProtocolError
 __all__ = [
     "CONTENT_TYPE",
     "HEADER_SIZE",
+    "HEALTH_CHECK",
+    "IDENTITY_SERVICE",
+    "WHOAMI",
     "GrpcError",
     "GrpcStatus",
     "decode_grpc_message",
@@ -42,6 +45,11 @@ __all__ = [
     "status_from_trailers",
     "unary_message",
 ]
+
+# The methods' paths (":path" is "/" Service-Name "/" Method-Name, PROTOCOL-HTTP2.md).
+HEALTH_CHECK: Final = "/grpc.health.v1.Health/Check"
+IDENTITY_SERVICE: Final = "mtls_ref.v1.Identity"
+WHOAMI: Final = f"/{IDENTITY_SERVICE}/WhoAmI"
 
 CONTENT_TYPE: Final = b"application/grpc"
 # Compressed-Flag (1 byte) + Message-Length (4 bytes, big-endian): PROTOCOL-HTTP2.md, "Requests".

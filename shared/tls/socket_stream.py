@@ -81,6 +81,16 @@ class SocketOwner:
                     break
         self.close_now()
 
+    def close_notify(self) -> None:
+        """Send close_notify once, in one try that never waits, and close the socket (per engine)."""
+        raise NotImplementedError
+
+    async def aclose(self, *, yield_after: bool = True) -> None:
+        """Send close_notify (once, without waiting for the peer's) and close the socket."""
+        self.close_notify()
+        if yield_after:
+            await trio.lowlevel.checkpoint()
+
     def close_now(self) -> None:
         """Drop the connection without any TLS goodbye (wakes any task waiting on it)."""
         if self._closed:
@@ -195,12 +205,6 @@ class SocketTLSStream(SocketOwner, trio.abc.Stream):
             raise trio.BrokenResourceError from exc
         if yield_after:
             await trio.lowlevel.cancel_shielded_checkpoint()
-
-    async def aclose(self, *, yield_after: bool = True) -> None:
-        """Send close_notify (once, without waiting for the peer's) and close the socket."""
-        self.close_notify()
-        if yield_after:
-            await trio.lowlevel.checkpoint()
 
     def close_notify(self) -> None:
         """:meth:`aclose` without its scheduling point: nothing in it waits."""
