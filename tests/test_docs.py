@@ -17,9 +17,9 @@ import pytest
 
 from mtls_ref.shared.pki.cli import main
 
+from .support.docs import REPO, fenced_blocks, readme_section
 from .test_packaging import FOREIGN_TESTS
 
-REPO = Path(__file__).resolve().parent.parent
 DOCS = REPO / "docs"
 PAGES = (REPO / "README.md", *sorted(DOCS.glob("*.md")))
 
@@ -117,22 +117,6 @@ UNRUN = {
 }
 
 
-def fenced_blocks(text: str) -> list[tuple[str, list[str]]]:
-    """Each fenced code block: its language and its lines."""
-    blocks: list[tuple[str, list[str]]] = []
-    current: list[str] | None = None
-    for line in text.splitlines():
-        if line.strip().startswith("```"):
-            if current is None:
-                current = []
-                blocks.append((line.strip()[3:], current))
-            else:
-                current = None
-        elif current is not None:
-            current.append(line)
-    return blocks
-
-
 def normalized(command: str) -> str:
     """A command without its trailing `# comment`, white space collapsed."""
     return " ".join(re.sub(r"\s+#\s.*$", "", command).split())
@@ -157,12 +141,6 @@ def shell_commands(text: str) -> list[str]:
             if not pending:
                 commands.append(normalized(command))
     return commands
-
-
-def readme_section(title: str) -> str:
-    """The README's section under the heading ``## title``."""
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    return readme.split(f"\n## {title}\n", 1)[1].split("\n## ", 1)[0]
 
 
 def readme_tour() -> str:

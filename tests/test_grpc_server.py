@@ -21,10 +21,10 @@ from mtls_ref.server.grpc_service import MAX_REQUEST_BODY
 from mtls_ref.shared.grpc import HEALTH_CHECK, WHOAMI, health_pb2, identity_pb2
 from mtls_ref.shared.pki.authority import IssuedFiles
 
+from .support.docs import fenced_blocks, readme_section
 from .support.h2_client import H2Client, h2_context
 from .support.pki import Pki
 from .support.tls import log_events, start_server
-from .test_docs import fenced_blocks, readme_section
 
 pytestmark = pytest.mark.interop
 
