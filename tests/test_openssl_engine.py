@@ -75,6 +75,29 @@ async def test_certificate_request_names_the_ca(pki: Pki, openssl: str, engine: 
         assert "No client certificate CA names sent" in out, out
 
 
+@pytest.mark.parametrize(
+    ("offered", "chosen"),
+    [
+        ("mtls-ref/1,h2", "h2"),  # the server's order decides, not the client's
+        ("xh2,spdy/3,http/1.1", "http/1.1"),  # an entry holding "h2" is not h2
+        ("spdy/3", None),  # no overlap: no ALPN, no alert; the handler sniffs and greets
+    ],
+)
+async def test_alpn_is_the_servers_choice_among_whole_entries(
+    pki: Pki, openssl: str, offered: str, chosen: str | None
+) -> None:
+    """The openssl engine's own ALPN selector (C callback) picks our first protocol the client offers."""
+    async with trio.open_nursery() as nursery:
+        server, port, _ = await start_server(nursery, pki, tls_engine="openssl")
+        until = b"ALPN protocol" if chosen else b"OK pong"
+        out = await s_client(openssl, port, "-alpn", offered, *s_client_credentials(pki), until=until)
+        server.shutdown()
+    if chosen:
+        assert f"ALPN protocol: {chosen}\n" in out, out
+    else:
+        assert "No ALPN negotiated" in out and "OK pong" in out, out
+
+
 async def test_whoami_reports_the_verified_chain(pki: Pki, openssl: str) -> None:
     """WHOAMI on the openssl engine names the chain OpenSSL verified, leaf to root."""
     async with trio.open_nursery() as nursery:

@@ -37,9 +37,8 @@ opened and on reload, with the same words as the stdlib engine.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from OpenSSL import SSL, crypto
@@ -97,7 +96,7 @@ def openssl_server_context(config: ServerConfig) -> SSL.Context:
     ctx.set_session_cache_mode(SSL.SESS_CACHE_OFF)
     _load_chain(ctx, config)
     _load_trust(ctx, ca, config.crl)
-    ctx.set_alpn_select_callback(_alpn_selector(tuple(p.encode() for p in server_alpn(config))))
+    openssl_lowlevel.install_alpn_selector(ctx, tuple(p.encode() for p in server_alpn(config)))
     if config.keylog is not None:
         _log_keys_to(ctx, KeyLogFile(config.keylog))
     # Every message, for the diagram (logged, or kept for the browser page); costs ~10% of a
@@ -145,19 +144,6 @@ def _load_trust(ctx: SSL.Context, ca: Path, crl: Path | None) -> None:
         flags |= crypto.X509StoreFlags.CRL_CHECK
     store.set_flags(flags)
     openssl_lowlevel.install_verify_callback(ctx, SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT)
-
-
-def _alpn_selector(ours: tuple[bytes, ...]) -> Callable[[SSL.Connection, list[bytes]], Any]:
-    """The first of ``ours`` (server_alpn's order) that the client offers."""
-
-    # Returns bytes, or pyOpenSSL's NO_OVERLAPPING_PROTOCOLS marker (whose type is private).
-    def select(connection: SSL.Connection, offered: list[bytes]) -> Any:
-        for protocol in ours:
-            if protocol in offered:
-                return protocol
-        return SSL.NO_OVERLAPPING_PROTOCOLS
-
-    return select
 
 
 def _log_keys_to(ctx: SSL.Context, keylog: KeyLogFile) -> None:
