@@ -31,11 +31,19 @@ def bench(tmp_path: Path, *flags: str) -> tuple[str, dict[str, Any]]:
 
 @pytest.mark.usefixtures("openssl")  # s_server is a contestant: without it, a skip that says so
 def test_bench_smoke_run_produces_every_figure(tmp_path: Path) -> None:
-    """The smoke plan runs ours on both engines (and recording handshakes), s_server and both floors,
+    """The smoke plan runs ours on both engines (and recording handshakes), s_server and the floors,
     and writes every kind of figure."""
     printed, figures = bench(tmp_path, "--smoke")
     row = figures["handshakes"]["p256/TLS1.3"]
-    assert set(row) == {"ours", "ours-stdlib", "ours-recording", "s_server", "trio-floor", "pyopenssl-floor"}
+    assert set(row) == {
+        "ours",
+        "ours-stdlib",
+        "ours-recording",
+        "s_server",
+        "trio-floor",
+        "pyopenssl-floor",
+        "pyopenssl-work",
+    }
     for name, (result,) in row.items():
         assert result["handshakes"] > 0 and result["failures"] == 0, (name, result)
         assert result["per_cpu_s"] > 0 and result["p99_ms"] >= result["p50_ms"] > 0

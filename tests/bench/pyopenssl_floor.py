@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import trio
@@ -65,7 +65,10 @@ async def handle(sock: socket.socket, ctx: SSL.Context) -> None:
         sock.close()
 
 
-async def main(cert: str, key: str, ca: str) -> None:
+Handler = Callable[[socket.socket, SSL.Context], Awaitable[None]]
+
+
+async def main(cert: str, key: str, ca: str, handler: Handler = handle) -> None:
     ctx = SSL.Context(SSL.TLS_METHOD)
     ctx.set_min_proto_version(SSL.TLS1_2_VERSION)
     ctx.use_certificate_chain_file(cert.encode())
@@ -83,7 +86,7 @@ async def main(cert: str, key: str, ca: str) -> None:
             client, _ = await listener.accept()
             raw = socket.socket(fileno=client.detach())
             raw.setblocking(False)
-            nursery.start_soon(handle, raw, ctx)
+            nursery.start_soon(handler, raw, ctx)
 
 
 if __name__ == "__main__":

@@ -212,7 +212,8 @@ def start_s_server(creds: Credentials, work: Path, *, www: bool = False) -> Runn
 
 
 def start_floor(creds: Credentials, work: Path, *, module: str = "floor_server") -> Running:
-    """A bare trio server (``floor_server``: SSLStream; ``pyopenssl_floor``: pyOpenSSL on the socket)."""
+    """A bare trio server (``floor_server``: SSLStream; ``pyopenssl_floor``: pyOpenSSL on the socket;
+    ``work_floor``: that, plus only the work our behaviour needs per connection)."""
     process = subprocess.Popen(
         [
             sys.executable,
@@ -226,7 +227,7 @@ def start_floor(creds: Credentials, work: Path, *, module: str = "floor_server")
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
-    name = "trio-floor" if module == "floor_server" else "pyopenssl-floor"
+    name = {"floor_server": "trio-floor", "work_floor": "pyopenssl-work"}.get(module, "pyopenssl-floor")
     running = Running(name=name, port=0, process=process)
     running.port = _watch(
         process, running.log, lambda line: int(line.split()[1]) if line.startswith("PORT ") else None
@@ -236,7 +237,7 @@ def start_floor(creds: Credentials, work: Path, *, module: str = "floor_server")
 
 def library_version(name: str) -> str:
     """The OpenSSL each contestant runs on, as it reports it."""
-    if name in ("ours", "ours-recording", "pyopenssl-floor"):
+    if name in ("ours", "ours-recording", "pyopenssl-floor", "pyopenssl-work"):
         return SSL.OpenSSL_version(SSL.OPENSSL_VERSION).decode()
     if name in ("ours-stdlib", "trio-floor"):
         return ssl.OPENSSL_VERSION
