@@ -401,6 +401,7 @@ def report(out: dict[str, Any]) -> str:
                 ("ours", "pyopenssl-floor"),
                 ("ours", "pyopenssl-work"),
                 ("pyopenssl-work", "pyopenssl-floor"),
+                ("pyopenssl-work", "nginx"),
                 ("ours", "s_server"),
                 ("ours-stdlib", "nginx"),
                 ("ours", "ours-stdlib"),
