@@ -293,3 +293,15 @@ def test_a_missing_crl_file_is_named_with_the_fix(tmp_path: Path) -> None:
     empty.write_bytes(b"not a PEM file\n")
     with pytest.raises(CertificateError, match="holds no PEM CRL"):
         load_crls(empty)
+
+
+def test_the_clients_crl_errors_name_the_client_section(tmp_path: Path) -> None:
+    """[client] crl: the errors name the client's section and its fix, never [server]."""
+    issuer = authority(tmp_path, "a", ("alice",))
+    trust = issuer.pki.path(issuer.pki.ca_cert)
+    with pytest.raises(ConfigError, match=r"^client CRL file .* or unset \[client\] crl$"):
+        client_context(ClientConfig(ca=trust, crl=tmp_path / "missing.pem"))
+    tainted = tmp_path / "tainted-crl.pem"
+    tainted.write_bytes(issuer.crl + issuer.root)
+    with pytest.raises(CertificateError, match=r"^client CRL file .* besides CRLs.*in \[client\] ca$"):
+        client_context(ClientConfig(ca=trust, crl=tainted))

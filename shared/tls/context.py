@@ -181,7 +181,7 @@ def server_context(config: ServerConfig) -> ssl.SSLContext:
     _load_chain(ctx, config.cert, config.key, config.key_passphrase_file, "server")
     _load_ca(ctx, ca, "server")
     if config.crl is not None:
-        _load_crl(ctx, config.crl)
+        _load_crl(ctx, config.crl, "server")
     return ctx
 
 
@@ -194,13 +194,13 @@ def server_alpn(config: ServerConfig) -> tuple[str, ...]:
     return ALPN_H2, ALPN_HTTP, ALPN_LINE
 
 
-def _load_crl(ctx: ssl.SSLContext, crl: Path) -> None:
+def _load_crl(ctx: ssl.SSLContext, crl: Path, role: str) -> None:
     """Check the peer's leaf against the CRLs (the leaf issuer's; OpenSSL picks it by issuer name).
 
     OpenSSL reads the checked copy of the file (see ``read_crl_file``: a
     certificate in a CRL file would become a trust anchor), never the path again.
     """
-    pem, _ = read_crl_file(crl, role="server")
+    pem, _ = read_crl_file(crl, role=role)
     with tempfile.TemporaryDirectory(prefix="mtls-crl-") as folder:
         checked = Path(folder) / "crl.pem"
         checked.write_bytes(pem)
@@ -228,7 +228,7 @@ def client_context(config: ClientConfig, *, alpn: list[str] | None = None) -> ss
         ctx.set_alpn_protocols(alpn)
     _load_ca(ctx, config.ca, "client")
     if config.crl is not None:
-        _load_crl(ctx, config.crl)  # the server's leaf, checked against its issuer's CRL
+        _load_crl(ctx, config.crl, "client")  # the server's leaf, checked against its issuer's CRL
     if config.cert is not None:
         if config.key is None:
             raise ConfigError("client cert is set but key is not; set both [client] cert and key")
