@@ -35,6 +35,7 @@ from mtls_ref.shared.core.config import ClientConfig
 from mtls_ref.shared.core.errors import ProtocolError
 from mtls_ref.shared.core.protocol import LineBuffer, encode_request
 from mtls_ref.shared.tls.connection import TLSConnection
+from mtls_ref.shared.tls.stream import RECORD_SIZE
 
 from .diagnosis import Verdicts
 from .outcome import ClientReport, Exit, fail
@@ -45,7 +46,6 @@ __all__ = ["REPLY_MAX_LINE", "Channel"]
 # accept up to 64 KiB per reply line.
 REPLY_MAX_LINE: Final = 65536
 # One TLS record's worth of plaintext (RFC 8446 §5.1: at most 2^14 bytes).
-RECEIVE_SIZE: Final = 16384
 
 T = TypeVar("T")
 
@@ -111,7 +111,7 @@ class Channel:
     async def receive(self, waiting_for: str, *, not_ours_fix: str) -> bytes:
         """The next bytes from the server; any other ending is the verdict (``not_ours_fix`` on timeout)."""
         data = await self._within_deadline(
-            functools.partial(self._tls.receive_some, RECEIVE_SIZE),
+            functools.partial(self._tls.receive_some, RECORD_SIZE),
             summary=f"no {waiting_for} from the server within {self._timeout:g}s",
             fix=not_ours_fix,
         )
@@ -151,7 +151,7 @@ class Channel:
         """The next bytes, or ``b""`` at the end of the stream, on a TLS error or at the deadline."""
         with trio.move_on_at(self._until()):
             try:
-                return await self._tls.receive_some(RECEIVE_SIZE)
+                return await self._tls.receive_some(RECORD_SIZE)
             except trio.BrokenResourceError:
                 return b""
         return b""

@@ -46,6 +46,7 @@ from mtls_ref.shared.tls.connection import TLSConnection
 from mtls_ref.shared.tls.context import ALPN_H2, ALPN_HTTP, ALPN_LINE
 from mtls_ref.shared.tls.identity import identity_from_der
 from mtls_ref.shared.tls.render import render_terminal
+from mtls_ref.shared.tls.stream import RECORD_SIZE
 from mtls_ref.shared.tls.trace import HandshakeRecorder, PeerCertificateCatcher, Role, recording
 
 from .admission import HandshakeSlot
@@ -55,7 +56,7 @@ from .forward_mode import forward_connection
 from .handshake import handshake
 from .http import HTTP_REQUEST_LINE, serve_http
 from .http2 import GoAwayOn, serve_http2
-from .line_loop import RECEIVE_SIZE, PeerNotReading, send_reply, serve_lines
+from .line_loop import PeerNotReading, send_reply, serve_lines
 from .log import EventLog
 from .record import Code, ConnectionRecord, ConnectionReport, Outcome, Refused, refuse
 from .settings import HandlerSettings
@@ -250,7 +251,7 @@ async def _choose_protocol(tls: TLSConnection, settings: HandlerSettings) -> tup
 
 async def _receive_or_eof(tls: TLSConnection) -> bytes:
     try:
-        return bytes(await tls.receive_some(RECEIVE_SIZE))
+        return bytes(await tls.receive_some(RECORD_SIZE))
     except trio.BrokenResourceError:
         return b""
 

@@ -19,6 +19,7 @@ import h11
 import trio
 
 from mtls_ref.shared.tls.connection import TLSConnection
+from mtls_ref.shared.tls.stream import RECORD_SIZE
 
 from .routes import (
     BULK_CHUNK,
@@ -39,7 +40,6 @@ __all__ = ["HTTP_REQUEST_LINE", "serve_http"]
 # A request head (request line + headers) larger than this is refused with 431;
 # 16 KiB is h11's own default and more than any real client sends.
 MAX_HEAD_BYTES: Final = 16 * 1024
-RECEIVE_SIZE: Final = 16384
 HTTP_REQUEST_LINE: Final = re.compile(rb"^[A-Z]{3,10} \S+ HTTP/1\.[01]\r?\n")
 
 
@@ -128,7 +128,7 @@ async def _next_head(conn: h11.Connection, tls: TLSConnection, limits: _Limits) 
             deadline = min(deadline, started + limits.request)
         with trio.CancelScope(deadline=deadline) as scope:
             try:
-                data = await tls.receive_some(RECEIVE_SIZE)
+                data = await tls.receive_some(RECORD_SIZE)
             except trio.BrokenResourceError:
                 raise _Closed("peer closed the connection abruptly") from None
         if scope.cancelled_caught:
@@ -148,7 +148,7 @@ async def _next_event(conn: h11.Connection, tls: TLSConnection, idle_timeout: fl
             return event
         with trio.move_on_after(idle_timeout) as scope:
             try:
-                data = await tls.receive_some(RECEIVE_SIZE)
+                data = await tls.receive_some(RECORD_SIZE)
             except trio.BrokenResourceError:
                 raise _Closed("peer closed the connection abruptly") from None
         if scope.cancelled_caught:

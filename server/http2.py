@@ -65,6 +65,7 @@ from hyperframe.frame import GoAwayFrame
 
 from mtls_ref.shared.core.deadline import IdleDeadline
 from mtls_ref.shared.tls.connection import TLSConnection
+from mtls_ref.shared.tls.stream import RECEIVE_SIZE
 
 from .h2_answers import H2_CONFIG, Stream, h2_fields, whole_answer
 from .h2_app import App, request_head
@@ -87,7 +88,6 @@ __all__ = ["GoAwayOn", "serve_http2"]
 MAX_CONCURRENT_STREAMS: Final = 100
 # As HTTP/1.1's request head limit (http.MAX_HEAD_BYTES): h2 refuses a larger header list.
 MAX_HEADER_LIST_SIZE: Final = 16 * 1024
-RECEIVE_SIZE: Final = 65536
 CLOSE_WITHIN: Final = 2.0  # a goodbye (GOAWAY) to a peer that may not read
 _ZEROS: Final = memoryview(bytes(BULK_CHUNK))  # /bytes/N's pieces: one for all streams, never copied
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Awaitable, Callable
-from typing import Final
 
 import trio
 
@@ -26,14 +25,13 @@ from mtls_ref.shared.core.deadline import IdleDeadline
 from mtls_ref.shared.core.line_protocol import Close, LineConnection, Step
 from mtls_ref.shared.core.protocol import Reply, encode_reply
 from mtls_ref.shared.tls.connection import TLSConnection
+from mtls_ref.shared.tls.stream import RECORD_SIZE
 
 from .record import ConnectionRecord
 from .settings import HandlerSettings
 from .views import SessionInfo, whoami_document
 
 __all__ = ["PeerNotReading", "send_reply", "serve_lines"]
-
-RECEIVE_SIZE: Final = 16384  # one maximal TLS record
 
 
 class PeerNotReading(Exception):
@@ -73,10 +71,8 @@ class _Loop:
         self.deadline = deadline
         self.writing = False  # what the deadline interrupted: a write (the peer does not read) or a read
         # No scheduling point after a write: what follows is a receive, or the close, and each is
-        # one (cancellation is still checked before writing). Any other stream writes as it does.
-        self.send: Callable[[bytes], Awaitable[None]] = tls.send_all
-        if isinstance(tls, TLSConnection):
-            self.send = functools.partial(tls.send_all, yield_after=False)
+        # one (cancellation is still checked before writing).
+        self.send: Callable[[bytes], Awaitable[None]] = functools.partial(tls.send_all, yield_after=False)
 
     async def run(self, step: Step, initial: bytes) -> None:
         tls, protocol, deadline = self.tls, self.protocol, self.deadline
@@ -92,7 +88,7 @@ class _Loop:
                     data, initial = initial, b""
                 else:
                     try:
-                        data = await tls.receive_some(RECEIVE_SIZE)
+                        data = await tls.receive_some(RECORD_SIZE)
                     except trio.BrokenResourceError:
                         step = protocol.peer_aborted()
                         continue

@@ -1,4 +1,4 @@
-"""The server's per-connection handler over memory streams with real TLS: the full path, no sockets."""
+"""The server's per-connection handler with real TLS over a socketpair, on each engine: the full path."""
 
 from __future__ import annotations
 
@@ -13,16 +13,20 @@ import pytest
 import trio
 import trio.testing
 
+from mtls_ref.server.engine import build_server_context
 from mtls_ref.server.handler import ConnectionRecord, HandlerSettings, handle_connection
 from mtls_ref.server.log import EventLog
 from mtls_ref.shared.core.config import ClientConfig
 from mtls_ref.shared.core.protocol import LineBuffer
 from mtls_ref.shared.tls.connection import TLSConnection
-from mtls_ref.shared.tls.context import ALPN_HTTP, ALPN_LINE, client_context, server_context
+from mtls_ref.shared.tls.context import ALPN_HTTP, ALPN_LINE, client_context
 from mtls_ref.shared.tls.identity import AllowList
 
 from .support.pki import Pki
 from .support.tls import client_config, no_cert, server_config, socket_stream_pair, with_version
+
+# Every test once per server engine, through the adapter production uses for it.
+pytestmark = pytest.mark.usefixtures("tls_engine")
 
 
 @dataclass
@@ -72,7 +76,7 @@ async def conversation(
     async def serve() -> None:
         record = await handle_connection(
             server_stream,
-            context=server_context(server_config(pki)),
+            context=build_server_context(server_config(pki)),
             settings=settings or HandlerSettings(),
             log=EventLog("json", log.append),
             peer="memory",
@@ -216,7 +220,7 @@ async def test_handshake_timeout(pki: Pki, autojump_clock: trio.testing.MockCloc
     log: list[str] = []
     record = await handle_connection(
         server_stream,
-        context=server_context(server_config(pki)),
+        context=build_server_context(server_config(pki)),
         settings=HandlerSettings(handshake_timeout=3),
         log=EventLog("json", log.append),
         peer="silent",
@@ -245,7 +249,7 @@ async def test_non_tls_bytes_are_refused_and_logged(pki: Pki) -> None:
     with trio.fail_after(5):
         record = await handle_connection(
             server_stream,
-            context=server_context(server_config(pki)),
+            context=build_server_context(server_config(pki)),
             settings=HandlerSettings(),
             log=EventLog("json", log.append),
             peer="plain",

@@ -26,12 +26,31 @@ def session(*, allowed: bool = True) -> SessionInfo:
     )
 
 
-async def serve(stream: Any, settings: HandlerSettings, record: ConnectionRecord, **info: bool) -> None:
+class Plain:
+    """A memory stream as the loop sees a TLS stream: receive_some, and send_all with ``yield_after``
+    (this stream always yields after a write, which only adds scheduling points)."""
+
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        self.stream = stream
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        return bytes(await self.stream.receive_some(max_bytes))
+
+    async def send_all(self, data: bytes, *, yield_after: bool = True) -> None:
+        await self.stream.send_all(data)
+
+
+async def serve(
+    stream: trio.abc.Stream, settings: HandlerSettings, record: ConnectionRecord, **info: bool
+) -> None:
     # The loop asks a stream for receive_some and send_all only: memory streams stand in for TLS.
-    await serve_lines(stream, settings, record, session(**info), b"")
+    tls: Any = Plain(stream)
+    await serve_lines(tls, settings, record, session(**info), b"")
 
 
-async def serve_until_dropped(stream: Any, settings: HandlerSettings, record: ConnectionRecord) -> None:
+async def serve_until_dropped(
+    stream: trio.abc.Stream, settings: HandlerSettings, record: ConnectionRecord
+) -> None:
     """Serve; a peer that does not read ends it, as the handler's catch does, with the drop as the reason."""
     try:
         await serve(stream, settings, record)

@@ -21,12 +21,12 @@ from OpenSSL import SSL
 from mtls_ref.server.engine.openssl_context import openssl_server_context
 from mtls_ref.shared.core.config import ServerConfig
 from mtls_ref.shared.tls.connection import TLSConnection
+from mtls_ref.shared.tls.stream import RECORD_SIZE
 
 from .recorder import RowRecorder, host_port
 
 __all__ = ["AnonymousServer"]
 
-RECEIVE_SIZE: Final = 16384
 BODY: Final = {
     "client_certificate": "not requested",
     "note": "this server sent no CertificateRequest; a correct client connects without a certificate",
@@ -87,7 +87,7 @@ async def _answer(tls: TLSConnection) -> int:
         except h11.RemoteProtocolError:  # not HTTP: nothing to answer
             return 0
         if event is h11.NEED_DATA:
-            data = await tls.receive_some(RECEIVE_SIZE)
+            data = await tls.receive_some(RECORD_SIZE)
             if not data:
                 return 0
             conn.receive_data(data)

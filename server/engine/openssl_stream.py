@@ -27,19 +27,19 @@ import contextlib
 import socket
 import ssl
 from collections.abc import Callable
-from typing import Any, Final, TypeVar
+from typing import Any, TypeVar
 
 import trio
 from cryptography import x509
 from OpenSSL import SSL, crypto
 
 from mtls_ref.shared.tls.socket_stream import SocketOwner, restore_send_buffering
+from mtls_ref.shared.tls.stream import RECEIVE_SIZE
 
 from . import openssl_lowlevel
 
 __all__ = ["OpenSSLSocketStream"]
 
-RECEIVE_SIZE: Final = 65536
 _T = TypeVar("_T")
 def _as_ssl_error(exc: SSL.Error, connection: SSL.Connection) -> ssl.SSLError:
     """The stdlib exception that CPython would raise for the same OpenSSL failure."""

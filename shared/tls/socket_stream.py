@@ -31,9 +31,10 @@ from typing import Any, Final
 import trio
 from cryptography import x509
 
+from .stream import RECEIVE_SIZE
+
 __all__ = ["SocketOwner", "SocketTLSStream", "restore_send_buffering"]
 
-RECEIVE_SIZE: Final = 65536
 # trio.SocketStream sets TCP_NOTSENT_LOWAT to 16 KiB (latency for its own buffered
 # streams). With OpenSSL writing to the socket itself that only makes a bulk sender
 # wake up for every record: the kernel's default (no limit) gives the throughput back.

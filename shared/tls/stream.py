@@ -13,11 +13,17 @@ banner and the pages.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from cryptography import x509
 
-__all__ = ["EngineTraits", "TLSStream"]
+__all__ = ["RECEIVE_SIZE", "RECORD_SIZE", "EngineTraits", "TLSStream"]
+
+# How much a read asks for. An adapter's default (and a bulk reader's): large enough that one call
+# takes several records. A loop that parses what it reads (lines, HTTP/1.1 heads) asks for one
+# maximal record's plaintext at a time, so that its limits are checked as the bytes come.
+RECEIVE_SIZE: Final = 65536
+RECORD_SIZE: Final = 16384
 
 
 class TLSStream(Protocol):
