@@ -106,7 +106,7 @@ def openssl_command(
         "openssl",
         "s_client",
         "-connect",
-        f"{host}:{port}",
+        str(HostPort(host, port)),
         "-tls1_3" if tls == "1.3" else "-tls1_2",
         "-servername",
         server_name,

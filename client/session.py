@@ -30,6 +30,7 @@ from typing import Any, Final
 import trio
 from cryptography import x509
 
+from mtls_ref.shared.core.addresses import HostPort
 from mtls_ref.shared.core.config import ClientConfig
 from mtls_ref.shared.pki.inspect import describe_certificate
 from mtls_ref.shared.tls.connection import TLSConnection
@@ -64,7 +65,7 @@ async def run_client(
     """Run one session against ``config.host:config.port``; never raises for network outcomes."""
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
-    report = ClientReport(target=f"{config.host}:{config.port}", server_name=config.expected_name)
+    report = ClientReport(target=str(HostPort(config.host, config.port)), server_name=config.expected_name)
     recorder = HandshakeRecorder(Role.CLIENT)
     try:
         with recording(recorder):
@@ -122,14 +123,14 @@ async def _connect(config: ClientConfig, report: ClientReport) -> trio.SocketStr
             raise fail(
                 report,
                 Exit.CONNECT,
-                summary=f"cannot connect to {config.host}:{config.port}: {_connect_error(exc)}",
+                summary=f"cannot connect to {HostPort(config.host, config.port)}: {_connect_error(exc)}",
                 fix="is the server running? start ours with 'make run-server', or check --host/--port",
             ) from exc
     # Only reached when the deadline cancelled the connect attempt.
     raise fail(
         report,
         Exit.CONNECT,
-        summary=f"no TCP connection to {config.host}:{config.port} within {config.timeout:g}s",
+        summary=f"no TCP connection to {HostPort(config.host, config.port)} within {config.timeout:g}s",
         fix="check the address and any firewall",
     )
 

@@ -84,8 +84,8 @@ async def run_tunnel(
     """Listen, and tunnel every local connection to the service, until cancelled."""
     listeners = await trio.open_tcp_listeners(settings.listen_port, host=settings.listen_host)
     bound = [listener.socket.getsockname()[:2] for listener in listeners]
-    target = f"{settings.client.host}:{settings.client.port}"
-    say(f"tunnel: listening on {', '.join(f'{h}:{p}' for h, p in bound)} -> mutual TLS to {target}")
+    target = str(HostPort(settings.client.host, settings.client.port))
+    say(f"tunnel: listening on {', '.join(str(HostPort(h, p)) for h, p in bound)} -> mutual TLS to {target}")
     task_status.started(bound)
 
     async def handle(local: trio.SocketStream) -> None:
@@ -98,13 +98,13 @@ async def _tunnel_one(
     local: trio.SocketStream, settings: TunnelSettings, context: ssl.SSLContext, say: Callable[[str], None]
 ) -> None:
     config = settings.client
-    source = "{}:{}".format(*local.socket.getpeername()[:2])
+    source = str(HostPort(*local.socket.getpeername()[:2]))
     async with local:
         try:
             with trio.fail_after(config.timeout):
                 remote_tcp = await trio.open_tcp_stream(config.host, config.port)
         except (OSError, trio.TooSlowError) as exc:
-            say(f"tunnel: {source}: cannot reach {config.host}:{config.port}: {exc or 'timeout'}")
+            say(f"tunnel: {source}: cannot reach {HostPort(config.host, config.port)}: {exc or 'timeout'}")
             return
         tls = TLSConnection(remote_tcp, context, server_side=False, server_hostname=config.expected_name)
         try:
@@ -121,7 +121,7 @@ async def _tunnel_one(
                     else "connection lost"
                 )
             )
-            say(f"tunnel: {source}: handshake with {config.host}:{config.port} failed: {why}")
+            say(f"tunnel: {source}: handshake with {HostPort(config.host, config.port)} failed: {why}")
             await tls.abort()
             return
         try:

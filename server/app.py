@@ -91,7 +91,7 @@ class Server:
         self._accepting = trio.CancelScope()
 
     def __repr__(self) -> str:
-        return f"<Server {self.config.host}:{self.config.port} active={self.active}>"
+        return f"<Server {HostPort(self.config.host, self.config.port)} active={self.active}>"
 
     @property
     def ca_certificate(self) -> x509.Certificate | None:
@@ -161,7 +161,7 @@ class Server:
             return await trio.open_tcp_listeners(self.config.port, host=self.config.host)
         except OSError as exc:
             raise ConfigError(
-                f"cannot listen on {self.config.host}:{self.config.port}: {exc.strerror or exc}; "
+                f"cannot listen on {HostPort(self.config.host, self.config.port)}: {exc.strerror or exc}; "
                 "pick another --port (or [server] port), or stop the program using it"
             ) from exc
 
@@ -365,7 +365,7 @@ def _ca_subject(ca: x509.Certificate | None) -> str:
     return ca.subject.rfc4514_string() if ca is not None else "?"
 
 
-def _host_port(host: str, port: int) -> str:
+def _host_port(host: str, port: int) -> str:  # socket addresses, as HostPort prints them
     return str(HostPort(host, port))
 
 

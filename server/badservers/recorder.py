@@ -30,6 +30,7 @@ from OpenSSL import SSL
 
 from mtls_ref.server.log import EventLog
 from mtls_ref.shared.badservers import Activity, Observation, Stage
+from mtls_ref.shared.core.addresses import HostPort
 from mtls_ref.shared.tls.context import ALPN_HTTP, ALPN_LINE
 from mtls_ref.shared.tls.trace import ALERT_NAMES
 
@@ -44,9 +45,8 @@ Notify = Callable[[str, dict[str, Any]], None]
 
 
 def host_port(address: Any) -> str:
-    """``127.0.0.1:5000`` / ``[::1]:5000``, as the server's log spells a peer."""
-    host, port = address[:2]
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    """``127.0.0.1:5000`` / ``[::1]:5000`` from a socket address, as the server's log spells a peer."""
+    return str(HostPort(*address[:2]))
 
 
 @dataclass(slots=True)

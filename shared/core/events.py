@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from .addresses import HostPort
+
 __all__ = ["listening_port", "parse_event"]
 
 
@@ -38,6 +40,6 @@ def listening_port(line: str | bytes) -> int | None:
     if not isinstance(addresses, list) or not addresses:
         return None
     try:
-        return int(str(addresses[0]).rsplit(":", 1)[1])
-    except (IndexError, ValueError):
+        return HostPort.parse(str(addresses[0])).port
+    except ValueError:
         return None
