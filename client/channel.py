@@ -45,7 +45,6 @@ __all__ = ["REPLY_MAX_LINE", "Channel"]
 # Replies can be longer than requests (ECHO adds a prefix, WHOAMI is JSON):
 # accept up to 64 KiB per reply line.
 REPLY_MAX_LINE: Final = 65536
-# One TLS record's worth of plaintext (RFC 8446 §5.1: at most 2^14 bytes).
 
 T = TypeVar("T")
 

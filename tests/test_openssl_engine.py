@@ -83,14 +83,17 @@ async def test_certificate_request_names_the_ca(pki: Pki, openssl: str, engine: 
         ("spdy/3", None),  # no overlap: no ALPN, no alert; the handler sniffs and greets
     ],
 )
+@pytest.mark.parametrize("version", [(), ("-tls1_2",)], ids=["negotiated", "tls12"])
 async def test_alpn_is_the_servers_choice_among_whole_entries(
-    pki: Pki, openssl: str, offered: str, chosen: str | None
+    pki: Pki, openssl: str, offered: str, chosen: str | None, version: tuple[str, ...]
 ) -> None:
     """The openssl engine's own ALPN selector (C callback) picks our first protocol the client offers."""
     async with trio.open_nursery() as nursery:
         server, port, _ = await start_server(nursery, pki, tls_engine="openssl")
         until = b"ALPN protocol" if chosen else b"OK pong"
-        out = await s_client(openssl, port, "-alpn", offered, *s_client_credentials(pki), until=until)
+        out = await s_client(
+            openssl, port, *version, "-alpn", offered, *s_client_credentials(pki), until=until
+        )
         server.shutdown()
     if chosen:
         assert f"ALPN protocol: {chosen}\n" in out, out

@@ -23,7 +23,7 @@ __all__ = ["RECEIVE_SIZE", "RECORD_SIZE", "EngineTraits", "TLSStream"]
 # takes several records. A loop that parses what it reads (lines, HTTP/1.1 heads) asks for one
 # maximal record's plaintext at a time, so that its limits are checked as the bytes come.
 RECEIVE_SIZE: Final = 65536
-RECORD_SIZE: Final = 16384
+RECORD_SIZE: Final = 16384  # RFC 8446 §5.1: a record's plaintext is at most 2^14 bytes
 
 
 class TLSStream(Protocol):

@@ -37,18 +37,25 @@ async def send_all(sock: socket.socket, conn: SSL.Connection, data: bytes) -> No
         view = view[await retry(sock, conn.send, view) :]
 
 
+async def read_line(sock: socket.socket, conn: SSL.Connection) -> bytes | None:
+    """The first line the client sends (without its newline), or None when it closes first."""
+    data = b""
+    while b"\n" not in data:
+        chunk = await retry(sock, conn.recv, 65536)
+        if not chunk:
+            return None
+        data += chunk
+    return data.split(b"\n", 1)[0]
+
+
 async def handle(sock: socket.socket, ctx: SSL.Context) -> None:
     conn = SSL.Connection(ctx, sock)
     conn.set_accept_state()
     try:
         await retry(sock, conn.do_handshake)
-        data = b""
-        while b"\n" not in data:
-            chunk = await retry(sock, conn.recv, 65536)
-            if not chunk:
-                return
-            data += chunk
-        line = data.split(b"\n", 1)[0]
+        line = await read_line(sock, conn)
+        if line is None:
+            return
         if line.startswith(b"GET /bytes/"):
             remaining = int(line.split(b"/")[2].split(b" ")[0])
             await send_all(sock, conn, b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % remaining)

@@ -21,7 +21,7 @@ import trio
 from cryptography import x509
 from OpenSSL import SSL
 
-from .pyopenssl_floor import main, retry, send_all
+from .pyopenssl_floor import main, read_line, retry, send_all
 
 _JSON = json.JSONEncoder(default=str)
 
@@ -47,12 +47,8 @@ async def handle_with_work(sock: socket.socket, ctx: SSL.Context) -> None:
         await retry(sock, conn.do_handshake)
         subject, uris, serial = _identity(conn)
         await send_all(sock, conn, f"OK hello {subject}\n".encode())
-        data = b""
-        while b"\n" not in data:
-            chunk = await retry(sock, conn.recv, 65536)
-            if not chunk:
-                return
-            data += chunk
+        if await read_line(sock, conn) is None:
+            return
         await send_all(sock, conn, b"OK pong\n")
         fields = {
             "outcome": "accepted",
